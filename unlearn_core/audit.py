@@ -1,0 +1,105 @@
+"""Headless audit: run the requested analyses over a workspace, serve repeats from the results store, and write
+report.json plus one CSV per table. The CLI and the dashboard share this registry of analyses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from unlearn_core.hashing import hash_config
+from unlearn_core.store import ResultsStore, make_key
+from unlearn_core.types import AuditData, ModelSet
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    name: str
+    title: str
+    default_config: Callable[[], object]
+    compute: Callable[..., object]  # (models, data, config, progress=None) -> result
+    tables: Callable[[object], dict[str, object]]  # result -> {table name: DataFrame}
+    scores: Callable[[object, str], dict[str, float]]  # (result, checkpoint name) -> scores for report.json
+
+
+def _scorecard() -> Analysis:
+    from unlearn_core.analyses.behaviour import ScorecardConfig, compute_scorecard
+
+    return Analysis(
+        "scorecard", "Behavioural scorecard", ScorecardConfig, compute_scorecard,
+        lambda r: {"scorecard_summary": r.to_frame(), "scorecard_items": r.items_frame(),
+                   "scorecard_roc": r.roc_frame()},
+        lambda r, name: r.scores(name),
+    )
+
+
+REGISTRY: dict[str, Callable[[], Analysis]] = {"scorecard": _scorecard}
+
+
+def get_analysis(name: str) -> Analysis:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown analysis {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]()
+
+
+def result_key(analysis: str, models: ModelSet, data: AuditData, config) -> str:
+    return make_key(analysis, {n: m.hash for n, m in models.all().items()}, data.hash, hash_config(config))
+
+
+def run_analysis(analysis: Analysis, models: ModelSet, data: AuditData, store: ResultsStore | None,
+                 config=None, progress: Progress | None = None) -> tuple[object, bool]:
+    """(result, served_from_store). Results are computed at most once per (checkpoints, data, config)."""
+    config = config if config is not None else analysis.default_config()
+    if store is None:
+        return analysis.compute(models, data, config, progress=progress), False
+    key = result_key(analysis.name, models, data, config)
+    return store.get_or_compute(
+        key, lambda: analysis.compute(models, data, config, progress=progress), analysis=analysis.name,
+        checkpoints={n: m.hash for n, m in models.all().items()}, data_hash=data.hash,
+        config_hash=hash_config(config),
+    )
+
+
+def behaviour_status(scores: dict[str, float], original: dict[str, float]) -> str:
+    """Behavioural reading only: whether the forget-set answers are gone relative to the original."""
+    f, f0 = scores.get("forget_acc"), original.get("forget_acc")
+    if f is None or f0 is None:
+        return "unknown"
+    return "looks forgotten" if f <= 0.5 * f0 else "not forgotten"
+
+
+def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path, store: ResultsStore | None,
+              progress: Progress | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"checkpoints": {}, "analyses": {}, "data_hash": data.hash,
+                    "n_items": {"forget": len(data.forget), "retain": len(data.retain), "holdout": len(data.holdout)}}
+    names = list(models.all())
+    scores: dict[str, dict[str, float]] = {n: {} for n in names}
+    for i, name in enumerate(analyses):
+        analysis = get_analysis(name)
+
+        def sub(frac: float, msg: str, i=i, title=analysis.title) -> None:
+            if progress:
+                progress((i + frac) / len(analyses), f"{title}: {msg}")
+
+        result, cached = run_analysis(analysis, models, data, store, progress=sub)
+        report["analyses"][name] = {"from_store": cached, "tables": []}
+        for tname, df in analysis.tables(result).items():
+            df.to_csv(out / f"{tname}.csv", index=False)
+            report["analyses"][name]["tables"].append(f"{tname}.csv")
+        for n in names:
+            scores[n].update(analysis.scores(result, n))
+    for n in names:
+        role = models.all()[n].role
+        entry = {"role": role, "path": models.all()[n].path, "hash": models.all()[n].hash, "scores": scores[n]}
+        if role != "original":
+            entry["behaviour"] = behaviour_status(scores[n], scores[models.original.name])
+            entry["verdict"] = entry["behaviour"] + " (behaviour only: add representation-level analyses to tell "\
+                "suppression from deletion)"
+        report["checkpoints"][n] = entry
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
+    return report

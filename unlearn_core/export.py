@@ -1,0 +1,290 @@
+"""Figures to SVG/PDF/PNG, tables to CSV/LaTeX, several files to one zip: what goes into a paper or a report.
+
+Plotly figures are rendered by kaleido 1.x, which drives a headless Chrome/Chromium through choreographer;
+altair charts are rendered by vl-convert (no browser needed). Both run in-process and return bytes, so the
+dashboard can offer downloads without writing temporary files.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+import os
+import re
+import unicodedata
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "FORMATS",
+    "ExportError",
+    "bundle_zip",
+    "figure_bytes",
+    "find_chrome",
+    "format_number",
+    "latex_escape",
+    "safe_filename",
+    "table_csv",
+    "table_latex",
+]
+
+FORMATS = ("svg", "pdf", "png")
+DEBIAN_CHROMIUM = "/usr/bin/chromium"
+_CHROME_HINT = (
+    "Plotly export needs a Chrome/Chromium browser: install Debian's chromium (apt-get install chromium), "
+    "or set BROWSER_PATH to a Chrome executable."
+)
+
+
+class ExportError(RuntimeError):
+    """A figure or table could not be exported; the message says what to install or change."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# figures
+
+
+def find_chrome() -> str | None:
+    """The browser kaleido will use, making Debian's chromium explicit when nothing else is configured.
+
+    choreographer (kaleido's browser driver) takes $BROWSER_PATH first, then searches PATH for chrome/chromium
+    names, then typical install paths such as /usr/bin/chromium. Setting BROWSER_PATH when that file exists pins
+    the same browser regardless of PATH (Streamlit or CI may run with a reduced PATH).
+    """
+    configured = os.environ.get("BROWSER_PATH")
+    if configured:
+        return configured if os.path.isfile(configured) and os.access(configured, os.X_OK) else None
+    if os.path.isfile(DEBIAN_CHROMIUM) and os.access(DEBIAN_CHROMIUM, os.X_OK):
+        os.environ["BROWSER_PATH"] = DEBIAN_CHROMIUM
+        return DEBIAN_CHROMIUM
+    try:
+        from choreographer.browsers.chromium import Chromium
+
+        return Chromium.find_browser(skip_local=False)
+    except Exception:  # noqa: BLE001 - private API of a dependency; no answer means "not found"
+        return None
+
+
+def _check_format(fmt: str) -> str:
+    fmt = str(fmt).lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _is_plotly(fig: Any) -> bool:
+    try:
+        from plotly.basedatatypes import BaseFigure
+    except ImportError:  # pragma: no cover - plotly is a hard dependency
+        return False
+    return isinstance(fig, BaseFigure)
+
+
+def _is_altair(fig: Any) -> bool:
+    try:
+        import altair as alt
+    except ImportError:  # pragma: no cover - altair is a hard dependency
+        return False
+    return isinstance(fig, alt.TopLevelMixin)
+
+
+def figure_bytes(fig: Any, fmt: str, width: int = 900, height: int = 500, scale: float = 2) -> bytes:
+    """Render a plotly figure or an altair chart to SVG, PDF or PNG bytes.
+
+    width/height are layout pixels; `scale` multiplies the pixel density of PNGs (2 = sharp on slides and
+    high-DPI screens). Altair charts keep an explicit width/height or a concat/facet layout of their own.
+    """
+    fmt = _check_format(fmt)
+    if _is_plotly(fig):
+        return _plotly_bytes(fig, fmt, width, height, scale)
+    if _is_altair(fig):
+        return _altair_bytes(fig, fmt, width, height, scale)
+    raise TypeError(f"figure_bytes expects a plotly Figure or an altair Chart, got {type(fig).__name__}")
+
+
+def _plotly_bytes(fig: Any, fmt: str, width: int, height: int, scale: float) -> bytes:
+    import plotly.io as pio
+
+    if find_chrome() is None:
+        configured = os.environ.get("BROWSER_PATH")
+        where = f" (BROWSER_PATH={configured} is not an executable file)" if configured else ""
+        raise ExportError(_CHROME_HINT + where)
+    try:
+        return pio.to_image(fig, format=fmt, width=width, height=height, scale=scale)
+    except Exception as e:
+        from kaleido.errors import ChromeNotFoundError
+
+        if isinstance(e, ChromeNotFoundError) or "chrome" in str(e).lower():
+            raise ExportError(f"{_CHROME_HINT} (kaleido said: {e})") from e
+        raise ExportError(f"plotly export to {fmt} failed: {e}") from e
+
+
+def _vl_version() -> str:
+    """vl-convert's name of the Vega-Lite version altair writes, e.g. 'v6.4.1' -> 'v6_4'."""
+    import altair as alt
+
+    major, minor = alt.SCHEMA_VERSION.lstrip("v").split(".")[:2]
+    return f"v{major}_{minor}"
+
+
+def _altair_bytes(chart: Any, fmt: str, width: int, height: int, scale: float) -> bytes:
+    import vl_convert as vlc
+
+    spec = chart.to_dict()  # includes the active altair theme's config
+    single_view = not any(k in spec for k in ("hconcat", "vconcat", "concat", "facet", "repeat"))
+    if single_view:
+        spec.setdefault("width", width)
+        spec.setdefault("height", height)
+    version = _vl_version()
+    try:
+        if fmt == "svg":
+            return vlc.vegalite_to_svg(spec, vl_version=version).encode("utf-8")
+        if fmt == "png":
+            return vlc.vegalite_to_png(spec, vl_version=version, scale=scale)
+        return vlc.vegalite_to_pdf(spec, vl_version=version)
+    except Exception as e:
+        raise ExportError(f"altair export to {fmt} failed: {e}") from e
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tables
+
+
+def _keeps_index(df: pd.DataFrame) -> bool:
+    """A default 0..n-1 index carries no information; any other index (e.g. checkpoint names) is a column."""
+    idx = df.index
+    return not (isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1 and idx.name is None)
+
+
+def table_csv(df: pd.DataFrame) -> bytes:
+    """UTF-8 CSV with full precision (for re-analysis; the LaTeX table is the rounded, human one)."""
+    return df.to_csv(index=_keeps_index(df)).encode("utf-8")
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+_LATEX_RE = re.compile("|".join(re.escape(c) for c in _LATEX_SPECIAL))
+
+
+def latex_escape(text: str) -> str:
+    return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group()], text)
+
+
+def format_number(x: Any, digits: int = 3) -> str:
+    """A number rounded to `digits` significant digits for a table; plain decimals in the usual range.
+
+    0.123456 -> 0.123, 12.3456 -> 12.3, 1234.5 -> 1234 (integer part kept), 1.2e-5 -> $1.20\\times10^{-5}$.
+    """
+    if x is None:
+        return "--"
+    if isinstance(x, (bool, numbers.Integral)):  # numpy ints register as Integral; counts stay exact
+        return str(x)
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return latex_escape(str(x))
+    if math.isnan(v):
+        return "--"
+    if math.isinf(v):
+        return r"$\infty$" if v > 0 else r"$-\infty$"
+    if v == 0:
+        return "0"
+    exp = math.floor(math.log10(abs(v)))
+    if -3 <= exp < 6:
+        return f"{v:.{max(0, digits - 1 - exp)}f}"
+    mantissa, e = f"{v:.{digits - 1}e}".split("e")
+    return rf"${mantissa}\times10^{{{int(e)}}}$"
+
+
+def _cell(x: Any) -> str:
+    if isinstance(x, str):
+        return latex_escape(x)
+    if isinstance(x, numbers.Number):
+        return format_number(x)
+    if x is None or (pd.api.types.is_scalar(x) and pd.isna(x)):
+        return "--"
+    return latex_escape(str(x))
+
+
+def table_latex(df: pd.DataFrame, caption: str, label: str) -> bytes:
+    """A booktabs LaTeX table (needs \\usepackage{booktabs}) with numbers to 3 significant digits, text escaped."""
+    if not label or not re.fullmatch(r"[A-Za-z0-9:_\-.]+", label):
+        raise ValueError(f"LaTeX label must be non-empty and use only letters, digits and :_-. ; got {label!r}")
+    keep_index = _keeps_index(df)
+    df = df.copy(deep=False)  # escape axis names too (Styler.format_index only formats the labels)
+    df.index = df.index.set_names([None if n is None else latex_escape(str(n)) for n in df.index.names])
+    df.columns = df.columns.set_names([None if n is None else latex_escape(str(n)) for n in df.columns.names])
+    styler = df.style.format(_cell)
+    styler = styler.format_index(_cell, axis=0).format_index(_cell, axis=1)
+    if not keep_index:
+        styler = styler.hide(axis="index")
+    tex = styler.to_latex(
+        caption=latex_escape(caption),
+        label=label,
+        hrules=True,
+        position_float="centering",
+        column_format=("l" * df.index.nlevels if keep_index else "")
+        + "".join(_column_align(df[c]) for c in df.columns),
+    )
+    return tex.encode("utf-8")
+
+
+def _column_align(col: pd.Series) -> str:
+    return "r" if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col) else "l"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# files
+
+
+def bundle_zip(files: Mapping[str, bytes]) -> bytes:
+    """A zip of named files (subfolders allowed: "figures/a.svg"); identical input gives identical bytes.
+
+    Names are checked so that unzipping cannot write outside the target folder.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            path = PurePosixPath(str(name).replace("\\", "/"))
+            if not path.parts or path.is_absolute() or ".." in path.parts or Path(str(name)).drive:
+                raise ValueError(f"unsafe file name in bundle: {name!r}")
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"bundle file {name!r} must be bytes, got {type(data).__name__}")
+            info = zipfile.ZipInfo(str(path), date_time=(1980, 1, 1, 0, 0, 0))  # fixed: reproducible archives
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, bytes(data))
+    return buf.getvalue()
+
+
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+def safe_filename(title: str, max_len: int = 80) -> str:
+    """A portable file stem from a figure title: ASCII letters, digits, '-', '_' and '.', lower case.
+
+    "Forget accuracy: NPO vs. original (λ=0.5)" -> "forget_accuracy_npo_vs._original_0.5".
+    """
+    ascii_text = unicodedata.normalize("NFKD", str(title)).encode("ascii", "ignore").decode("ascii")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_text).strip("._-").lower()
+    stem = re.sub(r"_+", "_", stem)[:max_len].rstrip("._-")
+    if not stem:
+        return "figure"
+    if stem.split(".")[0] in _WINDOWS_RESERVED:
+        stem = f"_{stem}"
+    return stem

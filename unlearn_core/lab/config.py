@@ -1,0 +1,79 @@
+"""Lab configurations: frozen, validated, hashed. The build is cached on disk under the config hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    """Each method runs until forget accuracy <= stop_forget_acc (the stop rule) or max_steps (reported)."""
+
+    stop_forget_acc: float = 0.1
+    retain_floor: float = 0.6  # stated floor on retain accuracy for methods with a retain term
+    ga_retain_floor: float = 0.35  # plain GA has no retain term and is known to collapse utility (TOFU, MUSE)
+    max_steps: int = 400
+    batch_size: int = 16
+    retain_batch_size: int = 48
+    retain_weight: float = 4.0  # weight of the retain NLL term (GradDiff, NPO+RT, suppressed_head)
+    ga_lr: float = 2e-5
+    graddiff_lr: float = 3e-5
+    npo_lr: float = 5e-5
+    npo_beta: float = 0.1
+    rmu_lr: float = 3e-3
+    rmu_steer: float = 40.0  # target norm multiplier relative to the layer's mean activation norm
+    rmu_alpha: float = 10.0  # retain-preservation weight
+    head_lr: float = 2e-4
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    name: str
+    arch: str = "gpt2"  # gpt2 | llama
+    n_layer: int = 4
+    d_model: int = 128
+    n_head: int = 4
+    d_mlp: int = 512
+    vocab_size: int = 512
+    n_entities: int = 40
+    n_attributes: int = 5
+    forget_frac: float = 0.1
+    n_holdout: int = 4
+    seed: int = 0
+    lr: float = 3e-3
+    batch_size: int = 32
+    max_epochs: int = 400
+    target_acc: float = 0.98  # train until QA accuracy on trained facts reaches this (checked every eval_every)
+    eval_every: int = 5
+    unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+
+    def __post_init__(self):
+        if self.arch not in ("gpt2", "llama"):
+            raise ValueError(f"arch must be gpt2 or llama, got {self.arch!r}")
+        if self.n_layer < 3:
+            raise ValueError("n_layer must be >= 3 (RMU and SAE need a middle layer below the last block)")
+        if self.d_model % self.n_head:
+            raise ValueError("d_model must be divisible by n_head")
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+CONFIGS: dict[str, LabConfig] = {
+    "default": LabConfig(name="default"),
+    "llama": LabConfig(name="llama", arch="llama", d_mlp=344),
+    "tiny": LabConfig(name="tiny", n_layer=3, d_model=64, n_head=4, d_mlp=256, vocab_size=512, n_entities=24,
+                      n_attributes=4, forget_frac=1 / 6, n_holdout=4, lr=5e-3, max_epochs=300),
+    "tiny-llama": LabConfig(name="tiny-llama", arch="llama", n_layer=3, d_model=64, n_head=4, d_mlp=172,
+                            vocab_size=512, n_entities=24, n_attributes=4, forget_frac=1 / 6, n_holdout=4, lr=5e-3,
+                            max_epochs=300),
+}
+
+
+def get_config(name: str, **overrides) -> LabConfig:
+    if name not in CONFIGS:
+        raise ValueError(f"unknown lab config {name!r}; choose one of {sorted(CONFIGS)}")
+    return replace(CONFIGS[name], **overrides) if overrides else CONFIGS[name]

@@ -1,0 +1,130 @@
+"""Real unlearning methods run on the original model, each stopped by a rule (forget accuracy <= threshold).
+
+GA (gradient ascent), GradDiff (ascent on forget + descent on retain), NPO (+ retain NLL; Zhang et al. 2024),
+RMU (Li et al. 2024, WMDP: misdirect one layer's forget activations to a random direction, keep retain ones),
+and the planted `suppressed_head` control: GradDiff restricted to the last block, final norm and output head, so
+every earlier representation is byte-identical to the original's (ground truth: suppression).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from unlearn_core import arch
+from unlearn_core.lab.config import UnlearnConfig
+from unlearn_core.scoring import Encoded, pad_id_of, right_pad, score_encoded
+
+METHODS = ("ga", "graddiff", "npo", "rmu", "suppressed_head")
+
+
+def answer_logprob_sums(model, batch: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable sum of answer-token log-probs per item [B] and answer lengths [B]."""
+    device = next(model.parameters()).device
+    ids, mask = right_pad([e.ids for e in batch], pad_id, device)
+    logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    logp = F.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None])[..., 0]  # [B, T-1]
+    span = torch.zeros_like(logp)
+    for r, e in enumerate(batch):
+        p, a = len(e.prompt_ids), len(e.answer_ids)
+        span[r, p - 1 : p + a - 1] = 1.0
+    return (logp * span).sum(1), span.sum(1)
+
+
+def _nll(model, batch, pad_id) -> torch.Tensor:
+    s, n = answer_logprob_sums(model, batch, pad_id)
+    return -(s / n).mean()
+
+
+def _hidden(model, batch: list[Encoded], pad_id: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output of block `layer` [B, T, d] and the token mask [B, T]."""
+    ids, mask = right_pad([e.ids for e in batch], pad_id, next(model.parameters()).device)
+    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    return out.hidden_states[layer + 1], mask
+
+
+def rmu_layer(model) -> int:
+    return max(1, arch.n_layers(model) // 2 - 1) if arch.n_layers(model) > 3 else 1
+
+
+def unlearn(method: str, original, tokenizer, forget: list[Encoded], retain: list[Encoded], cfg: UnlearnConfig,
+            seed: int = 0, progress: Callable[[int, float], None] | None = None):
+    """Returns (unlearned model, stats). `original` is never modified."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = copy.deepcopy(original).train()
+    pad = pad_id_of(tokenizer)
+    frozen = original.eval()
+    lr = {"ga": cfg.ga_lr, "graddiff": cfg.graddiff_lr, "npo": cfg.npo_lr, "rmu": cfg.rmu_lr,
+          "suppressed_head": cfg.head_lr}[method]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if method == "rmu":
+        layer = rmu_layer(model)
+        params = list(arch.mlp_module(model, layer).parameters())
+        with torch.no_grad():
+            h, m = _hidden(frozen, forget, pad, layer)
+            scale = (h.norm(dim=-1) * m).sum() / m.sum()
+        u = torch.rand(h.shape[-1], generator=torch.Generator().manual_seed(seed)).to(h.device)
+        control = cfg.rmu_steer * scale * u / u.norm() / h.shape[-1] ** 0.5
+    elif method == "suppressed_head":
+        params = arch.head_parameters(model)
+    else:
+        params = list(model.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    if method == "npo":
+        with torch.no_grad():
+            ref = {id(e): answer_logprob_sums(frozen, [e], pad)[0][0] for e in forget}
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+    def forget_acc() -> float:
+        model.eval()
+        acc = score_encoded(model, forget, pad, batch_size=64).accuracy().mean().item()
+        model.train()
+        return acc
+
+    acc, step = forget_acc(), 0
+    while acc > cfg.stop_forget_acc and step < cfg.max_steps:
+        step += 1
+        fb = rng.sample(forget, min(cfg.batch_size, len(forget)))
+        rb = rng.sample(retain, min(cfg.retain_batch_size, len(retain)))
+        if method == "ga":
+            loss = -_nll(model, fb, pad)
+        elif method in ("graddiff", "suppressed_head"):
+            loss = -_nll(model, fb, pad) + cfg.retain_weight * _nll(model, rb, pad)
+        elif method == "npo":
+            s, _ = answer_logprob_sums(model, fb, pad)
+            ratio = s - torch.stack([ref[id(e)] for e in fb])
+            npo = -(2 / cfg.npo_beta) * F.logsigmoid(-cfg.npo_beta * ratio).mean()
+            loss = npo + cfg.retain_weight * _nll(model, rb, pad)
+        else:  # rmu
+            hf, mf = _hidden(model, fb, pad, layer)
+            hr, mr = _hidden(model, rb, pad, layer)
+            with torch.no_grad():
+                hr0, _ = _hidden(frozen, rb, pad, layer)
+            lf = (((hf - control) ** 2).mean(-1) * mf).sum() / mf.sum()
+            lr_ = (((hr - hr0) ** 2).mean(-1) * mr).sum() / mr.sum()
+            loss = lf + cfg.rmu_alpha * lr_
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        acc = forget_acc()
+        if progress:
+            progress(step, acc)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    stats = {"method": method, "steps": step, "lr": lr, "forget_acc_at_stop": acc,
+             "stopped_by": "rule" if acc <= cfg.stop_forget_acc else "max_steps",
+             "stop_rule": f"forget accuracy <= {cfg.stop_forget_acc}"}
+    if method == "rmu":
+        stats["layer"] = layer
+    return model, stats

@@ -1,0 +1,171 @@
+"""Batched teacher-forced scoring: the one forward-pass primitive every audit is built on.
+
+Prompt and answer are tokenised separately and concatenated, so the answer span is exact whatever the
+tokenizer does at the boundary. Batches are sorted by length to keep padding (wasted FLOPs) small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Encoded:
+    prompt_ids: tuple[int, ...]
+    answer_ids: tuple[int, ...]
+
+    @property
+    def ids(self) -> list[int]:
+        return list(self.prompt_ids) + list(self.answer_ids)
+
+
+@dataclass
+class AnswerScores:
+    """Per-item answer-token statistics from one teacher-forced pass (CPU float32)."""
+
+    logprobs: list[torch.Tensor]  # [len(answer)] log p(y_t | x, y_<t)
+    correct: list[torch.Tensor]  # [len(answer)] bool, argmax == label
+    mu: list[torch.Tensor] | None = None  # [len(answer)] E_p[log p] at each step (Min-K%++)
+    sigma: list[torch.Tensor] | None = None  # [len(answer)] Std_p[log p]
+
+    def mean_logprob(self) -> torch.Tensor:
+        return torch.stack([lp.mean() if lp.numel() else torch.tensor(0.0) for lp in self.logprobs])
+
+    def prob(self) -> torch.Tensor:
+        """p~ = exp(mean answer log-prob): length-normalised probability."""
+        return self.mean_logprob().exp()
+
+    def accuracy(self) -> torch.Tensor:
+        """1 where teacher-forced argmax reproduces every answer token (= greedy decoding yields the answer)."""
+        return torch.stack([c.all() if c.numel() else torch.tensor(False) for c in self.correct]).float()
+
+    def token_accuracy(self) -> torch.Tensor:
+        """Exact memorisation: share of answer tokens where argmax = label."""
+        return torch.stack([c.float().mean() if c.numel() else torch.tensor(0.0) for c in self.correct])
+
+
+def encode(tokenizer, prompts: list[str], answers: list[str]) -> list[Encoded]:
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+    p_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    a_ids = tokenizer(list(answers), add_special_tokens=False)["input_ids"]
+    return [Encoded(tuple(p), tuple(a)) for p, a in zip(p_ids, a_ids)]
+
+
+def pad_id_of(tokenizer) -> int:
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if tid is not None:
+            return int(tid)
+    return 0
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Index batches of similar length; a batch holds at most batch_size rows and max_tokens padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, cur, cur_max = [], [], 0
+    for i in order:
+        new_max = max(cur_max, lengths[i])
+        if cur and (len(cur) >= batch_size or (max_tokens and new_max * (len(cur) + 1) > max_tokens)):
+            batches.append(cur)
+            cur, new_max = [], lengths[i]
+        cur.append(i)
+        cur_max = new_max
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def right_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[r, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def score_encoded(
+    model,
+    encoded: list[Encoded],
+    pad_id: int,
+    batch_size: int = 32,
+    with_stats: bool = False,
+    max_tokens: int | None = 16384,
+) -> AnswerScores:
+    """Teacher-forced log-probs of each item's answer tokens. One forward pass per length batch."""
+    device = model_device(model)
+    n = len(encoded)
+    logprobs: list = [None] * n
+    correct: list = [None] * n
+    mus: list = [None] * n
+    sigmas: list = [None] * n
+    lengths = [len(e.prompt_ids) + len(e.answer_ids) for e in encoded]
+    for batch in length_batches(lengths, batch_size, max_tokens):
+        ids, mask = right_pad([encoded[i].ids for i in batch], pad_id, device)
+        logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
+        for r, i in enumerate(batch):
+            e = encoded[i]
+            p, a = len(e.prompt_ids), len(e.answer_ids)
+            if a == 0:
+                empty = torch.zeros(0)
+                logprobs[i], correct[i], mus[i], sigmas[i] = empty, empty.bool(), empty, empty
+                continue
+            # logits at position t predict token t+1: the answer span is predicted from positions p-1 .. p+a-2
+            span = logits[r, p - 1 : p + a - 1].float()  # [a, V]
+            logp = F.log_softmax(span, dim=-1)
+            labels = torch.tensor(e.answer_ids, device=span.device)
+            logprobs[i] = logp.gather(1, labels[:, None])[:, 0].cpu()
+            correct[i] = (span.argmax(-1) == labels).cpu()
+            if with_stats:
+                probs = logp.exp()
+                mu = (probs * logp).sum(-1)
+                var = (probs * logp.square()).sum(-1) - mu.square()
+                mus[i], sigmas[i] = mu.cpu(), var.clamp_min(1e-12).sqrt().cpu()
+    return AnswerScores(logprobs, correct, mus if with_stats else None, sigmas if with_stats else None)
+
+
+def score_answers(
+    model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 32, with_stats: bool = False
+) -> AnswerScores:
+    return score_encoded(model, encode(tokenizer, prompts, answers), pad_id_of(tokenizer), batch_size, with_stats)
+
+
+@torch.no_grad()
+def greedy_generate(
+    model, tokenizer, prompts: list[str], max_new_tokens: int = 24, batch_size: int = 32
+) -> list[str]:
+    """Greedy continuations cut at EOS (HF generate with left padding, the standard eval setting)."""
+    device = model_device(model)
+    pad = pad_id_of(tokenizer)
+    enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    out: list = [None] * len(prompts)
+    for batch in length_batches([len(e) for e in enc], batch_size):
+        width = max(len(enc[i]) for i in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, i in enumerate(batch):
+            ids[r, width - len(enc[i]) :] = torch.tensor(enc[i])
+            mask[r, width - len(enc[i]) :] = 1
+        gen = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        for r, i in enumerate(batch):
+            new = gen[r, width:].tolist()
+            if tokenizer.eos_token_id is not None and tokenizer.eos_token_id in new:
+                new = new[: new.index(tokenizer.eos_token_id)]
+            out[i] = tokenizer.decode(new, skip_special_tokens=True)
+    return out

@@ -1,0 +1,62 @@
+"""Shared handles passed to every analysis: loaded checkpoints and the audit's data.
+
+Analyses are pure functions `(models, data, config) -> result`; these are the `models` and `data` halves.
+Loaded models are treated as read-only: analyses that modify weights work on a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from unlearn_core.items import PromptFormat, QAItem
+
+ROLES = ("original", "unlearned", "retain_only")
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    name: str  # display name, e.g. "original", "npo"
+    role: str  # one of ROLES
+    model: Any  # a transformers PreTrainedModel in eval mode
+    tokenizer: Any
+    path: str
+    hash: str  # content hash of the checkpoint (results-store key)
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+
+
+@dataclass(frozen=True)
+class AuditData:
+    forget: tuple[QAItem, ...]
+    retain: tuple[QAItem, ...] = ()
+    holdout: tuple[QAItem, ...] = ()
+    prompt_format: PromptFormat = field(default_factory=PromptFormat)
+
+    @property
+    def hash(self) -> str:
+        """Content hash of every item and the prompt format: equal data give equal keys in the results store."""
+        payload = {
+            split: [asdict(it) for it in getattr(self, split)] for split in ("forget", "retain", "holdout")
+        }
+        payload["prompt_format"] = asdict(self.prompt_format)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+@dataclass(eq=False)
+class ModelSet:
+    """One audit's checkpoints: the original, one or more unlearned, optionally the retain-only reference."""
+
+    original: LoadedModel
+    unlearned: dict[str, LoadedModel]
+    retain_only: LoadedModel | None = None
+
+    def all(self) -> dict[str, LoadedModel]:
+        out = {self.original.name: self.original, **self.unlearned}
+        if self.retain_only is not None:
+            out[self.retain_only.name] = self.retain_only
+        return out

@@ -1,0 +1,259 @@
+"""One audit's checkpoints and data: inspection before loading, compatibility, memory budget, safe loading.
+
+Everything that can be checked from config.json, tokenizer files and safetensors headers is checked BEFORE any
+weights are read, so a wrong folder or a model too big for memory is refused in milliseconds with a message that
+says what differs. Pickle weights are refused unless the user opts in; remote code is never trusted by default.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from unlearn_core.data import load_items
+from unlearn_core.hashing import hash_checkpoint
+from unlearn_core.items import PromptFormat
+from unlearn_core.types import AuditData, LoadedModel, ModelSet
+
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+               "F8_E4M3": 1, "F8_E5M2": 1}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked; the message says why and what to do."""
+
+
+class IncompatibleCheckpoints(CheckpointError):
+    pass
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: str
+    model_type: str
+    architectures: tuple[str, ...]
+    shapes: dict[str, tuple[int, ...]] = field(repr=False)
+    n_params: int
+    vocab: dict[str, int] = field(repr=False)
+    has_remote_code: bool
+    weight_format: str  # safetensors | pickle
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A local folder, or a hub id found in the local Hugging Face cache (no network is ever required)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{source}: is a file; expected a checkpoint folder with config.json and weights")
+    text = str(source)
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(text, local_files_only=True))
+        except Exception as exc:  # the hub client raises several types for "not cached"
+            raise CheckpointError(
+                f"{source}: not a local folder, and hub id {text!r} is not in the local Hugging Face cache "
+                f"({type(exc).__name__}). Download it first (huggingface-cli download {text}) or give a folder."
+            ) from exc
+    raise CheckpointError(f"{source}: folder not found")
+
+
+def _safetensors_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    with path.open("rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n))
+    return {k: (tuple(v["shape"]), v["dtype"]) for k, v in header.items() if k != "__metadata__"}
+
+
+def inspect_checkpoint(source: str | Path, allow_pickle: bool = False) -> CheckpointInfo:
+    path = resolve_source(source)
+    cfg_file = path / "config.json"
+    if not cfg_file.exists():
+        raise CheckpointError(f"{path}: no config.json; this is not a Hugging Face model folder")
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{cfg_file}: invalid JSON ({exc})") from exc
+    st_files = sorted(path.glob("*.safetensors"))
+    pickle_files = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    shapes: dict[str, tuple[int, ...]] = {}
+    n_params = 0
+    if st_files:
+        for f in st_files:
+            for k, (shape, _dtype) in _safetensors_shapes(f).items():
+                shapes[k] = shape
+                n_params += int(torch.Size(shape).numel())
+        fmt = "safetensors"
+    elif pickle_files:
+        if not allow_pickle:
+            names = ", ".join(p.name for p in pickle_files[:3])
+            raise CheckpointError(
+                f"{path}: weights are pickle files only ({names}). Loading pickle can run arbitrary code; convert "
+                "them to safetensors, or opt in with allow_pickle=True (CLI: --allow-pickle) if you trust the source."
+            )
+        fmt = "pickle"
+    else:
+        raise CheckpointError(f"{path}: no weight files (*.safetensors) found")
+    vocab = {}
+    try:
+        from transformers import AutoTokenizer
+
+        vocab = AutoTokenizer.from_pretrained(path).get_vocab()
+    except Exception as exc:  # tokenizer formats vary; report what the library said
+        raise CheckpointError(f"{path}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from exc
+    return CheckpointInfo(str(path), cfg.get("model_type", "?"), tuple(cfg.get("architectures") or ()), shapes,
+                          n_params, vocab, bool(cfg.get("auto_map")), fmt)
+
+
+def compatibility_problems(ref: CheckpointInfo, other: CheckpointInfo) -> list[str]:
+    """Every difference that makes a side-by-side comparison meaningless, in words."""
+    out = []
+    if ref.architectures != other.architectures or ref.model_type != other.model_type:
+        out.append(f"architecture differs: {ref.model_type} {list(ref.architectures)} vs "
+                   f"{other.model_type} {list(other.architectures)}")
+    if ref.vocab != other.vocab:
+        only_a = len(set(ref.vocab) - set(other.vocab))
+        only_b = len(set(other.vocab) - set(ref.vocab))
+        moved = sum(1 for t, i in ref.vocab.items() if t in other.vocab and other.vocab[t] != i)
+        out.append(f"tokenizer vocabulary differs: {len(ref.vocab)} vs {len(other.vocab)} tokens "
+                   f"({only_a} only in the first, {only_b} only in the second, {moved} with other ids)")
+    if ref.shapes and other.shapes:
+        missing = sorted(set(ref.shapes) ^ set(other.shapes))
+        if missing:
+            out.append(f"parameter names differ: {len(missing)} not in both (e.g. {missing[0]})")
+        diff = [k for k in ref.shapes if k in other.shapes and ref.shapes[k] != other.shapes[k]]
+        if diff:
+            k = diff[0]
+            out.append(f"parameter shapes differ in {len(diff)} tensors (e.g. {k}: {list(ref.shapes[k])} vs "
+                       f"{list(other.shapes[k])})")
+    return out
+
+
+def check_compatible(ref: CheckpointInfo, others: dict[str, CheckpointInfo]) -> None:
+    msgs = [f"{name} ({info.path}) vs original: " + "; ".join(p)
+            for name, info in others.items() if (p := compatibility_problems(ref, info))]
+    if msgs:
+        raise IncompatibleCheckpoints("checkpoints are not comparable:\n" + "\n".join(msgs))
+
+
+def pick_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """auto: CUDA in bf16 when present, else CPU in fp32 (bf16 matmuls are slow and lossy on most CPUs)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError("device 'cuda' asked for, but no CUDA device is available")
+    dev = torch.device(device)
+    return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+
+
+def available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(infos: dict[str, CheckpointInfo], device: torch.device, dtype: torch.dtype,
+                 headroom: float = 0.8, overhead: float = 1.2) -> int:
+    """Estimated bytes for all weights (+20% for activations) against `headroom` of free memory; refuses early."""
+    per = {n: int(i.n_params * torch.tensor([], dtype=dtype).element_size() * overhead) for n, i in infos.items()}
+    need, have = sum(per.values()), available_bytes(device)
+    if need > headroom * have:
+        detail = ", ".join(f"{n} {b / 2**30:.1f} GiB" for n, b in per.items())
+        raise CheckpointError(
+            f"not enough memory on {device}: the {len(infos)} checkpoints need about {need / 2**30:.1f} GiB "
+            f"({detail}) in {str(dtype).replace('torch.', '')}, but only {have / 2**30:.1f} GiB is free. Load fewer "
+            "checkpoints at once, or use a machine with more memory."
+        )
+    return need
+
+
+def load_model(info: CheckpointInfo, name: str, role: str, device: torch.device, dtype: torch.dtype,
+               trust_remote_code: bool = False) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if info.has_remote_code and not trust_remote_code:
+        raise CheckpointError(f"{info.path}: the config asks for custom code (auto_map); refusing to run it. "
+                              "Opt in with trust_remote_code=True (CLI: --trust-remote-code) if you trust it.")
+    model = AutoModelForCausalLM.from_pretrained(
+        info.path, dtype=dtype, use_safetensors=info.weight_format == "safetensors",
+        trust_remote_code=trust_remote_code,
+    ).to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    tok = AutoTokenizer.from_pretrained(info.path, trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return LoadedModel(name, role, model, tok, info.path, hash_checkpoint(info.path))
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """What the user picked: paths only, so it is cheap to compare, hash and keep in session state."""
+
+    original: str
+    unlearned: tuple[tuple[str, str], ...]
+    forget: str
+    retain_only: str | None = None
+    retain: str | None = None
+    holdout: str | None = None
+    device: str = "auto"
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    prompt_format: PromptFormat = field(default_factory=PromptFormat)
+
+    def __post_init__(self):
+        if not self.unlearned:
+            raise ValueError("at least one unlearned checkpoint is needed")
+        names = [n for n, _ in self.unlearned]
+        if len(set(names)) != len(names) or {"original", "retain_only"} & set(names):
+            raise ValueError(f"unlearned names must be unique and not 'original'/'retain_only': {names}")
+
+    def inspect(self) -> dict[str, CheckpointInfo]:
+        infos = {"original": inspect_checkpoint(self.original, self.allow_pickle)}
+        for name, path in self.unlearned:
+            infos[name] = inspect_checkpoint(path, self.allow_pickle)
+        if self.retain_only:
+            infos["retain_only"] = inspect_checkpoint(self.retain_only, self.allow_pickle)
+        check_compatible(infos["original"], {k: v for k, v in infos.items() if k != "original"})
+        return infos
+
+    def load_models(self) -> ModelSet:
+        infos = self.inspect()
+        device, dtype = pick_device(self.device)
+        check_memory(infos, device, dtype)
+        loaded = {n: load_model(i, n, "original" if n == "original" else "retain_only" if n == "retain_only"
+                                else "unlearned", device, dtype, self.trust_remote_code) for n, i in infos.items()}
+        return ModelSet(loaded.pop("original"), {n: loaded[n] for n, _ in self.unlearned}, loaded.get("retain_only"))
+
+    def load_data(self, accept_partial: bool = False) -> AuditData:
+        def items(path):
+            return load_items(path, accept_partial=accept_partial).items if path else ()
+
+        return AuditData(items(self.forget), items(self.retain), items(self.holdout), self.prompt_format)
+
+
+def lab_workspace(lab_dir: str | Path, unlearned: list[str] | None = None, device: str = "auto") -> WorkspaceSpec:
+    """The demo lab as a workspace: every unlearned checkpoint, the retain-only reference and the data files."""
+    lab_dir = Path(lab_dir)
+    meta = json.loads((lab_dir / "lab.json").read_text())
+    names = unlearned or [n for n in meta["checkpoints"] if n not in ("original", "retain_only")]
+    return WorkspaceSpec(
+        original=str(lab_dir / "original"),
+        unlearned=tuple((n, str(lab_dir / meta["checkpoints"][n]["path"])) for n in names),
+        retain_only=str(lab_dir / "retain_only"),
+        forget=str(lab_dir / meta["data"]["forget"]),
+        retain=str(lab_dir / meta["data"]["retain"]),
+        holdout=str(lab_dir / meta["data"]["holdout"]),
+        device=device,
+        prompt_format=PromptFormat(meta.get("prompt_template", PromptFormat.template)),
+    )
