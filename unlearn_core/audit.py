@@ -5,6 +5,7 @@ report.json plus one CSV per table. The CLI and the dashboard share this registr
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,5 +102,20 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
             entry["verdict"] = entry["behaviour"] + " (behaviour only: add representation-level analyses to tell "\
                 "suppression from deletion)"
         report["checkpoints"][n] = entry
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
+    report = _json_safe(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     return report
+
+
+def _json_safe(obj):
+    """Strict JSON: NaN/inf (a metric that does not apply) become null; numpy scalars become floats."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, bool | str) or obj is None:
+        return obj
+    if isinstance(obj, int | float) or hasattr(obj, "item"):
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    return obj

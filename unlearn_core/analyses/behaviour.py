@@ -24,6 +24,7 @@ from rouge_score import rouge_scorer
 from scipy.stats import ks_2samp
 
 from unlearn_core.analyses.text_scores import MIA_METRICS, auc_roc, membership_scores, score_texts
+from unlearn_core.codec import register_result
 from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.scoring import encode, greedy_generate, pad_id_of, score_encoded
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
@@ -43,6 +44,7 @@ SUMMARY_COLUMNS = (
 Progress = Callable[[float, str], None]
 
 
+@register_result
 @dataclass(frozen=True)
 class ScorecardConfig:
     """batch_size: rows per forward pass; max_new_tokens: greedy budget for ROUGE-L; min_k: Min-K% share;
@@ -71,6 +73,7 @@ class ScorecardConfig:
             raise ValueError(f"mia_text must be one of {MIA_TEXT_MODES}, got {self.mia_text!r}")
 
 
+@register_result
 @dataclass(frozen=True)
 class ItemScore:
     """One item under one model. NaN where a metric does not apply (no paraphrase, generation off, empty answer)."""
@@ -93,6 +96,7 @@ class ItemScore:
 ITEM_COLUMNS = tuple(f.name for f in fields(ItemScore))
 
 
+@register_result
 @dataclass(frozen=True)
 class MiaScore:
     """One text's membership score under one metric: higher = more likely a member (LOSS and zlib negated)."""
@@ -104,6 +108,7 @@ class MiaScore:
     score: float
 
 
+@register_result
 @dataclass(frozen=True)
 class RocCurve:
     model: str
@@ -113,6 +118,7 @@ class RocCurve:
     tpr: tuple[float, ...]
 
 
+@register_result
 @dataclass(frozen=True)
 class ScorecardResult:
     """Everything the scorecard page and report.json show. `summary` rows are keyed by SUMMARY_COLUMNS."""

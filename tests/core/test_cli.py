@@ -1,0 +1,55 @@
+"""The headless audit: report.json of the documented shape, CSV tables, the store, exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unlearn_core.cli import main
+
+pytestmark = pytest.mark.lab
+
+
+def _args(lab, out, forget=None):
+    return ["audit", "--original", str(lab / "original"), "--unlearned", f"supp={lab / 'suppressed_head'}",
+            "--unlearned", f"npo={lab / 'npo'}", "--retain-model", str(lab / "retain_only"),
+            "--forget", str(forget or lab / "data" / "forget.jsonl"), "--retain", str(lab / "data" / "retain.jsonl"),
+            "--holdout", str(lab / "data" / "holdout.jsonl"), "--out", str(out), "--device", "cpu"]
+
+
+def test_audit_writes_report_and_serves_repeats_from_store(tiny_lab, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_args(tiny_lab, out)) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["checkpoints"]) == {"original", "supp", "npo", "retain_only"}
+    supp = report["checkpoints"]["supp"]
+    assert supp["behaviour"] == "looks forgotten"
+    assert report["checkpoints"]["original"]["scores"]["forget_acc"] > 0.9
+    assert supp["scores"]["forget_acc"] < 0.2
+    assert (out / "scorecard_summary.csv").exists() and (out / "scorecard_items.csv").exists()
+    assert report["analyses"]["scorecard"]["from_store"] is False
+    assert main(_args(tiny_lab, out)) == 0
+    again = json.loads((out / "report.json").read_text())
+    assert again["analyses"]["scorecard"]["from_store"] is True
+    assert again["checkpoints"]["supp"]["scores"] == supp["scores"]
+
+
+def test_bad_forget_file_exits_2_with_line_numbers(tiny_lab, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q1", "answer": "a1"}\n{"question": "q2"\n{"question": "q3", "answer": "a3"}\n')
+    assert main(_args(tiny_lab, tmp_path / "o", forget=bad)) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "accept" in err
+
+
+def test_missing_checkpoint_exits_2(tiny_lab, tmp_path, capsys):
+    args = _args(tiny_lab, tmp_path / "o")
+    args[args.index("--original") + 1] = str(tmp_path / "missing")
+    assert main(args) == 2
+    assert "folder not found" in capsys.readouterr().err
+
+
+def test_unknown_analysis_exits_2(tiny_lab, tmp_path, capsys):
+    assert main(_args(tiny_lab, tmp_path / "o") + ["--analyses", "scorecard,telepathy"]) == 2
+    assert "unknown analysis 'telepathy'" in capsys.readouterr().err
