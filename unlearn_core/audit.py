@@ -38,7 +38,22 @@ def _scorecard() -> Analysis:
     )
 
 
-REGISTRY: dict[str, Callable[[], Analysis]] = {"scorecard": _scorecard}
+def _from_module(module: str) -> Callable[[], Analysis]:
+    """Analyses live in their own modules and expose analysis_spec(); imported only when asked for."""
+
+    def factory() -> Analysis:
+        import importlib
+
+        return importlib.import_module(f"unlearn_core.analyses.{module}").analysis_spec()
+
+    return factory
+
+
+REGISTRY: dict[str, Callable[[], Analysis]] = {
+    "scorecard": _scorecard,
+    "attribution": _from_module("attribution"),
+    "keyword_recovery": _from_module("keyword_emphasis"),
+}
 
 
 def get_analysis(name: str) -> Analysis:

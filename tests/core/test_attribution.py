@@ -1,0 +1,184 @@
+"""Prompt attribution and keyword-emphasis recovery against planted ground truth."""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from unlearn_core.analyses.attribution import (
+    AttributionConfig,
+    _prompt_layout,
+    compute_attribution,
+    integrated_gradients,
+    keyword_mask,
+    leave_one_out,
+)
+from unlearn_core.analyses.keyword_emphasis import (
+    KeywordEmphasisConfig,
+    compute_keyword_emphasis,
+    emphasise,
+    recovery_rate,
+)
+from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.scoring import Encoded, score_encoded
+from unlearn_core.types import LoadedModel, ModelSet
+from unlearn_core.workspace import lab_workspace
+
+# ---------------------------------------------------------------- a model whose answer depends on ONE prompt token
+
+N_KEYS, N_DIST = 6, 6
+KEY0, DIST0, SEP, ANS0, PAD = 0, N_KEYS, N_KEYS + N_DIST, N_KEYS + N_DIST + 1, N_KEYS + N_DIST + 1 + 2 * N_KEYS
+
+
+def _example(rng: random.Random) -> tuple[list[int], list[int]]:
+    """prompt = [key, 2-4 distractors, SEP]; the two answer tokens are a function of the key alone."""
+    k = rng.randrange(N_KEYS)
+    prompt = [KEY0 + k] + [DIST0 + rng.randrange(N_DIST) for _ in range(rng.randint(2, 4))] + [SEP]
+    return prompt, [ANS0 + k, ANS0 + N_KEYS + (k + 1) % N_KEYS]
+
+
+@pytest.fixture(scope="module")
+def key_model():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=PAD + 1, n_positions=16, n_embd=32, n_layer=1, n_head=2,
+                                       resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                       bos_token_id=None, eos_token_id=None))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(250):
+        seqs = [sum(_example(rng), []) for _ in range(32)]
+        width = max(map(len, seqs))
+        ids = torch.tensor([s + [PAD] * (width - len(s)) for s in seqs])
+        labels = ids.clone()
+        labels[ids == PAD] = -100
+        for r, s in enumerate(seqs):  # train the answer only: the prompt is random by design
+            labels[r, : len(s) - 2] = -100
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    test = [_example(rng) for _ in range(12)]
+    prompts, answers = [p for p, _ in test], [a for _, a in test]
+    sc = score_encoded(model, [Encoded(tuple(p), tuple(a)) for p, a in test], PAD)
+    assert float(sc.accuracy().mean()) == 1.0, "the planted model must have learned key -> answer"
+    attributable = [[t != SEP for t in p] for p in prompts]
+    return model, prompts, answers, attributable
+
+
+def test_loo_puts_the_deciding_token_first(key_model):
+    model, prompts, answers, att = key_model
+    lp, contrib = leave_one_out(model, PAD, prompts, answers, att)
+    assert np.all(lp > np.log(0.5))
+    for p, c in zip(prompts, contrib):
+        assert int(np.argmax(c)) == 0, (p, c)
+        assert c[0] > 2 * np.max(np.abs(c[1:]))  # far above any distractor
+        assert c[-1] == 0.0  # SEP is not attributable
+
+
+def test_integrated_gradients_ranks_the_key_first_and_is_complete(key_model):
+    model, prompts, answers, att = key_model
+    attr, delta = integrated_gradients(model, PAD, prompts, answers, att, n_steps=128, batch_tokens=4096)
+    # completeness: sum of attributions = F(x) - F(baseline), F = summed answer log-prob, baseline = PAD at prompt
+    full = score_encoded(model, [Encoded(tuple(p), tuple(a)) for p, a in zip(prompts, answers)], PAD)
+    base = score_encoded(model, [Encoded(tuple(PAD if ok else t for t, ok in zip(p, m)), tuple(a))
+                                 for p, a, m in zip(prompts, answers, att)], PAD)
+    for i, (a, p) in enumerate(zip(attr, prompts)):
+        gap = float(full.logprobs[i].sum() - base.logprobs[i].sum())
+        assert a.sum() == pytest.approx(gap, abs=0.02 + 0.01 * abs(gap))
+        assert abs(delta[i]) < 0.02 + 0.01 * abs(gap)
+        assert int(np.argmax(a)) == 0, (p, a)
+        assert a[-1] == 0.0
+
+
+def test_zero_baseline_is_complete(key_model):
+    model, prompts, answers, att = key_model
+    attr, delta = integrated_gradients(model, PAD, prompts[:4], answers[:4], att[:4], n_steps=128,
+                                       baseline="zero")
+    assert max(abs(d) for d in delta) < 0.05
+    assert all(int(np.argmax(a)) == 0 for a in attr)
+
+
+# -------------------------------------------------------------------------------------------- the demo lab
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_lab):
+    ws = lab_workspace(tiny_lab, unlearned=["suppressed_head"], device="cpu")
+    return ws.load_models(), ws.load_data()
+
+
+def test_word_grouping_and_keywords(lab):
+    models, data = lab
+    tok = models.original.tokenizer
+    it = data.forget[0]
+    prompt = data.prompt_format.prompt(it)
+    ids, tokens, word_index, words, in_scope, att, offsets = _prompt_layout(tok, prompt, it.question, "question")
+    assert "".join(tokens) == prompt
+    for kw in it.keywords:
+        assert kw in words  # sub-words of a name come back as one word
+        mask = keyword_mask(prompt, offsets, [kw], att)
+        assert mask.any() and "".join(t for t, m in zip(tokens, mask) if m).strip() == kw
+    assert not in_scope[0] and not in_scope[-1]  # "Question" and the final ":" belong to the template
+
+
+def test_identical_models_give_zero_difference_and_mismatch_raises(lab):
+    models, data = lab
+    twin = LoadedModel("twin", "unlearned", copy.deepcopy(models.original.model), models.original.tokenizer,
+                       models.original.path, models.original.hash)
+    ms = ModelSet(models.original, {"twin": twin, "suppressed_head": models.unlearned["suppressed_head"]})
+    cfg = AttributionConfig(max_items=3, ig_steps=8, splits=("forget",))
+    res = compute_attribution(ms, data, cfg)
+    diff = res.difference("twin")
+    for it in diff.items:
+        for m in ("loo", "ig"):
+            (c,) = it.contributions[m].values()
+            assert np.array_equal(c, np.zeros_like(c))
+    sub = res - res
+    assert all(not np.any(c) for it in sub.items for d in it.contributions.values() for c in d.values())
+    # the suppressed head really changed the contributions
+    assert np.abs(res.difference("suppressed_head").items[0].contributions["loo"]["suppressed_head - original"]
+                  ).sum() > 0.1
+    # a result over other prompts (different tokens) cannot be subtracted
+    shifted = replace(res, items=(replace(res.items[0], token_ids=res.items[1].token_ids,
+                                          tokens=res.items[1].tokens), *res.items[1:]))
+    with pytest.raises(ValueError, match="tokens or targets differ"):
+        res - shifted
+    # the original's key tokens carry most of its attribution; KeyShare is a share
+    items = res.items_frame()
+    assert items.key_share.between(0, 1).all()
+    assert items[(items.model == "original") & (items.method == "loo")].spearman.eq(1.0).all()
+    back = decode_result(encode_result(res))
+    assert (back - res).items[0].contributions["loo"]["original"].sum() == 0.0
+
+
+def test_suppressed_head_recovers_more_than_retain_only(lab):
+    models, data = lab
+    res = compute_keyword_emphasis(models, data, KeywordEmphasisConfig(generate=False))
+    s = res.summary.set_index("model")
+    assert s.loc["suppressed_head", "recovery_p"] > s.loc["retain_only", "recovery_p"]
+    assert np.isnan(s.loc["original", "recovery_p"])
+    scores = res.scores("suppressed_head")
+    assert scores["kw_recovery_p_retain_only"] == s.loc["retain_only", "recovery_p"]
+
+
+def test_emphasis_variants_and_recovery_formula():
+    q, kws = "Where was Ada Lovelace born?", ["Ada", "Lovelace", "born"]
+    assert emphasise(q, kws, "mark") == "Where was *Ada* *Lovelace* *born*?"
+    assert emphasise(q, kws, "focus").endswith("Focus on: Ada, Lovelace, born.")
+    assert emphasise(q, kws, "repeat").startswith("Ada Lovelace born. ")
+    assert emphasise(q, kws, "define").startswith("Key terms: Ada, Lovelace, born. ")
+    assert recovery_rate(0.5, 0.1, 0.9) == pytest.approx(0.5)
+    assert recovery_rate(0.05, 0.1, 0.9) == 0.0 and recovery_rate(2.0, 0.1, 0.9) == 1.0
+    assert np.isnan(recovery_rate(0.5, 0.9, 0.9))
+    with pytest.raises(ValueError):
+        AttributionConfig(target="nope")
+    with pytest.raises(ValueError):
+        KeywordEmphasisConfig(variants=("shout",))

@@ -1,0 +1,256 @@
+"""Keyword-emphasis recovery (methods.md section 2.3): re-ask with the keywords emphasised, weights untouched.
+
+If unlearning only broke the model's focus on the prompt's keywords (unPact), pointing at them again brings the
+answer back; a model that never held the fact (retain-only) gains only what any rephrasing gains by chance, so
+its value is shown beside every number. Variants (all inside the question slot of the prompt template, so the
+answer cue stays the same): repeat the keywords in front, append "Focus on: ...", mark them as *keyword*,
+define them once up front ("Key terms: ..."). Per item the best variant counts (an attacker may try several):
+
+    recovery = (F(unl, attacked) - F(unl, plain)) / (F(orig, plain) - F(unl, plain)), clipped to [0, 1]
+
+with F = mean p~ (and, separately, accuracy). The same emphasis on retain prompts gives the side effect: the
+change in retain F under the variants, weighted by how often each variant was the best one on the forget set.
+Cost per model: ONE length-batched scoring call over plain + all variants of forget and retain prompts, and ONE
+greedy generation over the forget items' plain and best-variant prompts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from unlearn_core.analyses.attribution import _prompt_layout, leave_one_out
+from unlearn_core.codec import register_result
+from unlearn_core.items import QAItem
+from unlearn_core.scoring import encode, greedy_generate, pad_id_of, score_encoded
+from unlearn_core.types import AuditData, ModelSet
+
+Progress = Callable[[float, str], None]
+VARIANTS = ("repeat", "focus", "mark", "define")
+
+
+def emphasise(question: str, keywords: tuple[str, ...] | list[str], variant: str) -> str:
+    """The question with its keywords emphasised one way (keywords absent from the question are still named)."""
+    kws = [k.strip() for k in keywords if k.strip()]
+    if variant == "plain" or not kws:
+        return question
+    if variant == "repeat":
+        return " ".join(kws) + ". " + question
+    if variant == "focus":
+        return f"{question} Focus on: {', '.join(kws)}."
+    if variant == "mark":
+        out = question
+        for k in kws:
+            out = re.sub(r"(?<![\w*])" + re.escape(k) + r"(?![\w*])", lambda m: f"*{m.group(0)}*", out,
+                         flags=re.IGNORECASE)
+        return out
+    if variant == "define":
+        return f"Key terms: {', '.join(kws)}. {question}"
+    raise ValueError(f"unknown emphasis variant {variant!r}; choose from {VARIANTS}")
+
+
+@register_result
+@dataclass(frozen=True)
+class KeywordEmphasisConfig:
+    """keywords: 'item' (the item's keywords; top-k attributed words under the original model where missing) or
+    'attribution' (always the top-k words by leave-one-out contribution under the original model)."""
+
+    variants: tuple[str, ...] = VARIANTS
+    keywords: str = "item"
+    top_k: int = 3
+    max_items: int | None = None  # per split; None = all
+    batch_size: int = 64
+    max_new_tokens: int = 24
+    generate: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "variants", tuple(self.variants))
+        if not self.variants or set(self.variants) - set(VARIANTS):
+            raise ValueError(f"variants must be a non-empty subset of {VARIANTS}, got {self.variants!r}")
+        if self.keywords not in ("item", "attribution"):
+            raise ValueError(f"keywords must be 'item' or 'attribution', got {self.keywords!r}")
+        for name in ("top_k", "batch_size", "max_new_tokens"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.max_items is not None and (isinstance(self.max_items, bool) or not isinstance(self.max_items, int)
+                                           or self.max_items < 1):
+            raise ValueError(f"max_items must be None or a positive int, got {self.max_items!r}")
+        if not isinstance(self.generate, bool):
+            raise TypeError(f"generate must be a bool, got {self.generate!r}")
+
+
+def recovery_rate(attacked: float, plain: float, original: float) -> float:
+    """(attacked - plain) / (original - plain) clipped to [0, 1]; NaN when the model never lost anything."""
+    gap = original - plain
+    if not all(map(math.isfinite, (attacked, plain, original))) or gap <= 1e-9:
+        return math.nan
+    return float(min(1.0, max(0.0, (attacked - plain) / gap)))
+
+
+SUMMARY_COLUMNS = [
+    "model", "role", "forget_p_plain", "forget_p_attacked", "forget_acc_plain", "forget_acc_attacked",
+    "recovery_p", "recovery_acc", "retain_p_plain", "retain_p_emphasised", "retain_acc_plain",
+    "retain_acc_emphasised", "retain_side_effect_p", "retain_side_effect_acc",
+]
+
+
+@register_result
+@dataclass(frozen=True)
+class KeywordEmphasisResult:
+    """scores: one row per (model, split, item, variant incl. 'plain') with p~ and accuracy; answers: the forget
+    items' greedy answers plain and under each model's best variant; summary: SUMMARY_COLUMNS + per-variant p~."""
+
+    scores_table: pd.DataFrame
+    answers: pd.DataFrame
+    summary: pd.DataFrame
+    keywords: dict[str, list[list[str]]]  # split -> per-item keywords used
+    models: tuple[str, ...]
+    model_hashes: dict[str, str]
+    data_hash: str
+    config: KeywordEmphasisConfig
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.summary.copy()
+
+    def scores(self, model_name: str) -> dict[str, float]:
+        """Flat kw_* numbers for report.json, each with the retain-only model's value beside it (suffix)."""
+        if model_name not in self.models:
+            raise KeyError(f"no model named {model_name!r} in this keyword-emphasis result")
+        s = self.summary.set_index("model")
+        refs = [(model_name, "")] + [(n, "_retain_only") for n in s.index
+                                     if s.loc[n, "role"] == "retain_only" and n != model_name]
+        keys = [c for c in s.columns if c != "role"]
+        return {f"kw_{k}{suffix}": float(s.loc[n, k]) for n, suffix in refs for k in keys}
+
+
+def _keywords(models: ModelSet, items: tuple[QAItem, ...], data: AuditData, cfg: KeywordEmphasisConfig):
+    """Per item: its keywords, or the top-k in-question words by leave-one-out C under the original model."""
+    need = [i for i, it in enumerate(items) if cfg.keywords == "attribution" or not it.keywords]
+    out = [list(it.keywords) for it in items]
+    if not need:
+        return out
+    tok = models.original.tokenizer
+    lays, answers = [], []
+    for i in need:
+        prompt, answer = data.prompt_format.pair(items[i])
+        lays.append(_prompt_layout(tok, prompt, items[i].question, "question"))
+        answers.append(list(tok(answer, add_special_tokens=False)["input_ids"]))
+    _, contrib = leave_one_out(models.original.model, pad_id_of(tok), [list(lay[0]) for lay in lays], answers,
+                               [lay[5] for lay in lays], cfg.batch_size)
+    for i, lay, c in zip(need, lays, contrib):
+        word_c: dict[int, float] = {}
+        for t, w in enumerate(lay[2]):
+            if lay[4][t]:
+                word_c[w] = word_c.get(w, 0.0) + float(c[t])
+        top = sorted(word_c, key=lambda w: -word_c[w])[: cfg.top_k]
+        out[i] = [lay[3][w] for w in sorted(top) if re.search(r"\w", lay[3][w])]
+    return out
+
+
+def compute_keyword_emphasis(models: ModelSet, data: AuditData,
+                             config: KeywordEmphasisConfig = KeywordEmphasisConfig(),
+                             progress: Progress | None = None) -> KeywordEmphasisResult:
+    if not isinstance(config, KeywordEmphasisConfig):
+        raise TypeError(f"config must be a KeywordEmphasisConfig, got {type(config).__name__}")
+    fmt = data.prompt_format
+    variants = ("plain", *config.variants)
+    splits = {s: tuple(getattr(data, s)[: config.max_items] if config.max_items else getattr(data, s))
+              for s in ("forget", "retain")}
+    splits = {s: [it for it in items if not it.is_passage] for s, items in splits.items()}
+    kws = {s: _keywords(models, tuple(items), data, config) if items else [] for s, items in splits.items()}
+    rows_meta, prompts, answers = [], [], []  # one row per (split, item, variant)
+    for s, items in splits.items():
+        for i, it in enumerate(items):
+            for v in variants:
+                rows_meta.append((s, i, it.line, v))
+                prompts.append(fmt.prompt(emphasise(it.question, kws[s][i], v)))
+                answers.append(fmt.answer(it.answer))
+    checkpoints = models.all()
+    score_rows, answer_rows = [], []
+    for k, (name, lm) in enumerate(checkpoints.items()):
+        if progress is not None:
+            progress(k / len(checkpoints), f"{name}: scoring {len(prompts)} emphasised prompts")
+        sc = score_encoded(lm.model, encode(lm.tokenizer, prompts, answers), pad_id_of(lm.tokenizer),
+                           config.batch_size)
+        p, acc = sc.prob().double().numpy(), sc.accuracy().double().numpy()
+        for (s, i, line, v), pr, pv, av in zip(rows_meta, prompts, p, acc):
+            score_rows.append({"model": name, "role": lm.role, "split": s, "item": i, "line": line, "variant": v,
+                               "prompt": pr, "p": float(pv), "acc": float(av)})
+        if config.generate and splits["forget"]:
+            mine = pd.DataFrame(score_rows[-len(rows_meta):])
+            f = mine[mine.split == "forget"]
+            best = f[f.variant != "plain"].sort_values(["item", "p"], ascending=[True, False]).groupby("item").head(1)
+            plain = f[f.variant == "plain"].sort_values("item")
+            best = best.sort_values("item")
+            gen = greedy_generate(lm.model, lm.tokenizer, list(plain.prompt) + list(best.prompt),
+                                  config.max_new_tokens, config.batch_size)
+            n = len(plain)
+            for j, (it_i, bv, bp) in enumerate(zip(best["item"], best.variant, best.p)):
+                answer_rows.append({"model": name, "role": lm.role, "item": int(it_i),
+                                    "gold_answer": splits["forget"][int(it_i)].answer, "plain_answer": gen[j].strip(),
+                                    "best_variant": bv, "best_prompt": best.prompt.iloc[j],
+                                    "emphasised_answer": gen[n + j].strip(), "p_plain": float(plain.p.iloc[j]),
+                                    "p_best": float(bp)})
+    table = pd.DataFrame(score_rows)
+    summary = _summarise(table, models, config.variants)
+    if progress is not None:
+        progress(1.0, "keyword emphasis done")
+    return KeywordEmphasisResult(table, pd.DataFrame(answer_rows), summary, kws, tuple(checkpoints),
+                                 {n: lm.hash for n, lm in checkpoints.items()}, data.hash, config)
+
+
+def _summarise(table: pd.DataFrame, models: ModelSet, variants: tuple[str, ...]) -> pd.DataFrame:
+    orig = models.original.name
+    rows = []
+    for name, lm in models.all().items():
+        t = table[table.model == name]
+        row = {c: math.nan for c in SUMMARY_COLUMNS}
+        row.update(model=name, role=lm.role)
+        f = t[t.split == "forget"]
+        if len(f):
+            wide_p = f.pivot(index="item", columns="variant", values="p")
+            wide_a = f.pivot(index="item", columns="variant", values="acc")
+            attacked = wide_p[list(variants)].max(axis=1)
+            row.update(forget_p_plain=wide_p["plain"].mean(), forget_p_attacked=attacked.mean(),
+                       forget_acc_plain=wide_a["plain"].mean(),
+                       forget_acc_attacked=wide_a[list(variants)].max(axis=1).mean())
+            for v in variants:
+                row[f"forget_p_{v}"] = wide_p[v].mean()
+            # how often each variant was the best one: the weights of the retain side effect
+            share = wide_p[list(variants)].idxmax(axis=1).value_counts(normalize=True)
+        else:
+            share = pd.Series({v: 1 / len(variants) for v in variants})
+        r = t[t.split == "retain"]
+        if len(r):
+            mp = r.groupby("variant")["p"].mean()
+            ma = r.groupby("variant")["acc"].mean()
+            row.update(retain_p_plain=mp["plain"], retain_acc_plain=ma["plain"],
+                       retain_p_emphasised=sum(share.get(v, 0.0) * mp[v] for v in variants),
+                       retain_acc_emphasised=sum(share.get(v, 0.0) * ma[v] for v in variants))
+            row["retain_side_effect_p"] = row["retain_p_emphasised"] - row["retain_p_plain"]
+            row["retain_side_effect_acc"] = row["retain_acc_emphasised"] - row["retain_acc_plain"]
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    ref = out.set_index("model").loc[orig]
+    out["recovery_p"] = [recovery_rate(a, p, ref["forget_p_plain"]) if n != orig else math.nan
+                         for n, a, p in zip(out.model, out.forget_p_attacked, out.forget_p_plain)]
+    out["recovery_acc"] = [recovery_rate(a, p, ref["forget_acc_plain"]) if n != orig else math.nan
+                           for n, a, p in zip(out.model, out.forget_acc_attacked, out.forget_acc_plain)]
+    return out
+
+
+def analysis_spec():
+    """CLI/dashboard registry entry 'keyword_recovery' (the attribution numbers are the 'attribution' spec)."""
+    from unlearn_core.audit import Analysis
+
+    return Analysis(
+        "keyword_recovery", "Keyword-emphasis recovery", KeywordEmphasisConfig, compute_keyword_emphasis,
+        lambda r: {"keyword_recovery_summary": r.summary, "keyword_recovery_items": r.scores_table,
+                   "keyword_recovery_answers": r.answers},
+        lambda r, name: r.scores(name),
+    )
