@@ -53,7 +53,23 @@ REGISTRY: dict[str, Callable[[], Analysis]] = {
     "scorecard": _scorecard,
     "attribution": _from_module("attribution"),
     "keyword_recovery": _from_module("keyword_emphasis"),
+    "sae_restoration": _from_module("sae_restoration"),
+    "patching": _from_module("patching"),
 }
+
+# verdict evidence name -> the score key an analysis reports it under (first present wins)
+VERDICT_EVIDENCE: dict[str, tuple[str, ...]] = {
+    "keyword_recovery": ("kw_recovery_p",),
+}
+
+
+def verdict_scores(scores: dict[str, float]) -> dict[str, float]:
+    out = dict(scores)
+    for evidence, keys in VERDICT_EVIDENCE.items():
+        for k in keys:
+            if k in scores and evidence not in out:
+                out[evidence] = scores[k]
+    return out
 
 
 def get_analysis(name: str) -> Analysis:
@@ -109,13 +125,19 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
             report["analyses"][name]["tables"].append(f"{tname}.csv")
         for n in names:
             scores[n].update(analysis.scores(result, n))
+    from unlearn_core.analyses.verdict import compute_verdict
+
+    verdicts = compute_verdict({n: verdict_scores(scores[n]) for n in names}, original=models.original.name)
+    report["verdict_rule"] = verdicts.rule
+    verdicts.to_frame().to_csv(out / "verdicts.csv", index=False)
     for n in names:
         role = models.all()[n].role
         entry = {"role": role, "path": models.all()[n].path, "hash": models.all()[n].hash, "scores": scores[n]}
         if role != "original":
+            v = verdicts.get(n)
             entry["behaviour"] = behaviour_status(scores[n], scores[models.original.name])
-            entry["verdict"] = entry["behaviour"] + " (behaviour only: add representation-level analyses to tell "\
-                "suppression from deletion)"
+            entry.update(verdict=v.verdict, verdict_reason=v.reason, retention=v.retention,
+                         retention_from=v.retention_from, evidence=v.evidence)
         report["checkpoints"][n] = entry
     report = _json_safe(report)
     (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))

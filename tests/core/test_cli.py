@@ -13,25 +13,32 @@ pytestmark = pytest.mark.lab
 
 def _args(lab, out, forget=None):
     return ["audit", "--original", str(lab / "original"), "--unlearned", f"supp={lab / 'suppressed_head'}",
-            "--unlearned", f"npo={lab / 'npo'}", "--retain-model", str(lab / "retain_only"),
+            "--unlearned", f"npo={lab / 'npo'}", "--unlearned", f"ro={lab / 'retain_only'}",
+            "--retain-model", str(lab / "retain_only"),
             "--forget", str(forget or lab / "data" / "forget.jsonl"), "--retain", str(lab / "data" / "retain.jsonl"),
             "--holdout", str(lab / "data" / "holdout.jsonl"), "--out", str(out), "--device", "cpu"]
 
 
 def test_audit_writes_report_and_serves_repeats_from_store(tiny_lab, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(_args(tiny_lab, out)) == 0
+    args = _args(tiny_lab, out) + ["--analyses", "scorecard,patching"]
+    assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
-    assert set(report["checkpoints"]) == {"original", "supp", "npo", "retain_only"}
+    assert set(report["checkpoints"]) == {"original", "supp", "npo", "ro", "retain_only"}
     supp = report["checkpoints"]["supp"]
     assert supp["behaviour"] == "looks forgotten"
+    # planted truth: head-only suppression is judged suppressed, the retain-only model (as unlearned) deleted
+    assert supp["verdict"] == "suppressed", supp
+    assert report["checkpoints"]["ro"]["verdict"] == "deleted", report["checkpoints"]["ro"]
+    assert "patching_retention" in supp["evidence"] and "r = " in supp["verdict_reason"]
     assert report["checkpoints"]["original"]["scores"]["forget_acc"] > 0.9
     assert supp["scores"]["forget_acc"] < 0.2
     assert (out / "scorecard_summary.csv").exists() and (out / "scorecard_items.csv").exists()
     assert report["analyses"]["scorecard"]["from_store"] is False
-    assert main(_args(tiny_lab, out)) == 0
+    assert main(args) == 0
     again = json.loads((out / "report.json").read_text())
     assert again["analyses"]["scorecard"]["from_store"] is True
+    assert again["analyses"]["patching"]["from_store"] is True
     assert again["checkpoints"]["supp"]["scores"] == supp["scores"]
 
 

@@ -1,0 +1,30 @@
+"""Unlearning audit dashboard: `streamlit run app.py`.
+
+Opens on the demo lab (built on first start, then cached); UNLEARN_AUDIT_LAB_CONFIG (default "default") and
+UNLEARN_AUDIT_LAB_DIR point it at another lab, UNLEARN_AUDIT_STORE at another results store. Nothing heavy is
+imported here: models load when a page needs them. Pages are listed in pages/_shared/nav.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from pages._shared import nav
+
+ROOT = Path(__file__).resolve().parent
+
+st.set_page_config(page_title="Unlearning audit", page_icon=":material/policy:", layout="wide")
+css = ROOT / "assets" / "style.css"
+if css.exists():
+    st.html(f"<style>{css.read_text()}</style>")
+
+pages = [st.Page(file, title=title, icon=icon, default=i == 0) for i, (file, title, icon) in enumerate(nav.available())]
+current = st.navigation(pages)
+
+from pages._shared import sidebar, state  # noqa: E402 - imports torch (via the core): after the page config
+
+state.ensure_lab()
+sidebar.render()
+current.run()

@@ -1,0 +1,217 @@
+"""Session state of the dashboard: which lab, which workspace, loaded models and the results store.
+
+Everything the pages share goes through here so a page stays "widgets -> core call -> plot". Loaded models are the
+only st.cache_resource (read-only, shared by sessions, released when a new workspace is applied); results live in
+the SQLite results store, so a rerun or a second session gets them back without recomputing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from unlearn_core.types import AuditData, ModelSet
+from unlearn_core.workspace import WorkspaceSpec
+
+ENV_LAB_DIR = "UNLEARN_AUDIT_LAB_DIR"
+ENV_LAB_CONFIG = "UNLEARN_AUDIT_LAB_CONFIG"
+ENV_STORE = "UNLEARN_AUDIT_STORE"  # results store path; default <lab dir>/results.sqlite
+WS_KEY = "workspace"
+
+
+# ---------------------------------------------------------------------------------------------------- demo lab
+
+
+def lab_config() -> str:
+    return os.environ.get(ENV_LAB_CONFIG, "default")
+
+
+def lab_dir() -> Path:
+    if os.environ.get(ENV_LAB_DIR):
+        return Path(os.environ[ENV_LAB_DIR]).expanduser()
+    from unlearn_core.lab.build import default_lab_dir
+
+    return default_lab_dir(lab_config())
+
+
+def lab_meta(path: Path | None = None) -> dict:
+    return json.loads(((path or lab_dir()) / "lab.json").read_text())
+
+
+def ensure_lab() -> Path:
+    """The demo lab, built on first start with a visible progress bar (cached on disk, file-locked, atomic)."""
+    path = lab_dir()
+    if (path / "lab.json").exists():
+        return path
+    from unlearn_core.lab.build import build_lab
+
+    st.info(f"First start: building the demo lab (config {lab_config()!r}) in {path}. This happens once.")
+    bar = st.progress(0.0, text="Building the demo lab ...")
+
+    def progress(frac: float, msg: str) -> None:
+        bar.progress(min(max(float(frac), 0.0), 1.0), text=f"Building the demo lab: {msg}")
+
+    build_lab(path, lab_config(), progress=progress, verbose=False)
+    bar.empty()
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- workspace
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The applied workspace: checkpoint paths (spec), validated data and where results are stored."""
+
+    spec: WorkspaceSpec
+    data: AuditData
+    store_path: str
+    sources: dict[str, str] = field(default_factory=dict)  # split -> human label of where it came from
+
+    @property
+    def key(self) -> str:
+        return spec_key(self.spec)
+
+    def names(self) -> list[str]:
+        names = ["original", *(n for n, _ in self.spec.unlearned)]
+        return names + (["retain_only"] if self.spec.retain_only else [])
+
+
+def spec_key(spec: WorkspaceSpec) -> str:
+    """Only the checkpoint half of the spec decides which models are loaded."""
+    d = asdict(spec)
+    keep = ("original", "unlearned", "retain_only", "device", "allow_pickle", "trust_remote_code")
+    return json.dumps({k: d[k] for k in keep}, sort_keys=True, default=list)
+
+
+def default_workspace() -> Workspace:
+    from unlearn_core.workspace import lab_workspace
+
+    path = ensure_lab()
+    spec = lab_workspace(path)
+    src = {s: f"demo lab {s} set" for s in ("forget", "retain", "holdout")}
+    store_path = os.environ.get(ENV_STORE) or str(path / "results.sqlite")
+    return Workspace(spec, spec.load_data(), store_path, src)
+
+
+def workspace() -> Workspace:
+    if WS_KEY not in st.session_state:
+        st.session_state[WS_KEY] = default_workspace()
+    return st.session_state[WS_KEY]
+
+
+def set_workspace(ws: Workspace) -> None:
+    old = st.session_state.get(WS_KEY)
+    if old is None or old.key != ws.key:
+        _load_models.clear()  # release the previous checkpoints (memory) before the next ones load
+    st.session_state[WS_KEY] = ws
+    st.session_state.pop("results", None)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _load_models(key: str, _spec: WorkspaceSpec) -> ModelSet:
+    return _spec.load_models()
+
+
+def models(ws: Workspace | None = None) -> ModelSet:
+    ws = ws or workspace()
+    with st.spinner(f"Loading {len(ws.names())} checkpoints ..."):
+        return _load_models(ws.key, ws.spec)
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str):
+    from unlearn_core.store import ResultsStore
+
+    return ResultsStore(path)
+
+
+def store(ws: Workspace | None = None):
+    return _store((ws or workspace()).store_path)
+
+
+# ---------------------------------------------------------------------------------------------------- analyses
+
+
+def checkpoint_hashes(ws: Workspace) -> dict[str, str] | None:
+    """name -> content hash from the folders alone (what LoadedModel.hash holds), or None if any cannot be read.
+
+    Lets a page find its result in the store without loading a single model: a warm start skips loading entirely.
+    """
+    from unlearn_core.hashing import hash_checkpoint
+    from unlearn_core.workspace import resolve_source
+
+    paths = {"original": ws.spec.original, **dict(ws.spec.unlearned)}
+    if ws.spec.retain_only:
+        paths["retain_only"] = ws.spec.retain_only
+    try:
+        return {n: hash_checkpoint(resolve_source(p)) for n, p in paths.items()}
+    except Exception:  # noqa: BLE001 - fall back to loading the models, which reports the problem properly
+        return None
+
+
+def stored_result(analysis_name: str, config, ws: Workspace | None = None):
+    """(result, key) if the results store already has it (decoded once per session), else (None, key)."""
+    from unlearn_core.audit import result_key
+    from unlearn_core.hashing import hash_config
+    from unlearn_core.store import make_key
+
+    ws = ws or workspace()
+    hashes = checkpoint_hashes(ws)
+    if hashes is not None:  # same key as audit.result_key, without loading the models
+        key = make_key(analysis_name, hashes, ws.data.hash, hash_config(config))
+    else:
+        key = result_key(analysis_name, models(ws), ws.data, config)
+    memo = st.session_state.setdefault("results", {})
+    if key in memo:
+        return memo[key], key
+    try:
+        hit = store(ws).get_obj(key)
+    except Exception:  # noqa: BLE001 - an undecodable old payload is simply recomputed
+        hit = None
+    if hit is not None:
+        memo[key] = hit
+    return hit, key
+
+
+def run_with_progress(analysis, config, ws: Workspace | None = None, label: str | None = None):
+    """Run one registry analysis with a progress bar and a Stop button; returns (result, seconds, from_store).
+
+    Stop (or any other click) makes Streamlit raise inside the next progress update, which unwinds out of the
+    computation before the store's single write transaction: an interrupted run leaves nothing behind.
+    """
+    from unlearn_core.audit import result_key, run_analysis
+
+    ws = ws or workspace()
+    ms = models(ws)
+    slot = st.empty()  # one placeholder: cleared when the run is over
+    with slot.container(border=True):
+        cols = st.columns([5, 1])
+        bar = cols[0].progress(0.0, text=f"{label or analysis.title}: starting ...")
+        cols[1].button("Stop", key=f"stop_{analysis.name}", icon=":material/stop_circle:",
+                       help="Cancel this run; nothing is written to the results store")
+    st.session_state["running"] = analysis.name
+
+    def progress(frac: float, msg: str) -> None:
+        bar.progress(min(max(float(frac), 0.0), 1.0), text=f"{label or analysis.title}: {msg}")
+
+    t0 = time.perf_counter()
+    result, from_store = run_analysis(analysis, ms, ws.data, store(ws), config=config, progress=progress)
+    seconds = time.perf_counter() - t0
+    st.session_state.pop("running", None)
+    slot.empty()
+    st.session_state.setdefault("results", {})[result_key(analysis.name, ms, ws.data, config)] = result
+    return result, seconds, from_store
+
+
+def was_stopped(analysis_name: str) -> bool:
+    """True on the rerun that follows a click on this analysis' Stop button."""
+    if st.session_state.get(f"stop_{analysis_name}"):
+        st.session_state.pop("running", None)
+        return True
+    return False

@@ -1,0 +1,16 @@
+"""Concept vectors: are the forgotten entities' MLP directions still in the weights?"""
+
+from __future__ import annotations
+
+from pages._shared.analysis_page import render
+
+
+def plots(result) -> list:
+    from unlearn_core.viz.plot_concept_vectors import plot_ablation, plot_layer_weight_change, plot_vector_change
+
+    return [plot_vector_change(result), plot_layer_weight_change(result), plot_ablation(result)]
+
+render("concept_vectors", "unlearn_core.analyses.concept_vectors", plots=plots, intro=(
+    "Locates the MLP value vectors that write each forgotten concept and checks whether unlearning "
+    "changed them or only the layers after them."
+))

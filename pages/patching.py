@@ -1,0 +1,16 @@
+"""Layer-wise activation patching (UDS)."""
+
+from __future__ import annotations
+
+from pages._shared.analysis_page import render
+
+
+def plots(result) -> list:
+    from unlearn_core.viz.plot_restoration import plot_patching
+
+    return [plot_patching(result)]
+
+render("patching", "unlearn_core.analyses.patching", plots=plots, intro=(
+    "Patches the original's activations into each unlearned model layer by layer: where the knowledge "
+    "still flows decides suppression versus deletion."
+))

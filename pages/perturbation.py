@@ -1,0 +1,16 @@
+"""Activation perturbation probe."""
+
+from __future__ import annotations
+
+from pages._shared.analysis_page import render
+
+
+def plots(result) -> list:
+    from unlearn_core.viz.plot_robustness import plot_perturbation
+
+    return [plot_perturbation(result)]
+
+
+render("perturbation", "unlearn_core.analyses.perturbation", plots=plots, intro=(
+    "Adds small noise to activations: suppressed knowledge often resurfaces, deleted knowledge does not."
+))

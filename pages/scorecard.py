@@ -1,0 +1,178 @@
+"""Behavioural scorecard: the standard unlearning-benchmark numbers for every checkpoint side by side."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages._shared import export, sidebar, state
+from unlearn_core.analyses.behaviour import MIA_TEXT_MODES, ScorecardConfig
+from unlearn_core.audit import get_analysis
+from unlearn_core.viz.plot_scorecard import (
+    MIA_LABELS,
+    SPLIT_METRICS,
+    plot_mia_auc,
+    plot_model_metric,
+    plot_roc,
+    plot_split_metric,
+)
+from unlearn_core.viz.theme import checkpoint_colors, checkpoint_order
+
+PAGE = "scorecard"
+KEY_COLUMNS = ["model", "role", "forget_acc", "retain_acc", "forget_p", "retain_p", "forget_rougeL",
+               "retain_rougeL", "forget_truth_ratio", "forget_es", "retain_ppl", "forget_quality", "mia_auc_minkpp"]
+
+TEXT_COLUMNS = ("model", "role", "split", "question", "gold_answer", "generated_answer")
+
+
+def _numeric(df: pd.DataFrame) -> pd.DataFrame:
+    """None (metric does not apply) -> NaN, so numbers format and sort as numbers and show as n/a."""
+    df = df.copy()
+    for c in df.columns:
+        if c not in TEXT_COLUMNS:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    return df
+
+
+export.start_page(PAGE)
+ws = state.workspace()
+analysis = get_analysis("scorecard")
+
+st.title("Behavioural scorecard")
+st.markdown(sidebar.chips(ws.names()), unsafe_allow_html=True)
+st.caption("Does each checkpoint *look* forgotten? Low accuracy / probability / ROUGE-L on the forget set, a retain "
+           "set that still works, membership inference near chance, and numbers close to the retain-only model "
+           "(hatched: what true deletion looks like). Behaviour alone cannot tell suppression from deletion.")
+bundle_slot = st.container()
+
+with st.expander("Settings", icon=":material/tune:"):
+    d = ScorecardConfig()
+    s1, s2, s3 = st.columns(3)
+    generate = s1.checkbox("Generate answers (ROUGE-L, drill-down)", value=d.generate, key="sc_generate")
+    max_new = s1.number_input("Max new tokens", 1, 256, d.max_new_tokens, key="sc_max_new")
+    batch = s2.number_input("Batch size", 1, 512, d.batch_size, key="sc_batch")
+    min_k = s2.slider("Min-K% share k", 0.05, 1.0, d.min_k, 0.05, key="sc_min_k")
+    mia_text = s3.selectbox("MIA text", MIA_TEXT_MODES, index=MIA_TEXT_MODES.index(d.mia_text), key="sc_mia_text",
+                            help="prompt_answer: the prompt-formatted item (what a QA fine-tune saw); "
+                                 "as_text: question + answer as plain text")
+    cfg = ScorecardConfig(batch_size=int(batch), max_new_tokens=int(max_new), min_k=float(min_k),
+                          generate=bool(generate), mia_text=mia_text)
+
+if state.was_stopped(PAGE):
+    st.warning("Stopped. Nothing was written to the results store; run again to compute it.")
+
+result, key = state.stored_result(analysis.name, cfg, ws)
+timing = st.session_state.get("scorecard_timing", {})
+if result is None:
+    prompt = st.empty()
+    with prompt.container():
+        st.info(f"The scorecard for these {len(ws.names())} checkpoints and settings is not in the results store "
+                "yet (the tiny demo lab takes seconds, the default lab about a minute on a CPU).")
+        run = st.button("Run scorecard", type="primary", key="run_scorecard", icon=":material/play_arrow:")
+    if run:
+        prompt.empty()
+        result, seconds, from_store = state.run_with_progress(analysis, cfg, ws, label="Scorecard")
+        timing[key] = seconds if not from_store else None
+        st.session_state["scorecard_timing"] = timing
+    else:
+        st.stop()
+
+if timing.get(key):
+    st.success(f"Computed in {timing[key]:.1f} s and saved to the results store.", icon=":material/check:")
+else:
+    st.caption(f"Served from the results store `{ws.store_path}`.")
+
+summary = result.to_frame()
+names = checkpoint_order(summary["model"].tolist())
+colors = checkpoint_colors(names)
+summary = _numeric(summary.set_index("model").loc[names].reset_index())
+
+
+def _styled(df: pd.DataFrame):
+    """Checkpoint names in their chart colour, numbers to 3 decimals."""
+    num = [c for c in df.columns if pd.api.types.is_float_dtype(df[c])]
+    return (df.style.format("{:.3f}", subset=num, na_rep="n/a")
+            .map(lambda v: f"color: {colors.get(v, '#262730')}; font-weight: 600", subset=["model"]))
+
+
+# ------------------------------------------------------------------------------------------------ summary table
+
+st.subheader("Summary")
+key_df = summary[[c for c in KEY_COLUMNS if c in summary.columns]].dropna(axis=1, how="all")  # e.g. no retain set
+if "retain_only" in names:
+    ref = float(summary.set_index("model").loc["retain_only", "forget_acc"])
+    key_df.insert(4, "forget_acc − retain_only", key_df["forget_acc"] - ref)
+st.dataframe(_styled(key_df), hide_index=True, width="stretch", key="scorecard_table")
+export.table(key_df, "Scorecard key metrics", "sc_key", PAGE, show=False,
+             caption="Behavioural scorecard: key metrics per checkpoint")
+with st.expander("All columns"):
+    st.dataframe(_styled(summary), hide_index=True, width="stretch")
+    export.table(summary, "Scorecard all metrics", "sc_all", PAGE, show=False,
+                 caption="Behavioural scorecard: every metric per checkpoint")
+with st.expander("Metric variants (name them when you compare with other papers)"):
+    variants = pd.DataFrame(sorted(result.variants.items()), columns=["metric", "variant"])
+    export.table(variants, "Scorecard metric variants", "sc_variants", PAGE, hide_index=True, width="stretch")
+
+
+# ------------------------------------------------------------------------------------------------ charts
+
+st.subheader("Forget vs retain, per checkpoint" if summary["retain_acc"].notna().any() else
+             "Forget set, per checkpoint (no retain set in this workspace)")
+metrics = [m for m in SPLIT_METRICS if f"forget_{m}" in summary.columns]
+for i in range(0, len(metrics), 2):
+    cols = st.columns(2)
+    for col, metric in zip(cols, metrics[i:i + 2]):
+        with col:
+            export.chart(plot_split_metric(summary, metric), f"split_{metric}", PAGE)
+
+st.subheader("Cost of forgetting and closeness to the retain-only model")
+c1, c2 = st.columns(2)
+with c1:
+    if summary["retain_ppl"].notna().any():
+        export.chart(plot_model_metric(summary, "retain_ppl", "Retain-set perplexity (lower is better)",
+                                       "perplexity (log scale)", log_y=True), "retain_ppl", PAGE)
+    else:
+        st.info("Retain perplexity needs a retain set (apply one on the Workspace page).")
+with c2:
+    if summary["forget_quality"].notna().any():
+        export.chart(plot_model_metric(summary, "forget_quality", "Forget quality vs retain-only (KS p-value)",
+                                       "forget quality (p-value, log scale)", log_y=True, reference=0.05,
+                                       reference_label="p = 0.05 (above: indistinguishable from retain-only)"),
+                     "forget_quality", PAGE)
+    else:
+        st.info("Forget quality needs a retain-only model and items with perturbed answers.")
+
+st.subheader("Membership inference (forget = members, holdout = non-members)")
+if summary[[c for c in summary.columns if c.startswith("mia_auc_")]].notna().any().any():
+    c1, c2 = st.columns(2)
+    with c1:
+        export.chart(plot_mia_auc(summary), "mia_auc", PAGE)
+    with c2:
+        roc = result.roc_frame()
+        options = [m for m in MIA_LABELS if m in set(roc["metric"])]
+        metric = st.selectbox("Attack", options, format_func=MIA_LABELS.get, key="roc_metric",
+                              index=options.index("minkpp") if "minkpp" in options else 0)
+        export.chart(plot_roc(roc, metric), f"roc_{metric}", PAGE)
+else:
+    st.info("Membership inference needs a holdout set (apply one on the Workspace page).")
+
+
+# ------------------------------------------------------------------------------------------------ drill-down
+
+st.subheader("Per-item drill-down")
+items = result.items_frame()
+d1, d2 = st.columns([1, 3])
+split = d1.radio("Split", sorted(items["split"].unique()), horizontal=True, key="drill_split")
+sub = items[items["split"] == split]
+questions = sub.drop_duplicates("item").sort_values("item")
+item = d2.selectbox("Item", questions["item"].tolist(), key="drill_item",
+                    format_func=lambda i: f"#{i}: {questions.set_index('item').loc[i, 'question']}")
+rows = sub[sub["item"] == item].set_index("model").loc[[n for n in names if n in set(sub["model"])]].reset_index()
+first = rows.iloc[0]
+st.markdown(f"**Question** (line {int(first['line'])}): {first['question']}  \n**Gold answer:** {first['gold_answer']}")
+drill = _numeric(rows[["model", "generated_answer", "p", "acc", "rougeL_recall", "truth_ratio", "es"]])
+st.dataframe(_styled(drill), hide_index=True, width="stretch", key="drill_table")
+export.table(drill, f"Scorecard item {split} {item}", "sc_drill", PAGE, show=False,
+             caption=f"Per-model answers to {split} item {item}")
+with bundle_slot:
+    export.bundle_button(PAGE, "Download all charts and tables (zip)")

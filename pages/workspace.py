@@ -1,0 +1,207 @@
+"""Workspace: which checkpoints and which forget / retain / holdout sets this audit compares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pages._shared import sidebar, state
+from unlearn_core.data import DataError, example_files, load_items
+from unlearn_core.items import PromptFormat
+from unlearn_core.workspace import CheckpointError, WorkspaceSpec
+
+SPLITS = {"forget": "Forget set", "retain": "Retain set", "holdout": "Holdout set (non-members for MIA)"}
+LAB, FOLDERS = "Demo lab", "Local folders"
+UPLOAD_TYPES = ["jsonl", "ndjson", "json", "csv", "tsv", "txt"]
+
+ws = state.workspace()
+lab = state.lab_dir()
+meta = state.lab_meta(lab)
+lab_ckpts = {n: str(lab / c["path"]) for n, c in meta["checkpoints"].items()}
+
+st.title("Workspace")
+st.write("Choose the checkpoints to compare and the data to audit them on, then **Apply**. "
+         "The demo lab is loaded by default.")
+st.markdown("Current: " + sidebar.chips(ws.names()), unsafe_allow_html=True)
+if flash := st.session_state.pop("flash", None):
+    st.success(flash)
+    st.page_link("pages/scorecard.py", label="Open the behavioural scorecard", icon=":material/arrow_forward:")
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+def _in_lab(path: str | None) -> str | None:
+    return next((n for n, p in lab_ckpts.items() if p == path), None)
+
+
+st.subheader("1. Checkpoints")
+lab_mode = all(_in_lab(p) for p in [ws.spec.original, *(p for _, p in ws.spec.unlearned)])
+source = st.radio("Checkpoints from", [LAB, FOLDERS], index=0 if lab_mode else 1, horizontal=True,
+                  key="ckpt_source")
+unlearned: list[tuple[str, str]] = []
+if source == LAB:
+    table = pd.DataFrame([
+        {"checkpoint": n, "kind": c.get("kind", ""), "ground truth": c.get("ground_truth") or "",
+         "forget acc (build)": c.get("scores", {}).get("forget_acc"),
+         "retain acc (build)": c.get("scores", {}).get("retain_acc")}
+        for n, c in meta["checkpoints"].items()
+    ])
+    st.caption(f"Demo lab `{lab}` (config {meta.get('config', '?')}, {meta.get('arch', '?')})")
+    st.dataframe(table, hide_index=True, width="stretch")
+    names = list(lab_ckpts)
+    cur_orig = _in_lab(ws.spec.original) or "original"
+    c1, c2, c3 = st.columns([1, 2, 1])
+    original_name = c1.selectbox("Original", names, index=names.index(cur_orig) if cur_orig in names else 0,
+                                 key="lab_original")
+    options = [n for n in names if n not in ("original", "retain_only", original_name)]
+    current = [n for n, _ in ws.spec.unlearned if n in options] if lab_mode else options
+    chosen = c2.multiselect("Unlearned checkpoints", options, default=current or options, key="lab_unlearned")
+    ro_options = ["(none)", *[n for n in names if n != original_name]]
+    cur_ro = _in_lab(ws.spec.retain_only) if ws.spec.retain_only else "(none)"
+    ro = c3.selectbox("Retain-only reference", ro_options,
+                      index=ro_options.index(cur_ro) if cur_ro in ro_options else 0, key="lab_retain_only",
+                      help="A model trained without the forget set: what true deletion looks like")
+    original_path = lab_ckpts[original_name]
+    unlearned = [(n, lab_ckpts[n]) for n in chosen]
+    retain_only_path = None if ro == "(none)" else lab_ckpts[ro]
+else:
+    st.caption("Hugging Face causal-LM folders (config.json + safetensors) or hub ids already in the local cache.")
+    original_path = st.text_input("Original checkpoint folder", value=ws.spec.original, key="path_original")
+    default_lines = "\n".join(f"{n}={p}" for n, p in ws.spec.unlearned)
+    lines = st.text_area("Unlearned checkpoints, one per line as NAME=FOLDER", value=default_lines,
+                         key="paths_unlearned", height=120)
+    bad_lines = []
+    for i, line in enumerate(lines.splitlines(), 1):
+        if not line.strip():
+            continue
+        name, sep, path = line.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            bad_lines.append(i)
+        else:
+            unlearned.append((name.strip(), path.strip()))
+    if bad_lines:
+        st.error(f"Line(s) {', '.join(map(str, bad_lines))}: write NAME=FOLDER, e.g. `npo=/models/npo`")
+    retain_only_path = st.text_input("Retain-only checkpoint folder (optional)", value=ws.spec.retain_only or "",
+                                     key="path_retain_only").strip() or None
+
+with st.expander("Advanced: device, loading, prompt format, results store"):
+    a1, a2 = st.columns(2)
+    device = a1.selectbox("Device", ["auto", "cpu", "cuda"], index=["auto", "cpu", "cuda"].index(ws.spec.device)
+                          if ws.spec.device in ("auto", "cpu", "cuda") else 0, key="device")
+    allow_pickle = a1.checkbox("Allow pickle (.bin) weights", value=ws.spec.allow_pickle, key="allow_pickle",
+                               help="Only for checkpoints you trust: pickle files can run code when loaded")
+    trust_remote_code = a1.checkbox("Trust remote code", value=ws.spec.trust_remote_code, key="trust_remote_code")
+    template = a2.text_input("Prompt template (must contain {question})", value=ws.spec.prompt_format.template,
+                             key="prompt_template")
+    store_path = a2.text_input("Results store (SQLite file)", value=ws.store_path, key="store_path",
+                               help="Results computed once are served from here, across sessions and restarts")
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+st.subheader("2. Data")
+with st.expander("Example files (formats: JSONL, JSON, CSV/TSV, TXT)"):
+    st.caption("Fields: `question` + `answer` (or `text` for passages); optional `paraphrased_answer`, "
+               "`perturbed_answers` (list), `keywords` (list), `concept`. TOFU field names work as they are. "
+               "`forget_with_errors.jsonl` shows how bad rows are reported.")
+    ex_cols = st.columns(4)
+    for i, (name, path) in enumerate(sorted(example_files().items())):
+        ex_cols[i % 4].download_button(name, Path(path).read_bytes(), name, key=f"example_{name}",
+                                       on_click="ignore", icon=":material/download:")
+
+
+def load_split(split: str):
+    """(items or None, label, ok). Shows the validation report row by row for an upload with bad rows."""
+    lab_file = lab / meta["data"][split]
+    choices = ["Demo lab file", "Upload"] + ([] if split == "forget" else ["None"])
+    how = st.radio(SPLITS[split], choices, horizontal=True, key=f"src_{split}")
+    if how == "None":
+        return (), "none", True
+    if how == "Demo lab file":
+        st.caption(f"`{lab_file}`")
+        return load_items(lab_file).items, f"demo lab {split} set", True
+    up = st.file_uploader(f"Upload the {split} set", type=UPLOAD_TYPES, key=f"up_{split}",
+                          label_visibility="collapsed")
+    if up is None:
+        st.info(f"Upload a {split} file, or pick the demo lab file.")
+        return None, "", split != "forget"
+    raw = up.getvalue()
+    try:
+        report = load_items(raw, name=up.name)
+    except DataError as e:
+        report = e.report
+        if report is None or not report.items:
+            st.error(str(e))
+            if report is not None and len(report.errors):
+                st.dataframe(report.to_frame(), hide_index=True, width="stretch")
+            return None, "", False
+        n_bad = len(report.rejected_lines)
+        where = ("line " if n_bad == 1 else "lines ") + ", ".join(map(str, report.rejected_lines))
+        st.error(f"{up.name}: {n_bad} of {report.n_rows} rows rejected ({where}). "
+                 "Fix the file, or keep only the valid rows.")
+        st.dataframe(report.to_frame(), hide_index=True, width="stretch", key=f"issues_{split}")
+        keep = st.checkbox(f"Keep the {len(report.items)} valid rows", key=f"keep_{split}")
+        if not keep:
+            return None, "", False
+        report = load_items(raw, name=up.name, accept_partial=True)
+    st.success(f"{up.name}: {report.summary()}")
+    if report.warnings:
+        with st.expander(f"{len(report.warnings)} warnings"):
+            st.dataframe(report.to_frame(), hide_index=True, width="stretch")
+    return report.items, f"upload {up.name}", True
+
+
+loaded = {}
+ok = True
+for split in SPLITS:
+    with st.container(border=True):
+        items, label, split_ok = load_split(split)
+    loaded[split] = (items, label)
+    ok = ok and split_ok and items is not None
+
+
+# ------------------------------------------------------------------------------------------------ apply
+
+st.subheader("3. Apply")
+problems = []
+if not unlearned:
+    problems.append("choose at least one unlearned checkpoint")
+if not original_path.strip():
+    problems.append("give the original checkpoint")
+if not ok:
+    problems.append("the data above needs attention")
+if "{question}" not in template:
+    problems.append("the prompt template must contain {question}")
+if problems:
+    st.warning("Cannot apply yet: " + "; ".join(problems) + ".")
+
+if st.button("Apply workspace", type="primary", disabled=bool(problems), key="apply"):
+    try:
+        from unlearn_core.types import AuditData
+
+        spec = WorkspaceSpec(
+            original=original_path.strip(), unlearned=tuple(unlearned), forget=loaded["forget"][1],
+            retain_only=retain_only_path, retain=loaded["retain"][1] or None, holdout=loaded["holdout"][1] or None,
+            device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+            prompt_format=PromptFormat(template, ws.spec.prompt_format.answer_prefix),
+        )
+        spec.inspect()  # compatibility (tokenizer, vocabulary, shapes) before anything is loaded
+        data = AuditData(loaded["forget"][0], loaded["retain"][0] or (), loaded["holdout"][0] or (),
+                         spec.prompt_format)
+        new = state.Workspace(spec, data, store_path.strip() or str(lab / "results.sqlite"),
+                              {s: loaded[s][1] for s in SPLITS})
+        state.set_workspace(new)
+        try:
+            state.models(new)
+        except Exception:
+            state.set_workspace(ws)  # keep the previous, working workspace
+            raise
+    except (CheckpointError, ValueError, OSError, RuntimeError) as e:
+        st.error(f"Workspace not applied: {e}")
+    else:
+        st.session_state["flash"] = (
+            f"Workspace applied: {len(new.names())} checkpoints ({', '.join(new.names())}); forget "
+            f"{len(data.forget)}, retain {len(data.retain)}, holdout {len(data.holdout)} items.")
+        st.rerun()  # so the sidebar shows the new workspace too

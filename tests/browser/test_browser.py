@@ -1,0 +1,116 @@
+"""Click through the real dashboard in headless Chromium: every page, the forget-set upload with a bad row, the
+scorecard run, and one chart exported as SVG through its download button. Screenshots go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.lab]
+SCREENSHOTS = Path(os.environ.get("UNLEARN_AUDIT_SCREENSHOTS", Path(__file__).resolve().parents[2] / "artifacts"
+                                   / "screenshots"))
+SCORECARD_TIMEOUT_MS = 900_000  # the shared 2-core CI machine; the tiny lab alone takes seconds to a few minutes
+
+
+def shot(page, name: str, full: bool = True) -> None:
+    """Screenshot; `full` grows the viewport to the page's height first (Streamlit scrolls inside its main block)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # artifacts/ is git-ignored
+    size = page.viewport_size
+    if full:
+        height = page.evaluate(
+            "() => Math.max(document.body.scrollHeight, ...[...document.querySelectorAll("
+            "'[data-testid=stMain],[data-testid=stMainBlockContainer]')].map(e => e.scrollHeight))")
+        page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 9000)})
+        page.wait_for_timeout(800)  # let plotly re-layout
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.set_viewport_size(size)
+
+
+def wait_idle(page, timeout: int = 120_000) -> None:
+    """Until Streamlit's script run finishes (the running indicator disappears)."""
+    page.wait_for_timeout(300)
+    page.locator("[data-testid=stStatusWidget]").filter(has_text=re.compile("Running|Stop")).wait_for(
+        state="detached", timeout=timeout)
+
+
+def go(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=title, level=1).wait_for()
+    wait_idle(page)
+
+
+def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_path):
+    url, store = server
+    page.goto(url)
+    page.get_by_role("heading", name="Workspace", level=1).wait_for(timeout=180_000)
+    page.get_by_role("button", name=re.compile("Apply workspace")).wait_for()
+    page.get_by_test_id("stDataFrame").first.wait_for()
+    wait_idle(page)
+    assert page.get_by_test_id("stSidebarNav").get_by_text("Behavioural scorecard").is_visible()
+    shot(page, "01_workspace")
+
+    # upload the lab's forget set with line 3 broken: the error names the line, keep the valid rows
+    lines = (tiny_lab / "data" / "forget.jsonl").read_text().splitlines()
+    lines[2] = lines[2][: len(lines[2]) // 2]
+    bad = tmp_path / "forget_bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    forget_box = page.get_by_test_id("stRadio").filter(has_text="Forget set")
+    forget_box.get_by_text("Upload", exact=True).click()
+    wait_idle(page)
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(bad))
+    page.get_by_text(re.compile(r"rows rejected \(line 3\)")).wait_for()
+    wait_idle(page)
+    shot(page, "02_workspace_bad_row")
+    page.get_by_text(f"Keep the {len(lines) - 1} valid rows").click()
+    page.get_by_text(re.compile(f"{len(lines)} rows: {len(lines) - 1} valid")).wait_for()
+    retain_box = page.get_by_test_id("stRadio").filter(has_text="Retain set")
+    retain_box.get_by_text("None", exact=True).click()  # keeps the browser test quick
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile("Apply workspace")).click()
+    page.get_by_text(re.compile("Workspace applied: 7 checkpoints")).wait_for(timeout=180_000)
+    wait_idle(page)
+
+    go(page, "Behavioural scorecard")
+    run = page.get_by_role("button", name=re.compile("Run scorecard"))
+    run.wait_for()
+    shot(page, "03_scorecard_cold", full=False)
+    run.click()
+    page.get_by_test_id("stProgress").first.wait_for(timeout=60_000)
+    shot(page, "04_scorecard_running", full=False)
+    page.get_by_text(re.compile(r"Computed in [\d.]+ s")).wait_for(timeout=SCORECARD_TIMEOUT_MS)
+    page.get_by_text("Per-item drill-down").wait_for()
+    wait_idle(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.locator(".js-plotly-plot").count() >= 9
+    table = page.get_by_test_id("stDataFrame").first
+    for name in ("original", "ga", "graddiff", "npo", "rmu", "suppressed_head", "retain_only"):
+        assert page.get_by_test_id("stSidebar").get_by_text(name, exact=True).is_visible()
+    assert table.is_visible()
+    shot(page, "05_scorecard")
+
+    # export the first chart as SVG through its own download button (bytes are rendered on click)
+    first_svg = page.get_by_test_id("stDownloadButton").filter(has_text=re.compile(r"^\W*\w*\W*SVG$")).first
+    with page.expect_download(timeout=120_000) as info:
+        first_svg.click()
+    download = info.value
+    out = tmp_path / download.suggested_filename
+    download.save_as(out)
+    svg = out.read_text(encoding="utf-8")
+    assert svg.lstrip().startswith(("<svg", "<?xml")), svg[:200]
+    assert "Answer accuracy: forget set" in svg  # no retain set in this workspace
+    assert download.suggested_filename.endswith(".svg")
+
+    # every other page renders
+    for link in page.get_by_test_id("stSidebarNav").locator("a").all():
+        title = link.inner_text().strip().split("\n")[-1]
+        if title in ("Workspace", "Behavioural scorecard"):
+            continue
+        go(page, title)
+        assert not page.get_by_test_id("stException").count()
+        shot(page, f"10_{re.sub(r'[^a-z]+', '_', title.lower())}")
+    go(page, "Workspace")
+    assert not page.get_by_test_id("stException").count()

@@ -1,0 +1,132 @@
+"""SAE training (sae-lens) and restoration on the tiny demo lab.
+
+Planted truths asserted: an unchanged copy of the original has nothing to restore and steering by injection is an
+exact no-op on it; suppressed_head is byte-identical to the original below its last block, so injecting original
+features at a lower layer changes nothing (z_o = z_u); the retain-only model (a true deletion) gains little;
+random features restore much less than expert features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from unlearn_core.analyses.sae_restoration import RestorationConfig, compute_restoration, default_layer
+from unlearn_core.analyses.sae_training import (
+    SAETrainConfig,
+    collect_residual,
+    get_sae,
+    load_sae,
+    sae_quality,
+    train_sae,
+)
+from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.scoring import encode, pad_id_of
+from unlearn_core.types import LoadedModel, ModelSet
+from unlearn_core.viz.plot_restoration import plot_dose_response, plot_expert_features
+
+FAST_SAE = SAETrainConfig()
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_lab, tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("UNLEARN_AUDIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    from unlearn_core.workspace import lab_workspace
+
+    ws = lab_workspace(tiny_lab, unlearned=["suppressed_head"])
+    models, data = ws.load_models(), ws.load_data()
+    o = models.original
+    unlearned = {"suppressed_head": models.unlearned["suppressed_head"],
+                 "retain_only_as_unlearned": LoadedModel("retain_only_as_unlearned", "unlearned",
+                                                         models.retain_only.model, o.tokenizer, "", "ro"),
+                 "copy": LoadedModel("copy", "unlearned", o.model, o.tokenizer, "", "copy")}
+    ms = ModelSet(o, unlearned, None)
+    res = compute_restoration(ms, data, RestorationConfig(sae=FAST_SAE))
+    yield ms, data, res
+    mp.undo()
+    torch.set_num_threads(threads)
+
+
+def test_default_layer_is_last_block_on_small_models():
+    assert default_layer(3) == 2 and default_layer(4) == 3 and default_layer(12) == 8 and default_layer(1) == 0
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        RestorationConfig(alphas=(1.0, -2.0))
+    with pytest.raises(ValueError):
+        RestorationConfig(headline_alpha=3.0)
+    with pytest.raises(ValueError):
+        SAETrainConfig(architecture="gated")
+
+
+def test_sae_quality_cache_and_roundtrip(lab, tmp_path):
+    ms, data, res = lab
+    q = res.sae_quality
+    assert q.explained_variance > 0.45 and q.l0 == pytest.approx(FAST_SAE.k) and q.dead_fraction < 0.5
+    o = ms.original
+    pairs = [data.prompt_format.pair(it) for it in data.forget]
+    enc = encode(o.tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
+    sae, q2, folder = get_sae(o.model, enc, res.layer, FAST_SAE, pad_id_of(o.tokenizer), o.hash, data.hash)
+    assert q2.train_seconds == 0.0  # served from the on-disk cache
+    x = collect_residual(o.model, enc, res.layer, pad_id_of(o.tokenizer))
+    again = load_sae(folder, d_model=x.shape[1])
+    assert torch.equal(again.encode(x), sae.encode(x))
+    with pytest.raises(ValueError):
+        load_sae(folder, d_model=x.shape[1] + 1)
+
+
+def test_standard_sae_trains_sparse(lab):
+    ms, data, res = lab
+    o = ms.original
+    pairs = [data.prompt_format.pair(it) for it in data.retain]
+    enc = encode(o.tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
+    x = collect_residual(o.model, enc, res.layer, pad_id_of(o.tokenizer))
+    sae = train_sae(x, SAETrainConfig(architecture="standard", steps=100, batch_size=128))
+    q = sae_quality(sae, x)
+    assert 0 < q.l0 < sae.cfg.d_sae / 2 and q.explained_variance > 0
+
+
+def test_identical_model_has_nothing_to_restore(lab):
+    _, _, res = lab
+    rows = [r for r in res.rows if r["model"] == "copy"]
+    assert all(math.isnan(r["restoration_p"]) for r in rows if r["split"] == "forget")
+    assert all(r["delta_p"] == 0.0 for r in rows if r["variant"] == "inject")
+
+
+def test_expert_beats_random_and_deletion_stays_low(lab):
+    _, _, res = lab
+    for name in ("suppressed_head", "retain_only_as_unlearned"):
+        s = res.scores(name)
+        assert s["sae_restoration"] > 2 * s["sae_restoration_random"], (name, s)
+    assert res.scores("retain_only_as_unlearned")["sae_restoration"] < 0.2
+    assert res.scores("copy") and math.isnan(res.scores("copy")["sae_restoration"])
+    assert len(res.expert_features) == 16 and not set(res.expert_features) & set(res.random_features)
+    top = res.features_frame()
+    assert (top["mean_forget"] > top["mean_retain"]).all()
+
+
+def test_injection_below_the_edit_is_a_no_op(lab):
+    """suppressed_head equals the original below its last block: z_o = z_u there, so injection changes nothing."""
+    ms, data, _ = lab
+    sub = ModelSet(ms.original, {"suppressed_head": ms.unlearned["suppressed_head"]})
+    res = compute_restoration(sub, data, RestorationConfig(layer=0, alphas=(1.0, 5.0), sae=FAST_SAE))
+    inject = [r for r in res.rows if r["variant"] == "inject"]
+    assert inject and all(r["delta_p"] == 0.0 for r in inject)
+    assert res.scores("suppressed_head")["sae_restoration"] == 0.0
+
+
+def test_result_storable_and_plottable(lab):
+    _, _, res = lab
+    back = decode_result(encode_result(res))
+    pd.testing.assert_frame_equal(back.to_frame(), res.to_frame())  # NaN-aware
+    assert back.config == res.config and back.sae_quality == res.sae_quality
+    fig = plot_dose_response(res)
+    assert fig.layout.title.text and len(fig.data) == 2 * 2 * 3
+    assert plot_expert_features(res).data

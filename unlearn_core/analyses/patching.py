@@ -1,0 +1,214 @@
+"""Layer-wise activation patching and the unlearning depth score UDS (methods.md section 4).
+
+Why: restoration copies the original's feature values into the unlearned model. Patching asks the converse
+question per layer: take the hidden states a SOURCE model computes at layer l over the answer span and splice them
+into the ORIGINAL model. If the original's answer survives, the source's layer-l states still carry whatever the
+original needs; if the answer log-prob drops by D_l, they do not. The retain-only model (never saw the forget set)
+gives the drop a true deletion causes (D1_l); the unlearned model gives D2_l. Then
+
+    UDS = sum_l D1_l * clip(D2_l / D1_l, 0, 1) / sum_l D1_l    over layers with D1_l > threshold
+
+is the D1-weighted share of layers at which the unlearned model's states are as knowledge-free as a model that never
+learned it. Direction: UDS = 1 means "as deep as retraining" (deleted everywhere, e.g. the retain-only model
+itself); UDS = 0 means every layer's states still carry the knowledge (suppression downstream of all patched
+layers). A checkpoint that only changed its last block (`suppressed_head`) therefore gets about the D1 share of
+the last layer, not 0: its last block output IS knowledge-free for the original's head. Evidence of retention for
+the verdict is 1 - UDS.
+
+Patched positions: the "answer span" in the teacher-forced sense, i.e. positions p-1 .. p+a-2 whose outputs predict
+the answer tokens (prompt length p, answer length a). Block outputs are replaced there, prompt positions keep the
+original's states. All checkpoints must share the original's tokenizer (same token positions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from unlearn_core.analyses.sae_training import block_output, replace_block_output
+from unlearn_core.arch import decoder_layers
+from unlearn_core.codec import register_result
+from unlearn_core.scoring import Encoded, encode, length_batches, model_device, pad_id_of, right_pad
+from unlearn_core.types import AuditData, ModelSet
+
+Progress = Callable[[float, str], None]
+
+
+@register_result
+@dataclass(frozen=True)
+class PatchingConfig:
+    """threshold: layers with D1 <= threshold (nats of mean answer log-prob) carry no weight in UDS;
+    batch_size: rows per forward pass."""
+
+    threshold: float = 0.05
+    batch_size: int = 32
+
+    def __post_init__(self):
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or self.threshold < 0:
+            raise ValueError(f"threshold must be a number >= 0, got {self.threshold!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+
+
+@register_result
+@dataclass(frozen=True)
+class PatchingResult:
+    """drops[source][l] = D_l: mean over forget items of LP(original) - LP(original with source's layer-l states
+    over the answer span). uds[name] per unlearned checkpoint (NaN without a retain-only model)."""
+
+    layers: tuple[int, ...]
+    drops: dict[str, tuple[float, ...]]
+    uds: dict[str, float]
+    reference: str | None  # name of the retain-only model (source of D1)
+    original_lp: float  # mean answer log-prob of the unpatched original on the forget set
+    n_items: int
+    rule: str
+    model_hashes: dict[str, str]
+    data_hash: str
+    config: PatchingConfig
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (checkpoint, layer): D (=D2), D1, clipped ratio and whether the layer counts."""
+        d1 = self.drops.get(self.reference) if self.reference else None
+        rows = []
+        for name, drops in self.drops.items():
+            for i, layer in enumerate(self.layers):
+                ref = d1[i] if d1 else math.nan
+                counted = bool(d1) and ref > self.config.threshold
+                ratio = min(max(drops[i] / ref, 0.0), 1.0) if counted else math.nan
+                rows.append({"model": name, "layer": layer, "drop": drops[i], "drop_retain_only": ref,
+                             "clipped_ratio": ratio, "counted": counted})
+        return pd.DataFrame(rows, columns=["model", "layer", "drop", "drop_retain_only", "clipped_ratio", "counted"])
+
+    def uds_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{"model": n, "uds": u, "patching_retention": 1 - u if not math.isnan(u) else math.nan}
+                             for n, u in self.uds.items()], columns=["model", "uds", "patching_retention"])
+
+    def scores(self, name: str) -> dict[str, float]:
+        if name not in self.uds:
+            return {}
+        u = self.uds[name]
+        return {"uds": u, "patching_retention": 1 - u if not math.isnan(u) else math.nan}
+
+
+def uds_score(d1: list[float], d2: list[float], threshold: float = 0.05) -> float:
+    """UDS = sum_l D1_l * clip(D2_l / D1_l, 0, 1) / sum_l D1_l over layers with D1_l > threshold (NaN if none)."""
+    num = den = 0.0
+    for a, b in zip(d1, d2, strict=True):
+        if a > threshold:
+            num += a * min(max(b / a, 0.0), 1.0)
+            den += a
+    return num / den if den > 0 else math.nan
+
+
+def _answer_lp(logits: torch.Tensor, batch: list[Encoded]) -> torch.Tensor:
+    """[B] mean answer-token log-prob (float32) from logits [B, T, V]."""
+    out = []
+    for r, e in enumerate(batch):
+        p, a = len(e.prompt_ids), len(e.answer_ids)
+        logp = F.log_softmax(logits[r, p - 1 : p + a - 1].float(), -1)  # [a, V]
+        labels = torch.tensor(e.answer_ids, device=logp.device)
+        out.append(logp.gather(1, labels[:, None]).mean())
+    return torch.stack(out).cpu()
+
+
+def _span_mask(batch: list[Encoded], width: int, device) -> torch.Tensor:
+    """[B, T] bool: positions p-1 .. p+a-2 (their outputs predict the answer tokens)."""
+    mask = torch.zeros(len(batch), width, dtype=torch.bool, device=device)
+    for r, e in enumerate(batch):
+        p, a = len(e.prompt_ids), len(e.answer_ids)
+        mask[r, p - 1 : p + a - 1] = True
+    return mask
+
+
+@torch.no_grad()
+def _all_block_outputs(model, ids, mask) -> list[torch.Tensor]:
+    """Block outputs of every layer, one forward pass: list of [B, T, d]."""
+    store: list = []
+    handles = [blk.register_forward_hook(lambda _m, _i, out: store.append(block_output(out)))
+               for blk in decoder_layers(model)]
+    try:
+        model(input_ids=ids, attention_mask=mask)
+    finally:
+        for h in handles:
+            h.remove()
+    return store
+
+
+@torch.no_grad()
+def _patched_lp(model, layer: int, ids, mask, span: torch.Tensor, source: torch.Tensor, batch) -> torch.Tensor:
+    def hook(_m, _i, out):
+        h = block_output(out)
+        new = torch.where(span[..., None], source.to(h.dtype), h)  # [B, T, d]
+        return replace_block_output(out, new)
+
+    handle = decoder_layers(model)[layer].register_forward_hook(hook)
+    try:
+        return _answer_lp(model(input_ids=ids, attention_mask=mask).logits, batch)
+    finally:
+        handle.remove()
+
+
+def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig = PatchingConfig(),
+                     progress: Progress | None = None) -> PatchingResult:
+    """D_l for every non-original checkpoint as source (the retain-only model's drops are D1) and UDS per checkpoint.
+
+    Cost per length batch: 1 + n_sources * (1 + n_layers) forward passes of the original / sources.
+    """
+    if not isinstance(config, PatchingConfig):
+        raise TypeError(f"config must be a PatchingConfig, got {type(config).__name__}")
+    orig = models.original
+    sources = {n: lm for n, lm in models.all().items() if n != orig.name}
+    n_layers = len(decoder_layers(orig.model))
+    for n, lm in sources.items():
+        if len(decoder_layers(lm.model)) != n_layers:
+            raise ValueError(f"{n} has {len(decoder_layers(lm.model))} blocks, the original {n_layers}")
+    items = [it for it in data.forget]
+    pairs = [data.prompt_format.pair(it) for it in items]
+    enc = [e for e in encode(orig.tokenizer, [p for p, _ in pairs], [a for _, a in pairs]) if e.answer_ids]
+    pad, device = pad_id_of(orig.tokenizer), model_device(orig.model)
+    sums = {n: [0.0] * n_layers for n in sources}
+    base_sum = 0.0
+    batches = length_batches([len(e.ids) for e in enc], config.batch_size)
+    for b, idx in enumerate(batches):
+        if progress:
+            progress(b / max(1, len(batches)), f"patching batch {b + 1}/{len(batches)}")
+        batch = [enc[i] for i in idx]
+        ids, mask = right_pad([e.ids for e in batch], pad, device)
+        span = _span_mask(batch, ids.shape[1], device)
+        base = _answer_lp(orig.model(input_ids=ids, attention_mask=mask).logits, batch)  # [B]
+        base_sum += float(base.sum())
+        for n, lm in sources.items():
+            src = _all_block_outputs(lm.model, ids.to(model_device(lm.model)), mask.to(model_device(lm.model)))
+            for layer in range(n_layers):
+                lp = _patched_lp(orig.model, layer, ids, mask, span, src[layer].to(device), batch)
+                sums[n][layer] += float((base - lp).sum())
+    n = max(1, len(enc))
+    drops = {name: tuple(v / n for v in s) for name, s in sums.items()}
+    ref = models.retain_only.name if models.retain_only is not None else None
+    uds = {name: (uds_score(list(drops[ref]), list(d), config.threshold) if ref else math.nan)
+           for name, d in drops.items()}
+    if progress:
+        progress(1.0, "patching done")
+    return PatchingResult(
+        layers=tuple(range(n_layers)), drops=drops, uds=uds, reference=ref, original_lp=base_sum / n,
+        n_items=len(enc),
+        rule=f"UDS = sum_l D1_l clip(D2_l/D1_l, 0, 1) / sum_l D1_l over layers with D1_l > {config.threshold:g}; "
+             "D_l = drop of the original's mean answer log-prob when block l's output over the answer span comes "
+             "from the source (D1: retain-only, D2: this checkpoint). 1 = deleted at every layer, 0 = still "
+             "present at every layer; retention evidence = 1 - UDS.",
+        model_hashes={name: lm.hash for name, lm in models.all().items()}, data_hash=data.hash, config=config,
+    )
+
+
+def analysis_spec():
+    from unlearn_core.audit import Analysis
+
+    return Analysis("patching", "Layer-wise patching (UDS)", PatchingConfig, compute_patching,
+                    lambda r: {"patching_layers": r.to_frame(), "patching_uds": r.uds_frame()},
+                    lambda r, name: r.scores(name))
