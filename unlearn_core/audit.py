@@ -55,11 +55,18 @@ REGISTRY: dict[str, Callable[[], Analysis]] = {
     "keyword_recovery": _from_module("keyword_emphasis"),
     "sae_restoration": _from_module("sae_restoration"),
     "patching": _from_module("patching"),
+    "quantization": _from_module("quantization"),
+    "relearning": _from_module("relearning"),
+    "representation": _from_module("representation"),
+    "perturbation": _from_module("perturbation"),
+    "extraction": _from_module("extraction"),
 }
 
 # verdict evidence name -> the score key an analysis reports it under (first present wins)
 VERDICT_EVIDENCE: dict[str, tuple[str, ...]] = {
     "keyword_recovery": ("kw_recovery_p",),
+    "quantization_recovery": ("quantization_recovery_4bit",),
+    "perturbation_recovery": ("perturbation_recovery_sigma0.3",),
 }
 
 

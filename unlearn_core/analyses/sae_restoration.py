@@ -23,6 +23,18 @@ can only be restored at a layer where its states differ from the original's: in 
 everything below the last block is byte-identical to the original (z_o = z_u, so injection there is a no-op), and
 for the lab's 3-4 block models the 2/3 rule lands on the last block's output, where the change is visible. For
 other models run `layer_sweep` and read the restoration per layer.
+
+Known limit, measured on the tiny demo lab (3 blocks, 16 forget facts, default SAE: 1024 features, k 32, explained
+variance ~0.94 on training tokens / ~0.90 on forget+retain answer spans; m = 32): at the last block's output an
+injection is close to an edit of the logits, and a model trained from the same init on the same answer vocabulary
+can read the original's state there. A FULL copy of the original's block-2 output restores 0.91 of suppressed_head's
+forget probability but also 0.47 of retain_only's (a true deletion). The m-feature injection restores
+suppressed_head only 0.02 / 0.04 / 0.09 / 0.29 at alpha 0.5 / 1 / 2 / 5 and retain_only 0.15 / 0.23 / 0.28 / 0.24,
+so on this lab SAE restoration does NOT separate the planted suppression from the deletion reference; what holds is
+expert >> random features and the dose-response. Neither a wider SAE (EV 0.96), m up to 128, per-item feature
+choice (top |z_o - z_u| per prompt) nor adding the SAE error term (e_o - e_u) to the injection changed that
+(all-features injection at alpha 1: suppressed_head 0.42, retain_only 0.48). Read it beside 1 - UDS (patching.py),
+whose deletion reference is the retain-only model itself.
 """
 
 from __future__ import annotations
@@ -62,17 +74,24 @@ def default_layer(n_layers: int) -> int:
     return min(n_layers - 1, round(2 * n_layers / 3))
 
 
+def default_n_expert(n_forget: int) -> int:
+    """m = max(16, 2 * number of forget items): the paper's 16, grown with the forget set."""
+    return max(16, 2 * n_forget)
+
+
 @register_result
 @dataclass(frozen=True)
 class RestorationConfig:
     """layer: block whose output is steered (None = default_layer; negative counts from the end); sae_path: a
-    sae-lens folder to use instead of training; n_expert: m; alphas: steering strengths; headline_alpha: the alpha
-    whose inject/expert restoration is THE restoration score; seed: random-feature control."""
+    sae-lens folder to use instead of training; n_expert: m (None = default_n_expert(number of forget items) =
+    max(16, 2 * n_forget): memorised facts get fact-specific features, so a fixed 16 covers fewer facts the larger
+    the forget set); alphas: steering strengths; headline_alpha: the alpha whose inject/expert restoration is THE
+    restoration score; seed: random-feature control."""
 
     layer: int | None = None
     sae: SAETrainConfig = field(default_factory=SAETrainConfig)
     sae_path: str | None = None
-    n_expert: int = 16
+    n_expert: int | None = None
     alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0)
     headline_alpha: float = 1.0
     seed: int = 0
@@ -85,6 +104,8 @@ class RestorationConfig:
             raise TypeError(f"sae must be a SAETrainConfig, got {type(self.sae).__name__}")
         for name in ("n_expert", "batch_size"):
             v = getattr(self, name)
+            if name == "n_expert" and v is None:
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
@@ -139,12 +160,14 @@ class RestorationResult:
         a = self.config.headline_alpha
         curve = [self._pick(name, "inject", "expert", x, "forget", "restoration_p") for x in self.config.alphas]
         scale = [self._pick(name, "scale", "expert", x, "forget", "restoration_p") for x in self.config.alphas]
+        rand = [self._pick(name, "inject", "random", x, "forget", "restoration_p") for x in self.config.alphas]
         return {
             "sae_restoration": self._pick(name, "inject", "expert", a, "forget", "restoration_p"),
             "sae_restoration_acc": self._pick(name, "inject", "expert", a, "forget", "restoration_acc"),
             "sae_restoration_max": max((c for c in curve if not math.isnan(c)), default=math.nan),
             "sae_restoration_scale_max": max((c for c in scale if not math.isnan(c)), default=math.nan),
             "sae_restoration_random": self._pick(name, "inject", "random", a, "forget", "restoration_p"),
+            "sae_restoration_random_max": max((c for c in rand if not math.isnan(c)), default=math.nan),
             "sae_retain_delta_p": self._pick(name, "inject", "expert", a, "retain", "delta_p"),
             "sae_layer": float(self.layer),
         }
@@ -276,7 +299,8 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
     f_mean, f_max = _feature_stats(sae, splits["forget"])
     r_mean, r_max = _feature_stats(sae, splits["retain"])
     diff = f_mean.mean(0) - r_mean.mean(0)  # [d_sae]
-    m = min(config.n_expert, sae.cfg.d_sae)
+    n_expert = default_n_expert(len(splits["forget"].enc)) if config.n_expert is None else config.n_expert
+    m = min(n_expert, sae.cfg.d_sae)
     expert = torch.topk(diff, m).indices
     live = torch.nonzero(torch.cat([f_mean, r_mean]).mean(0) > 0).flatten()
     live = live[~torch.isin(live, expert)]
@@ -323,7 +347,8 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
         rule="restoration = clip((F(steered) - F(plain)) / (F(original) - F(plain)), 0, 1), F = mean p~ (or "
              "accuracy) of the gold answer on forget prompts; inject: h' = h_u + W_dec[E]^T alpha (z_o,E - z_u,E); "
              "scale: h' = h_u + W_dec[E]^T alpha z_u,E; E = top-m features by mean answer-span activation forget - "
-             f"retain in the original (m={m}); headline = inject, expert, alpha={config.headline_alpha:g}.",
+             f"retain in the original (m={m}{'' if config.n_expert else ' = max(16, 2 x forget items)'}); "
+             f"headline = inject, expert, alpha={config.headline_alpha:g}.",
         model_hashes={n: lm.hash for n, lm in models.all().items()}, data_hash=data.hash, config=config,
     )
 

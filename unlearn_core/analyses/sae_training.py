@@ -52,14 +52,19 @@ class SAETrainConfig:
     p+a-2) of every (prompt, answer) pair, "all" on every token. "answer" is the default because restoration
     steers exactly the states that carry the facts, and prompt-template tokens (shared, repeated) otherwise take
     most of the dictionary: on the tiny lab an all-token SAE explained 72% of all variance but left a residual of
-    75% of the norm on answer positions, where the suppression lives."""
+    75% of the norm on answer positions, where the suppression lives.
+
+    Defaults (expansion 16, k 32, 800 steps of 256 tokens): on the tiny lab (d_model 64 -> 1024 features, ~11k
+    answer-position tokens, ~18 epochs) this trains in ~15 s on one CPU thread and explains ~0.95 of the variance
+    of the training tokens and ~0.9 on the forget/retain answer spans. The previous default (expansion 4, k 16,
+    300 steps) explained 0.59, leaving a reconstruction error of 75% of the state norm."""
 
     architecture: str = "topk"
-    expansion: int = 4
-    k: int = 16
+    expansion: int = 16
+    k: int = 32
     l1_coefficient: float = 5.0
     lr: float = 3e-3
-    steps: int = 300
+    steps: int = 800
     batch_size: int = 256
     seed: int = 0
     positions: str = "answer"

@@ -1,0 +1,93 @@
+"""Representation similarity (CKA, logit lens) and activation perturbation on planted ground truth."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from unlearn_core import arch
+from unlearn_core.analyses.perturbation import PerturbationConfig, compute_perturbation
+from unlearn_core.analyses.representation import RepresentationConfig, compute_representation, linear_cka
+from unlearn_core.types import AuditData, LoadedModel, ModelSet
+from unlearn_core.viz.plot_robustness import plot_cka, plot_logit_lens, plot_perturbation
+from unlearn_core.workspace import lab_workspace
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_lab):
+    ws = lab_workspace(tiny_lab, unlearned=["suppressed_head"])
+    models, data = ws.load_models(), ws.load_data()
+    return models, AuditData(data.forget, data.retain[:24], (), data.prompt_format)
+
+
+def test_cka_self_and_rotation_invariance():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=g, dtype=torch.float64)
+    y = x @ torch.randn(16, 16, generator=g, dtype=torch.float64)
+    y = y + 2.0 * torch.randn(200, 16, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=torch.float64))
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+    assert linear_cka(x, x @ q) == pytest.approx(1.0, abs=1e-10)
+    base = linear_cka(x, y)
+    assert base < 0.99  # the check below must be able to fail
+    assert linear_cka(x @ q, y) == pytest.approx(base, abs=1e-10)
+    assert linear_cka(x, 3.0 * y @ q) == pytest.approx(base, abs=1e-10)
+    # Gram form (n < d) is rotation invariant too
+    assert linear_cka(x[:10] @ q, y[:10]) == pytest.approx(linear_cka(x[:10], y[:10]), abs=1e-10)
+    assert linear_cka(x, torch.randn(200, 16, generator=g, dtype=torch.float64)) < 0.3
+
+
+def test_cka_of_a_model_with_itself_is_one(lab):
+    models, data = lab
+    o = models.original
+    same = ModelSet(o, {"copy": LoadedModel("copy", "unlearned", o.model, o.tokenizer, o.path, o.hash)})
+    res = compute_representation(same, data, RepresentationConfig(logit_lens=False))
+    df = res.to_frame()
+    assert len(df) == 2 * arch.n_layers(o.model)
+    assert (df.cka - 1.0).abs().max() < 1e-9
+
+
+def test_suppressed_head_keeps_lower_layers(lab):
+    models, data = lab
+    res = compute_representation(models, data, RepresentationConfig(lens_head="original"))
+    df = res.to_frame()
+    last = arch.n_layers(models.original.model) - 1
+    sh = df[(df.model == "suppressed_head") & (df.split == "forget")]
+    assert (sh[sh.layer < last].cka > 0.99).all()
+    ro = df[(df.model == "retain_only") & (df.split == "forget")]
+    assert ro.cka.max() < 0.99  # the deletion reference was trained separately: its representations differ
+    # through the original's head, blocks below the changed one read exactly like the original's
+    lens = res.lens_frame()
+    lf = lens[(lens.split == "forget") & (lens.layer < last)].set_index(["model", "layer"])
+    for layer in range(last):
+        assert lf.loc[("suppressed_head", layer), "mean_prob"] == pytest.approx(
+            lf.loc[("original", layer), "mean_prob"], abs=1e-5)
+    final = lens[(lens.split == "forget") & (lens.layer == last)].set_index("model")
+    assert final.loc["suppressed_head", "mean_prob"] < final.loc["original", "mean_prob"]
+    scores = res.scores("suppressed_head")
+    assert scores["cka_forget_min"] > 0.95 and not math.isnan(scores["logit_lens_recovery"])
+    fig = plot_cka(res)
+    assert any("retain_only" in t.name for t in fig.data) and fig.layout.xaxis.title.text
+    assert plot_logit_lens(res).layout.yaxis.title.text
+
+
+def test_zero_noise_is_identity_and_hooks_are_removed(lab):
+    models, data = lab
+    small = AuditData(data.forget[:8], data.retain[:8], (), data.prompt_format)
+    ms = ModelSet(models.original, models.unlearned, models.retain_only)
+    before = [p.detach().clone() for p in models.original.model.parameters()]
+    res = compute_perturbation(ms, small, PerturbationConfig(sigmas=(0.0, 0.5), k=3))
+    df = res.to_frame().set_index(["model", "attack"])
+    for name in ("original", "suppressed_head", "retain_only"):
+        assert df.loc[(name, "sigma0"), "forget_p"] == pytest.approx(df.loc[(name, "plain"), "forget_p"], abs=1e-6)
+        assert df.loc[(name, "sigma0"), "retain_acc_delta"] == 0.0
+    assert df.loc[("suppressed_head", "sigma0"), "recovery_p"] == pytest.approx(0.0, abs=1e-6)
+    # noise actually changes something, and the model itself is untouched afterwards
+    assert df.loc[("original", "sigma0.5"), "retain_p"] != df.loc[("original", "plain"), "retain_p"]
+    assert all(torch.equal(a, b) for a, b in zip(before, models.original.model.parameters()))
+    for layer in arch.decoder_layers(models.original.model):
+        assert not layer._forward_hooks
+    assert "perturbation_recovery_sigma0.5_acc" in res.scores("suppressed_head")
+    assert plot_perturbation(res).layout.title.text

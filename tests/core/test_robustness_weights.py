@@ -1,0 +1,163 @@
+"""Quantization, relearning and guided extraction probes on planted ground truth (tiny demo lab)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from unlearn_core.analyses.extraction import ExtractionConfig, compute_extraction, guided_logits
+from unlearn_core.analyses.quantization import (
+    QuantizationConfig,
+    compute_quantization,
+    quantizable_modules,
+    quantized_copy,
+    rows_view,
+    rtn_buckets,
+    rtn_quantize,
+    rtn_scales,
+    split_scores,
+)
+from unlearn_core.analyses.relearning import RelearningConfig, compute_relearning
+from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.lab.unlearn import answer_logprob_sums
+from unlearn_core.scoring import encode, pad_id_of
+from unlearn_core.types import AuditData, LoadedModel, ModelSet
+from unlearn_core.viz.plot_robustness import (
+    plot_bucket_changes,
+    plot_extraction,
+    plot_quantization,
+    plot_relearning,
+)
+from unlearn_core.workspace import lab_workspace
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_lab):
+    ws = lab_workspace(tiny_lab, unlearned=["suppressed_head"])
+    models, data = ws.load_models(), ws.load_data()
+    return models, AuditData(data.forget, data.retain[:24], (), data.prompt_format)
+
+
+def test_rtn_rounding_exact_on_grid_and_fine_at_16_bits():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(8, 32, generator=g)
+    for bits, gs in ((4, None), (8, 8)):
+        s = rtn_scales(w, bits, gs)
+        q = rtn_quantize(w, bits, gs)
+        assert (q - w).abs().reshape(8, -1, gs or 32).amax(-1).le(s / 2 + 1e-7).all()
+        assert torch.allclose(rtn_quantize(q, bits, gs), q, atol=1e-6)  # already on the grid: unchanged
+    assert len(torch.unique(rtn_quantize(w, 4)[0])) <= 15
+    assert (rtn_quantize(w, 16) - w).abs().max() < 1e-3
+
+
+def test_16_bit_changes_nothing(lab):
+    models, data = lab
+    res = compute_quantization(models, data, QuantizationConfig(bits=(16,), include_original=False))
+    df = res.to_frame().set_index(["model", "attack"])
+    for name in ("suppressed_head", "retain_only"):
+        for col in ("forget_acc", "retain_acc"):
+            assert df.loc[(name, "16bit"), col] == df.loc[(name, "plain"), col]
+        assert df.loc[(name, "16bit"), "forget_p"] == pytest.approx(df.loc[(name, "plain"), "forget_p"], abs=1e-3)
+    assert df.loc[("suppressed_head", "16bit"), "recovery_acc"] == 0.0
+    back = decode_result(encode_result(res))  # storable in the results store
+    assert back.config == res.config and back.to_frame().equals(res.to_frame())
+    assert any("bitsandbytes" in n for n in res.notes) or torch.cuda.is_available()
+    # weights-only companion: suppressed_head changed only the last block + head
+    b = res.buckets_frame()
+    sh = b[b.model == "suppressed_head"]
+    assert (sh[sh.layer == 0].changed_share == 0).all() and (sh[sh.layer == 2].changed_share > 0).any()
+    assert plot_quantization(res).layout.yaxis.title.text and plot_bucket_changes(res).data
+
+
+def _planted(models, data, iters: int = 12) -> torch.nn.Module:
+    """original + a sub-step edit of every quantized weight that pushes the forget answers down.
+
+    Projected sign-gradient ascent on the forget NLL inside a box per weight: the weight's own 4-bit bucket
+    (original's per-row scales) intersected with +-0.49 steps around it, and each row's largest weight fixed, so
+    4-bit rounding maps the planted model exactly back onto the rounded original.
+    """
+    o = models.original
+    model = copy.deepcopy(o.model)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    pairs = [data.prompt_format.pair(it) for it in data.forget]
+    enc = encode(o.tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
+    boxes = []
+    with torch.no_grad():
+        for mod in quantizable_modules(model).values():
+            w = rows_view(mod)  # [out, in] view sharing storage
+            s = rtn_scales(w, 4, None)  # [out, 1]
+            q = rtn_buckets(w, s, 4, None)[:, 0]  # [out, in]
+            lo = torch.maximum((q - 0.49) * s, w - 0.49 * s)
+            hi = torch.minimum((q + 0.49) * s, w + 0.49 * s)
+            top = w.abs().amax(1, keepdim=True) * 0.999
+            lo, hi = lo.clamp(-top, top), hi.clamp(-top, top)
+            keep = torch.zeros_like(w, dtype=torch.bool).scatter_(1, w.abs().argmax(1, keepdim=True), True)
+            lo, hi = torch.where(keep, w, lo), torch.where(keep, w, hi)
+            boxes.append((mod, lo.clone(), hi.clone(), s.clone()))
+    for _ in range(iters):
+        sums, lens = answer_logprob_sums(model, enc, pad_id_of(o.tokenizer))
+        model.zero_grad(set_to_none=True)
+        (sums / lens).mean().backward()  # ascend the NLL = descend the log-likelihood
+        with torch.no_grad():
+            for mod, lo, hi, s in boxes:
+                w, g = rows_view(mod), rows_view_grad(mod)
+                w.copy_(torch.minimum(torch.maximum(w - 0.3 * s * g.sign(), lo), hi))
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+def rows_view_grad(mod):
+    return mod.weight.grad.T if type(mod).__name__ == "Conv1D" else mod.weight.grad
+
+
+def test_planted_sub_step_unlearning_recovers_under_4_bit(lab):
+    models, data = lab
+    o = models.original
+    planted = _planted(models, data)
+    _, acc = split_scores(planted, o.tokenizer, data.forget, data.prompt_format)
+    assert acc.mean() <= 0.25  # behaviour really dropped
+    for (name, m0), m1 in zip(quantizable_modules(o.model).items(), quantizable_modules(planted).values()):
+        w0, w1 = rows_view(m0), rows_view(m1)
+        assert ((w1 - w0).abs() < rtn_scales(w0, 4, None) / 2).all(), name  # below half a 4-bit step
+    q0, q1 = quantized_copy(o.model, 4), quantized_copy(planted, 4)
+    assert all(torch.equal(a, b) for a, b in zip(q0.parameters(), q1.parameters()))
+    ms = ModelSet(o, {"planted": LoadedModel("planted", "unlearned", planted, o.tokenizer, "planted", "p")},
+                  models.retain_only)
+    res = compute_quantization(ms, data, QuantizationConfig(bits=(8, 4)))
+    df = res.to_frame().set_index(["model", "attack"])
+    assert df.loc[("planted", "4bit"), "recovery_acc"] >= 0.8
+    assert df.loc[("retain_only", "4bit"), "recovery_acc"] <= 0.2
+    sc = res.scores("planted")
+    assert sc["quantization_recovery_4bit_acc"] >= 0.8 and sc["bucket_changed_share_4bit"] == 0.0
+
+
+def test_relearning_recovers_suppression_faster_than_deletion(lab):
+    models, data = lab
+    before = [p.detach().clone() for p in models.unlearned["suppressed_head"].model.parameters()]
+    res = compute_relearning(models, data, RelearningConfig())
+    assert set(res.learn_items).isdisjoint(res.held_items) and len(res.held_items) == len(data.forget) // 2
+    s_sh, s_ro = res.scores("suppressed_head"), res.scores("retain_only")
+    assert s_sh["relearning_recovery"] > s_ro["relearning_recovery"] + 0.2
+    curve = res.curve_frame()
+    c = curve.pivot(index="step", columns="model", values="recovery_p")
+    assert (c["suppressed_head"].iloc[1:] >= c["retain_only"].iloc[1:]).all()  # faster at every step
+    assert all(torch.equal(a, b) for a, b in zip(before, models.unlearned["suppressed_head"].model.parameters()))
+    assert plot_relearning(res).layout.xaxis.title.text
+
+
+def test_guided_extraction_definition_and_zero_weight(lab):
+    models, data = lab
+    s_o, s_u = torch.tensor([[0.0, 4.0, 10.0, 6.0]]), torch.tensor([[0.0, 0.0, 10.0, 0.0]])
+    g = guided_logits(s_o, s_u, 1.0, 5.0)
+    assert torch.isinf(g[0, :2]).all() and g[0, 3] == 12.0 and g[0, 2] == 10.0
+    small = AuditData(data.forget[:8], (), (), data.prompt_format)
+    res = compute_extraction(models, small, ExtractionConfig(weights=(0.0, 1.0), retain=False, max_new_tokens=8))
+    df = res.to_frame().set_index(["model", "attack"])
+    # w = 0 is the original restricted to its own plausible tokens: the original's greedy output
+    assert df.loc[("suppressed_head", "w0"), "forget_rougeL"] == df.loc[("original", "plain"), "forget_rougeL"]
+    assert df.loc[("suppressed_head", "plain"), "forget_rougeL"] < 0.5
+    assert df.loc[("suppressed_head", "w1"), "recovery_rougeL"] >= 0.8
+    assert plot_extraction(res).data
