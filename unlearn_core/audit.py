@@ -55,6 +55,7 @@ REGISTRY: dict[str, Callable[[], Analysis]] = {
     "keyword_recovery": _from_module("keyword_emphasis"),
     "sae_restoration": _from_module("sae_restoration"),
     "patching": _from_module("patching"),
+    "concept_vectors": _from_module("concept_vectors"),
     "quantization": _from_module("quantization"),
     "relearning": _from_module("relearning"),
     "representation": _from_module("representation"),
@@ -62,7 +63,9 @@ REGISTRY: dict[str, Callable[[], Analysis]] = {
     "extraction": _from_module("extraction"),
 }
 
-# verdict evidence name -> the score key an analysis reports it under (first present wins)
+# verdict evidence name -> the score key an analysis reports it under (first present wins). Concept-vector cosine is
+# deliberately not evidence: it is parametric similarity, not recoverability, and a retain-only model trained
+# separately has unaligned columns (cosine ~0.7 by construction), which would read as "retained".
 VERDICT_EVIDENCE: dict[str, tuple[str, ...]] = {
     "keyword_recovery": ("kw_recovery_p",),
     "quantization_recovery": ("quantization_recovery_4bit",),
