@@ -33,6 +33,7 @@ from unlearn_core.codec import register_result
 from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.scoring import Encoded, greedy_generate, length_batches, pad_id_of, right_pad, score_encoded
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
+from unlearn_core.validation import optional_positive_int, positive_ints
 
 Progress = Callable[[float, str], None]
 METHODS = ("loo", "ig")
@@ -76,13 +77,8 @@ class AttributionConfig:
             raise ValueError(f"ig_baseline must be 'pad' or 'zero', got {self.ig_baseline!r}")
         if not self.splits or set(self.splits) - {"forget", "retain"}:
             raise ValueError(f"splits must be a non-empty subset of ('forget', 'retain'), got {self.splits!r}")
-        for name in ("top_k", "batch_size", "max_tokens", "ig_steps", "ig_batch_tokens", "max_new_tokens"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.max_items is not None and (isinstance(self.max_items, bool) or not isinstance(self.max_items, int)
-                                           or self.max_items < 1):
-            raise ValueError(f"max_items must be None or a positive int, got {self.max_items!r}")
+        positive_ints(self, "top_k", "batch_size", "max_tokens", "ig_steps", "ig_batch_tokens", "max_new_tokens")
+        optional_positive_int(self, "max_items")
 
 
 # --------------------------------------------------------------------------------------------- token layout

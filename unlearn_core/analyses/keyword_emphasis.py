@@ -28,6 +28,7 @@ from unlearn_core.codec import register_result
 from unlearn_core.items import QAItem
 from unlearn_core.scoring import encode, greedy_generate, pad_id_of, score_encoded
 from unlearn_core.types import AuditData, ModelSet
+from unlearn_core.validation import optional_positive_int, positive_ints
 
 Progress = Callable[[float, str], None]
 VARIANTS = ("repeat", "focus", "mark", "define")
@@ -73,13 +74,8 @@ class KeywordEmphasisConfig:
             raise ValueError(f"variants must be a non-empty subset of {VARIANTS}, got {self.variants!r}")
         if self.keywords not in ("item", "attribution"):
             raise ValueError(f"keywords must be 'item' or 'attribution', got {self.keywords!r}")
-        for name in ("top_k", "batch_size", "max_new_tokens"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.max_items is not None and (isinstance(self.max_items, bool) or not isinstance(self.max_items, int)
-                                           or self.max_items < 1):
-            raise ValueError(f"max_items must be None or a positive int, got {self.max_items!r}")
+        positive_ints(self, "top_k", "batch_size", "max_new_tokens")
+        optional_positive_int(self, "max_items")
         if not isinstance(self.generate, bool):
             raise TypeError(f"generate must be a bool, got {self.generate!r}")
 
