@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import streamlit as st
+
 from pages._shared.analysis_page import render
 
 
 def plots(result) -> list:
-    from unlearn_core.viz.plot_concept_vectors import plot_ablation, plot_layer_weight_change, plot_vector_change
+    from unlearn_core.viz.plot_concept_vectors import (
+        plot_ablation,
+        plot_layer_weight_change,
+        plot_locate_scores,
+        plot_vector_change,
+    )
 
-    return [plot_vector_change(result), plot_layer_weight_change(result), plot_ablation(result)]
+    figs = [plot_vector_change(result), plot_layer_weight_change(result), plot_ablation(result)]
+    if result.concepts:
+        concept = st.selectbox("Concept (where it is written in the original)", list(result.concepts),
+                               key="cv_concept")
+        figs.append(plot_locate_scores(result, concept))
+    return figs
 
-render("concept_vectors", "unlearn_core.analyses.concept_vectors", plots=plots, intro=(
-    "Locates the MLP value vectors that write each forgotten concept and checks whether unlearning "
-    "changed them or only the layers after them."
-))
+
+render("concept_vectors", "unlearn_core.analyses.concept_vectors", plots=plots, main=("concepts",),
+       intro=("Locates the MLP value vectors that write each forgotten concept and checks whether unlearning "
+              "changed them or only the layers after them."))

@@ -11,6 +11,5 @@ def plots(result) -> list:
     return [plot_extraction(result)]
 
 
-render("extraction", "unlearn_core.analyses.extraction", plots=plots, intro=(
-    "Tries prompts that guide the model towards the forgotten answers (prefixes, paraphrases)."
-))
+render("extraction", "unlearn_core.analyses.extraction", plots=plots, main=("weights", "tau"),
+       intro=("Tries prompts that guide the model towards the forgotten answers (prefixes, paraphrases)."))

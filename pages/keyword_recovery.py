@@ -1,6 +1,8 @@
-"""Keyword-emphasis recovery: does stressing the keywords bring forgotten answers back?"""
+"""Keyword-emphasis recovery: re-ask the forget questions with the entity's keywords emphasised."""
 
 from __future__ import annotations
+
+import streamlit as st
 
 from pages._shared.analysis_page import render
 
@@ -8,10 +10,12 @@ from pages._shared.analysis_page import render
 def plots(result) -> list:
     from unlearn_core.viz.plot_attribution import plot_keyword_recovery
 
-    return [plot_keyword_recovery(result)]
+    measure = st.radio("Recovery measured on", ["p", "acc"], horizontal=True, key="kw_measure",
+                       format_func={"p": "answer probability p~", "acc": "answer accuracy"}.get)
+    return [plot_keyword_recovery(result, measure)]
 
 
-render("keyword_recovery", "unlearn_core.analyses.keyword_emphasis", plots=plots, intro=(
-    "Re-asks the forget questions with the entity's keywords emphasised; answers that come back were "
-    "suppressed, not deleted."
-))
+render("keyword_recovery", "unlearn_core.analyses.keyword_emphasis", plots=plots,
+       main=("variants", "keywords", "top_k"),
+       intro=("Re-asks the forget questions with the entity's keywords emphasised; answers that come back were "
+              "suppressed, not deleted."))

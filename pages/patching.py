@@ -10,7 +10,7 @@ def plots(result) -> list:
 
     return [plot_patching(result)]
 
-render("patching", "unlearn_core.analyses.patching", plots=plots, intro=(
-    "Patches the original's activations into each unlearned model layer by layer: where the knowledge "
-    "still flows decides suppression versus deletion."
-))
+
+render("patching", "unlearn_core.analyses.patching", plots=plots, main=("threshold",),
+       intro=("Patches the original's activations into each unlearned model layer by layer: where the knowledge "
+              "still flows decides suppression versus deletion."))

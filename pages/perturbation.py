@@ -11,6 +11,5 @@ def plots(result) -> list:
     return [plot_perturbation(result)]
 
 
-render("perturbation", "unlearn_core.analyses.perturbation", plots=plots, intro=(
-    "Adds small noise to activations: suppressed knowledge often resurfaces, deleted knowledge does not."
-))
+render("perturbation", "unlearn_core.analyses.perturbation", plots=plots, main=("sigmas", "layers", "k"),
+       intro=("Adds small noise to activations: suppressed knowledge often resurfaces, deleted knowledge does not."))

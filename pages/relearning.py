@@ -11,7 +11,6 @@ def plots(result) -> list:
     return [plot_relearning(result)]
 
 
-render("relearning", "unlearn_core.analyses.relearning", plots=plots, intro=(
-    "Fine-tunes on part of the forget set and measures the held-out part: fast recovery means the "
-    "knowledge was still there."
-))
+render("relearning", "unlearn_core.analyses.relearning", plots=plots, main=("steps", "lr", "learn_fraction"),
+       intro=("Fine-tunes on part of the forget set and measures the held-out part: fast recovery means the "
+              "knowledge was still there."))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass, replace
 
 import pandas as pd
 import streamlit as st
@@ -25,23 +25,68 @@ def _analysis(name: str, module: str):
     return importlib.import_module(module).analysis_spec()
 
 
-def _config(analysis, page: str):
-    """Default config, editable as JSON (validated by the config dataclass itself)."""
-    default = analysis.default_config()
-    with st.expander("Settings", icon=":material/tune:"):
-        text = st.text_area("Configuration (JSON; fields of the analysis' config)", json.dumps(asdict(default),
-                            indent=2, default=str), height=180, key=f"{page}_config")
+def _parse_scalar(text: str):
+    for kind in (int, float):
         try:
-            values = json.loads(text)
-            cfg = type(default)(**{k: tuple(v) if isinstance(getattr(default, k, None), tuple) else v
-                                   for k, v in values.items()})
-        except (ValueError, TypeError) as e:
-            st.error(f"Invalid configuration, using the defaults: {e}")
-            cfg = default
-    return cfg
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
-def render(name: str, module: str, plots: Callable[[object], list] | None = None, intro: str = "") -> None:
+def _field_widget(page: str, f, default, container):
+    """One widget for one config field, chosen by the default's type; returns the value (the dataclass validates)."""
+    key, label = f"{page}_cfg_{f.name}", f.name.replace("_", " ")
+    ann = str(f.type)
+    if isinstance(default, bool):
+        return container.checkbox(label, default, key=key)
+    if isinstance(default, int):
+        return int(container.number_input(label, value=default, step=1, key=key))
+    if isinstance(default, float):
+        return float(container.number_input(label, value=default, format="%g", key=key))
+    if isinstance(default, str):
+        return container.text_input(label, default, key=key)
+    if isinstance(default, tuple) or (default is None and "tuple" in ann):
+        text = container.text_input(f"{label} (comma-separated{'; empty = auto' if default is None else ''})",
+                                    ", ".join(map(str, default or ())), key=key)
+        items = tuple(_parse_scalar(t.strip()) for t in text.split(",") if t.strip())
+        if default and all(isinstance(x, float) for x in default):  # "1" in a float grid stays 1.0 (same hash)
+            items = tuple(float(x) if isinstance(x, int) else x for x in items)
+        return None if default is None and not items else items
+    if default is None:
+        text = container.text_input(f"{label} (empty = auto)", "", key=key)
+        return None if not text.strip() else _parse_scalar(text.strip())
+    if is_dataclass(default):  # nested settings (e.g. the SAE's): JSON
+        text = container.text_area(f"{label} (JSON)", json.dumps(asdict(default), indent=1), key=key, height=150)
+        return type(default)(**json.loads(text))
+    return default
+
+
+def _config(analysis, page: str, main: tuple[str, ...] = ()):
+    """The analysis' config as widgets: the `main` fields on the page, the rest under "More settings"."""
+    default = analysis.default_config()
+    values = {}
+    flds = [f for f in fields(default) if f.init]
+    shown = [f for f in flds if f.name in main]
+    rest = [f for f in flds if f.name not in main]
+    try:
+        if shown:
+            cols = st.columns(min(len(shown), 4))
+            for i, f in enumerate(shown):
+                values[f.name] = _field_widget(page, f, getattr(default, f.name), cols[i % len(cols)])
+        with st.expander("More settings", icon=":material/tune:"):
+            cols = st.columns(3)
+            for i, f in enumerate(rest):
+                values[f.name] = _field_widget(page, f, getattr(default, f.name), cols[i % 3])
+        return replace(default, **values)
+    except (ValueError, TypeError) as e:
+        st.error(f"Invalid settings, using the defaults: {e}")
+        return default
+
+
+def render(name: str, module: str, plots: Callable[[object], list] | None = None, intro: str = "",
+           main: tuple[str, ...] = ()) -> None:
+    """`plots(result)` may create widgets (pickers) before returning its figures; `main`: settings shown up front."""
     page = name
     export.start_page(page)
     ws = state.workspace()
@@ -59,7 +104,7 @@ def render(name: str, module: str, plots: Callable[[object], list] | None = None
     if intro:
         st.caption(intro)
     bundle_slot = st.container()
-    cfg = _config(analysis, page)
+    cfg = _config(analysis, page, main)
     if state.was_stopped(name):
         st.warning("Stopped. Nothing was written to the results store; run again to compute it.")
     result, key = state.stored_result(name, cfg, ws)
@@ -68,7 +113,9 @@ def render(name: str, module: str, plots: Callable[[object], list] | None = None
         with prompt.container():
             st.info(f"{analysis.title} for these {len(ws.names())} checkpoints and settings is not in the results "
                     "store yet.")
-            run = st.button(f"Run {analysis.title.lower()}", type="primary", key=f"run_{name}",
+            first = analysis.title.split()[0]
+            label = analysis.title if first.isupper() else analysis.title[0].lower() + analysis.title[1:]
+            run = st.button(f"Run {label}", type="primary", key=f"run_{name}",
                             icon=":material/play_arrow:")
         if not run:
             st.stop()

@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # (file relative to the app, title, icon, analysis module the page needs or None)
 PAGES = [
     ("pages/workspace.py", "Workspace", ":material/folder_open:", None),
+    ("pages/verdict.py", "Suppression vs deletion", ":material/balance:", None),
     ("pages/scorecard.py", "Behavioural scorecard", ":material/scoreboard:", None),
     ("pages/attribution.py", "Attribution", ":material/highlight:", "unlearn_core.analyses.attribution"),
     ("pages/keyword_recovery.py", "Keyword recovery", ":material/key:", "unlearn_core.analyses.keyword_emphasis"),

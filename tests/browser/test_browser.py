@@ -1,5 +1,6 @@
 """Click through the real dashboard in headless Chromium: every page, the forget-set upload with a bad row, the
-scorecard run, and one chart exported as SVG through its download button. Screenshots go to artifacts/screenshots/.
+scorecard run, one chart exported as SVG through its download button, and the headline suppression-vs-deletion
+page after running its fast evidence. Screenshots go to artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_
     assert download.suggested_filename.endswith(".svg")
 
     # every other page renders
+    more = page.get_by_test_id("stSidebarNav").get_by_text(re.compile(r"View \d+ more"))
+    if more.count():
+        more.click()  # the sidebar folds long navigations: every page must be visited
     for link in page.get_by_test_id("stSidebarNav").locator("a").all():
         title = link.inner_text().strip().split("\n")[-1]
         if title in ("Workspace", "Behavioural scorecard"):
@@ -112,5 +116,17 @@ def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_
         go(page, title)
         assert not page.get_by_test_id("stException").count()
         shot(page, f"10_{re.sub(r'[^a-z]+', '_', title.lower())}")
+    # the headline page: the scorecard is already in the store, so the fast path only runs the patching
+    go(page, "Suppression vs deletion")
+    fast = page.get_by_role("button", name=re.compile("Run patching"))
+    fast.click()
+    page.get_by_text(re.compile("Computed patching")).wait_for(timeout=SCORECARD_TIMEOUT_MS)
+    page.get_by_text("Verdict per checkpoint").wait_for()
+    wait_idle(page)
+    assert page.locator(".js-plotly-plot").count() >= 2
+    page.get_by_text("Evidence sources in the results store").wait_for()
+    assert not page.get_by_test_id("stException").count()
+    shot(page, "06_verdict")
+
     go(page, "Workspace")
     assert not page.get_by_test_id("stException").count()
