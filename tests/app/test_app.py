@@ -8,28 +8,17 @@ import json
 
 import pytest
 
+from tests.app.apptest_helpers import frame as _frame
+from tests.app.apptest_helpers import no_exception as _no_exception
+from tests.app.apptest_helpers import texts as _texts
+
 pytestmark = pytest.mark.lab
 
 
-def _texts(at) -> str:
-    """Everything textual on the page (markdown, captions, alerts, titles), one string to search."""
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info", "success"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
 
 
-def _frame(at, *columns: str):
-    """The first table shown whose columns include `columns` (AppTest does not expose st.dataframe keys)."""
-    for df in at.dataframe:
-        value = df.value
-        if set(columns) <= set(value.columns):
-            return value
-    raise AssertionError(f"no table with columns {columns}; tables: {[list(d.value.columns) for d in at.dataframe]}")
 
 
-def _no_exception(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def _bad_forget_file(tiny_lab) -> tuple[bytes, int, int]:

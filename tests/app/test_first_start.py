@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.apptest_helpers import texts as _texts
 from unlearn_core.lab.build import default_lab_dir
 
 pytestmark = pytest.mark.lab
@@ -15,9 +16,6 @@ pytestmark = pytest.mark.lab
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 900
 
-
-def _texts(at) -> str:
-    return "\n".join(str(e.value) for kind in ("info", "markdown", "caption", "success") for e in getattr(at, kind))
 
 
 def test_first_start_builds_the_demo_lab_then_reuses_it(tmp_path, monkeypatch):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.app.apptest_helpers import frame as _frame
+from tests.app.apptest_helpers import no_exception as _no_exception
+from tests.app.apptest_helpers import texts as _texts
 from unlearn_core.workspace import lab_workspace
 
 pytestmark = pytest.mark.lab
@@ -15,22 +18,10 @@ pytestmark = pytest.mark.lab
 CHECKPOINTS = {"original", "ga", "graddiff", "npo", "rmu", "suppressed_head", "retain_only"}
 
 
-def _no_exception(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
-def _texts(at) -> str:
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info", "success"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
 
 
-def _frame(at, *columns: str):
-    for df in at.dataframe:
-        if set(columns) <= set(df.value.columns):
-            return df.value
-    raise AssertionError(f"no table with columns {columns}; tables: {[list(d.value.columns) for d in at.dataframe]}")
 
 
 def _chart_titles(at) -> list[str]:
