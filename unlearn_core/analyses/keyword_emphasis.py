@@ -26,6 +26,7 @@ import pandas as pd
 from unlearn_core.analyses.attribution import _prompt_layout, leave_one_out
 from unlearn_core.codec import register_result
 from unlearn_core.items import QAItem
+from unlearn_core.recovery import recovery_rate
 from unlearn_core.scoring import encode, greedy_generate, pad_id_of, score_encoded
 from unlearn_core.types import AuditData, ModelSet
 from unlearn_core.validation import optional_positive_int, positive_ints
@@ -78,14 +79,6 @@ class KeywordEmphasisConfig:
         optional_positive_int(self, "max_items")
         if not isinstance(self.generate, bool):
             raise TypeError(f"generate must be a bool, got {self.generate!r}")
-
-
-def recovery_rate(attacked: float, plain: float, original: float) -> float:
-    """(attacked - plain) / (original - plain) clipped to [0, 1]; NaN when the model never lost anything."""
-    gap = original - plain
-    if not all(map(math.isfinite, (attacked, plain, original))) or gap <= 1e-9:
-        return math.nan
-    return float(min(1.0, max(0.0, (attacked - plain) / gap)))
 
 
 SUMMARY_COLUMNS = [

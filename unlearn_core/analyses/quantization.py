@@ -28,6 +28,7 @@ from torch import nn
 from unlearn_core import arch
 from unlearn_core.codec import register_result
 from unlearn_core.items import PromptFormat, QAItem
+from unlearn_core.recovery import recovery_rate  # noqa: F401 - re-exported for the probe modules
 from unlearn_core.scoring import encode, pad_id_of, score_encoded
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
@@ -36,19 +37,6 @@ SUMMARY_COLUMNS = ("model", "role", "attack", "forget_p", "forget_acc", "retain_
                    "recovery_p", "recovery_acc", "retain_p_delta", "retain_acc_delta")
 
 # ------------------------------------------------------------------------------------ helpers shared by probes
-
-
-def recovery_rate(attacked: float, plain: float, original: float, eps: float = 1e-6) -> float:
-    """(F(unl, attacked) - F(unl, plain)) / (F(orig, plain) - F(unl, plain)), clipped to [0, 1].
-
-    NaN when the checkpoint did not forget in the first place (denominator <= eps): nothing to recover.
-    """
-    if not all(math.isfinite(v) for v in (attacked, plain, original)):
-        return math.nan
-    denom = original - plain
-    if denom <= eps:
-        return math.nan
-    return float(min(1.0, max(0.0, (attacked - plain) / denom)))
 
 
 def split_scores(model, tokenizer, items: tuple[QAItem, ...] | list[QAItem], fmt: PromptFormat,

@@ -59,6 +59,7 @@ from unlearn_core.analyses.sae_training import (
 )
 from unlearn_core.arch import decoder_layers
 from unlearn_core.codec import register_result
+from unlearn_core.recovery import recovery_rate
 from unlearn_core.scoring import Encoded, encode, length_batches, model_device, pad_id_of, right_pad
 from unlearn_core.types import AuditData, ModelSet
 
@@ -171,14 +172,6 @@ class RestorationResult:
             "sae_retain_delta_p": self._pick(name, "inject", "expert", a, "retain", "delta_p"),
             "sae_layer": float(self.layer),
         }
-
-
-def _rate(steered: float, plain: float, orig: float) -> float:
-    """clip((steered - plain) / (orig - plain), 0, 1); NaN when the checkpoint lost nothing to restore."""
-    den = orig - plain
-    if not den > 1e-6:
-        return math.nan
-    return min(max((steered - plain) / den, 0.0), 1.0)
 
 
 class _Split:
@@ -356,7 +349,8 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
 def _row(model, role, variant, feats, alpha, split, now, plain, orig) -> dict:
     return {"model": model, "role": role, "variant": variant, "features": feats, "alpha": alpha, "split": split,
             "p": now[0], "acc": now[1], "delta_p": now[0] - plain[0], "delta_acc": now[1] - plain[1],
-            "restoration_p": _rate(now[0], plain[0], orig[0]), "restoration_acc": _rate(now[1], plain[1], orig[1])}
+            "restoration_p": recovery_rate(now[0], plain[0], orig[0]),
+            "restoration_acc": recovery_rate(now[1], plain[1], orig[1])}
 
 
 def _feature_rows(expert, f_mean, r_mean, f_max, r_max, data: AuditData, top: int = 3) -> list[dict]:
