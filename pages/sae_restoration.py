@@ -19,6 +19,7 @@ def plots(result) -> list:
 
 
 render("sae_restoration", "unlearn_core.analyses.sae_restoration", plots=plots,
-       main=("layer", "alphas", "n_expert", "headline_alpha"),
-       intro=("Trains a sparse autoencoder on the original's activations and re-injects the forgotten concept's "
-              "features into each unlearned model: answers that return with a small dose were suppressed."))
+       main=("layer", "alphas", "n_fact_features", "n_expert", "headline_alpha"),
+       intro=("Trains a sparse autoencoder on the original's activations and re-injects each forgotten fact's own "
+              "features (solid; the forget set's shared concept features dotted, random features dashed) into "
+              "each unlearned model: answers that come back were suppressed, not deleted."))

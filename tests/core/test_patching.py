@@ -1,7 +1,7 @@
 """Layer-wise patching / UDS on the tiny demo lab: planted truths of the two controls.
 
 retain_only as the source IS the deletion reference, so its UDS is exactly 1; suppressed_head changed only its last
-block, so every lower layer's states are the original's (drop exactly 0) and UDS is the last layer's D1 share.
+block, so every lower layer's states are the original's (drop exactly 0) and UDS comes from the last layer alone.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def test_suppressed_head_keeps_lower_layers(lab):
     assert all(d == 0.0 for d in drops[:-1])  # byte-identical below the last block
     assert drops[-1] > 0.5  # its last block output no longer gives the original its answers
     d1 = res.drops["retain_only"]
-    assert res.uds["suppressed_head"] == pytest.approx(d1[-1] / sum(d1))
-    assert res.uds["suppressed_head"] < 0.6 < res.uds["retain_only"]
+    # only the last layer counts: D1_last * min(1, D2_last / D1_last) / sum(D1)
+    assert res.uds["suppressed_head"] == pytest.approx(min(d1[-1], drops[-1]) / sum(d1))
+    assert res.uds["suppressed_head"] < 0.25 and res.uds["retain_only"] == 1.0
     assert res.scores("suppressed_head")["patching_retention"] > 0.4
 
 

@@ -1,15 +1,11 @@
 """SAE training (sae-lens) and restoration on the tiny demo lab.
 
-Planted truths asserted: an unchanged copy of the original has nothing to restore and steering by injection is an
-exact no-op on it; suppressed_head is byte-identical to the original below its last block, so injecting original
-features at a lower layer changes nothing (z_o = z_u); random features restore much less than expert features; the
-default SAE explains >= 0.9 of the variance.
-
-NOT asserted, because it does not hold on the tiny lab (see the xfail test and sae_restoration's docstring): the
-issue's "suppressed_head HIGH, retain_only LOW". The only layer where suppressed_head differs from the original is
-the last block's output, where an injection is close to a logit edit; retain_only shares the original's init and
-answer vocabulary, so even a FULL copy of the original's state there restores 0.47 of its forget probability
-(suppressed_head: 0.91), and an m-feature injection restores retain_only about as much as suppressed_head.
+Planted truths asserted: suppressed_head (only its last block / final norm / head changed: the knowledge is intact
+below) gets HIGH restoration at the last block's output with its facts' own SAE features; retain_only (retrained
+from scratch without the forget split, loaded as one more unlearned checkpoint) gets ~none; random features restore
+much less than the fact features; an unchanged copy of the original has nothing to restore and injection is an
+exact no-op on it; below the last block suppressed_head equals the original, so injection there changes nothing;
+the default SAE explains >= 0.9 of the variance.
 """
 
 from __future__ import annotations
@@ -71,6 +67,9 @@ def test_config_validation():
         RestorationConfig(headline_alpha=3.0)
     with pytest.raises(ValueError):
         SAETrainConfig(architecture="gated")
+    with pytest.raises(ValueError):
+        RestorationConfig(n_fact_features=0)
+    assert RestorationConfig(headline_alpha=2.0).headline_alpha == 2.0
 
 
 def test_sae_quality_cache_and_roundtrip(lab, tmp_path):
@@ -107,28 +106,31 @@ def test_identical_model_has_nothing_to_restore(lab):
     assert all(r["delta_p"] == 0.0 for r in rows if r["variant"] == "inject")
 
 
-def test_expert_beats_random(lab):
+def test_fact_features_beat_random_and_concept(lab):
     _, data, res = lab
-    for name in ("suppressed_head", "retain_only_as_unlearned"):
-        s = res.scores(name)
-        assert s["sae_restoration"] > 2 * s["sae_restoration_random"], (name, s)
-        assert s["sae_restoration_max"] > 2 * s["sae_restoration_random_max"], (name, s)
-    curve = [res._pick("suppressed_head", "inject", "expert", a, "forget", "restoration_p") for a in res.config.alphas]
-    assert curve == sorted(curve) and curve[-1] > 0.15, curve  # dose-response: more alpha, more restored
+    s = res.scores("suppressed_head")
+    assert s["sae_restoration"] > 3 * s["sae_restoration_random"], s
+    assert s["sae_restoration"] > s["sae_restoration_concept"], s
+    curve = res.curve("suppressed_head")
+    assert curve == sorted(curve), curve  # dose-response: more alpha, more restored
+    assert s["sae_restoration_alpha"] == res.config.alphas[curve.index(max(curve))]
     assert res.scores("copy") and math.isnan(res.scores("copy")["sae_restoration"])
-    m = max(16, 2 * len(data.forget))  # default m grows with the forget set
-    assert len(res.expert_features) == m and not set(res.expert_features) & set(res.random_features)
+    assert len(res.expert_features) == max(16, 2 * len(data.forget))  # the concept set grows with the forget set
+    assert res.n_fact_features == 2 * FAST_SAE.k  # 2 x L0: the support of a two-token answer span
+    facts = res.fact_features_frame()
+    assert len(facts) == len(data.forget) and (facts["n_features"] == res.n_fact_features).all()
+    assert facts["mass_share"].median() > 0.5  # the set holds most of each fact's activation mass
     top = res.features_frame()
     assert (top["mean_forget"] > top["mean_retain"]).all()
 
 
-@pytest.mark.xfail(strict=False, reason="issue acceptance criterion; does not hold at the last block of the tiny lab: "
-                   "retain_only restores about as much as suppressed_head (see module docstring)")
 def test_acceptance_suppressed_high_deleted_low(lab):
+    """The issue's criterion: the planted suppression restores, the retrained-from-scratch deletion does not."""
     _, _, res = lab
     sup, ro = res.scores("suppressed_head"), res.scores("retain_only_as_unlearned")
-    assert sup["sae_restoration_max"] >= 0.5 and ro["sae_restoration_max"] < 0.2
-    assert sup["sae_restoration_max"] > 2 * ro["sae_restoration_max"]
+    assert sup["sae_restoration"] >= 0.5, sup
+    assert ro["sae_restoration"] < 0.05 and ro["sae_restoration_concept"] < 0.1, ro
+    assert abs(sup["sae_retain_delta_p"]) < 0.05  # restored without touching the retain set
 
 
 def test_injection_below_the_edit_is_a_no_op(lab):
@@ -147,5 +149,5 @@ def test_result_storable_and_plottable(lab):
     pd.testing.assert_frame_equal(back.to_frame(), res.to_frame())  # NaN-aware
     assert back.config == res.config and back.sae_quality == res.sae_quality
     fig = plot_dose_response(res)
-    assert fig.layout.title.text and len(fig.data) == 2 * 2 * 3
+    assert fig.layout.title.text and len(fig.data) == 3 * 3 * 2  # models x feature sets x panels
     assert plot_expert_features(res).data

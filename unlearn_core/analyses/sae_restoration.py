@@ -1,8 +1,7 @@
-"""SAE restoration audit (methods.md section 4): are the forgotten concept's features still usable inside?
+"""SAE restoration audit (methods.md section 4): are the forgotten facts' features still usable inside?
 
-An SAE trained on the ORIGINAL model's residual stream at layer l gives a feature basis. Expert features E are the
-m features whose mean activation on forget prompts most exceeds that on retain prompts (original model). Each
-unlearned checkpoint is then steered at layer l on forget prompts with a forward hook:
+An SAE trained on the ORIGINAL model's residual stream at layer l gives a feature basis. Each unlearned checkpoint
+is steered at layer l on forget prompts with a forward hook, for a feature set E:
 
     inject (needs the original):  h' = h_u + W_dec[E]^T (alpha * (z_o,E - z_u,E))
     scale  (self-contained):      h' = h_u + W_dec[E]^T (alpha * z_u,E)      (z_u,E -> (1 + alpha) z_u,E)
@@ -12,10 +11,17 @@ change is computed as decode(dz) - decode(0), so any SAE architecture's decoder 
 
     restoration = clip((F(steered) - F(plain)) / (F(original) - F(plain)), 0, 1),  F = mean p~ (also accuracy)
 
+Feature sets:
+  fact     per item, its own expert features: the m features whose mean activation over that item's answer span
+           most exceeds their mean over all items (original). The paper's experts are class-specific; a memorised
+           fact is the class here. m = 2 x the SAE's L0 (TopK k=32 -> 64): the support of a 2-token answer span.
+  concept  one set for the whole forget set (methods.md step 2): top-m by mean forget minus mean retain activation.
+  random   per item, m random live features outside its fact set (the control: must restore much less).
+The headline score is the fact-set injection, max over the alpha grid (or at `headline_alpha`), reported with the
+retain-set side effect of the same steering (an edit that breaks everything proves nothing).
+
 A checkpoint that only suppressed the answer keeps the machinery that reads these features, so putting the
-original's feature values back restores the answer; a model that never had the knowledge (retain-only) gains
-little. Controls: m random live features (restoration must be much lower) and the same steering on retain prompts
-(an edit that breaks everything proves nothing).
+original's feature values back restores the answer; a model that never had the knowledge gains nothing.
 
 Layer choice (reported in the result): residual stream = OUTPUT of decoder block l (hooked, not HF hidden_states,
 whose last entry has the final norm applied). Default l = min(n_layers - 1, round(2/3 * n_layers)). A checkpoint
@@ -24,17 +30,11 @@ everything below the last block is byte-identical to the original (z_o = z_u, so
 for the lab's 3-4 block models the 2/3 rule lands on the last block's output, where the change is visible. For
 other models run `layer_sweep` and read the restoration per layer.
 
-Known limit, measured on the tiny demo lab (3 blocks, 16 forget facts, default SAE: 1024 features, k 32, explained
-variance ~0.94 on training tokens / ~0.90 on forget+retain answer spans; m = 32): at the last block's output an
-injection is close to an edit of the logits, and a model trained from the same init on the same answer vocabulary
-can read the original's state there. A FULL copy of the original's block-2 output restores 0.91 of suppressed_head's
-forget probability but also 0.47 of retain_only's (a true deletion). The m-feature injection restores
-suppressed_head only 0.02 / 0.04 / 0.09 / 0.29 at alpha 0.5 / 1 / 2 / 5 and retain_only 0.15 / 0.23 / 0.28 / 0.24,
-so on this lab SAE restoration does NOT separate the planted suppression from the deletion reference; what holds is
-expert >> random features and the dose-response. Neither a wider SAE (EV 0.96), m up to 128, per-item feature
-choice (top |z_o - z_u| per prompt) nor adding the SAE error term (e_o - e_u) to the injection changed that
-(all-features injection at alpha 1: suppressed_head 0.42, retain_only 0.48). Read it beside 1 - UDS (patching.py),
-whose deletion reference is the retain-only model itself.
+Measured on the tiny demo lab at the last block (SAE 1024 features, k 32, explained variance ~0.94), restoration of
+forget p~ at alpha 1 / 2 / 5: suppressed_head fact 0.16 / 0.35 / 0.59, concept (m 32) 0.04 / 0.09 / 0.29;
+retain_only retrained from an independent init 0.00 at every alpha and set. A retain-only model trained from the
+ORIGINAL's init (lab option retain_only_init="shared") restores 0.44 / 0.51 / 0.47 with fact features: a shared
+starting point shares the feature basis, the paper's "retraining from a pretrained checkpoint still restores".
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from unlearn_core.types import AuditData, ModelSet
 
 Progress = Callable[[float, str], None]
 VARIANTS = ("inject", "scale")
-FEATURE_SETS = ("expert", "random")
+FEATURE_SETS = ("fact", "concept", "random")
 SPLITS = ("forget", "retain")
 ROW_COLUMNS = ["model", "role", "variant", "features", "alpha", "split", "p", "acc", "delta_p", "delta_acc",
                "restoration_p", "restoration_acc"]
@@ -84,17 +84,18 @@ def default_n_expert(n_forget: int) -> int:
 @dataclass(frozen=True)
 class RestorationConfig:
     """layer: block whose output is steered (None = default_layer; negative counts from the end); sae_path: a
-    sae-lens folder to use instead of training; n_expert: m (None = default_n_expert(number of forget items) =
-    max(16, 2 * n_forget): memorised facts get fact-specific features, so a fixed 16 covers fewer facts the larger
-    the forget set); alphas: steering strengths; headline_alpha: the alpha whose inject/expert restoration is THE
-    restoration score; seed: random-feature control."""
+    sae-lens folder to use instead of training; n_fact_features: m per fact (None = 2 x the SAE's L0); n_expert: m of
+    the concept set (None = max(16, 2 * number of forget items)); alphas: steering strengths; headline_alpha: the
+    alpha of the headline score (None = the max over alphas: the most the steering brings back); seed: the
+    random-feature control."""
 
     layer: int | None = None
     sae: SAETrainConfig = field(default_factory=SAETrainConfig)
     sae_path: str | None = None
+    n_fact_features: int | None = None
     n_expert: int | None = None
     alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0)
-    headline_alpha: float = 1.0
+    headline_alpha: float | None = None
     seed: int = 0
     batch_size: int = 32
 
@@ -103,33 +104,35 @@ class RestorationConfig:
             raise ValueError(f"layer must be an int or None, got {self.layer!r}")
         if not isinstance(self.sae, SAETrainConfig):
             raise TypeError(f"sae must be a SAETrainConfig, got {type(self.sae).__name__}")
-        for name in ("n_expert", "batch_size"):
+        for name in ("n_fact_features", "n_expert", "batch_size"):
             v = getattr(self, name)
-            if name == "n_expert" and v is None:
+            if v is None and name != "batch_size":
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
         if not self.alphas or any(not (math.isfinite(a) and a > 0) for a in self.alphas):
             raise ValueError(f"alphas must be positive finite numbers, got {self.alphas!r}")
-        if float(self.headline_alpha) not in self.alphas:
+        if self.headline_alpha is not None and float(self.headline_alpha) not in self.alphas:
             raise ValueError(f"headline_alpha {self.headline_alpha} must be one of alphas {self.alphas}")
 
 
 @register_result
 @dataclass(frozen=True)
 class RestorationResult:
-    """rows: one per (checkpoint, variant, features, alpha, split) plus alpha=0 plain rows; features: the expert
-    features with their forget/retain mean activations and top activating prompts."""
+    """rows: one per (checkpoint, variant, features, alpha, split) plus alpha=0 plain rows; features: the concept
+    set with forget/retain mean activations and top activating prompts; fact_features: per forget item its own
+    feature set and how much of the item's activation mass that set holds."""
 
     layer: int
     n_layers: int
     layer_note: str
     sae_source: str
     sae_quality: SAEQuality
-    expert_features: tuple[int, ...]
-    random_features: tuple[int, ...]
+    n_fact_features: int
+    expert_features: tuple[int, ...]  # the concept set
     features: tuple[dict, ...]
+    fact_features: tuple[dict, ...]
     rows: tuple[dict, ...]
     original_scores: dict[str, float]  # forget_p, forget_acc, retain_p, retain_acc
     rule: str
@@ -143,6 +146,9 @@ class RestorationResult:
     def features_frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.features))
 
+    def fact_features_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self.fact_features))
+
     def summary_frame(self) -> pd.DataFrame:
         names = list(dict.fromkeys(r["model"] for r in self.rows))
         return pd.DataFrame([{"model": n, **self.scores(n)} for n in names])
@@ -154,24 +160,35 @@ class RestorationResult:
                 return float(r[col])
         return math.nan
 
+    def curve(self, name: str, variant: str = "inject", feats: str = "fact", split: str = "forget",
+              col: str = "restoration_p") -> list[float]:
+        return [self._pick(name, variant, feats, a, split, col) for a in self.config.alphas]
+
+    def headline_alpha(self, name: str, variant: str = "inject", feats: str = "fact") -> float:
+        """The configured alpha, or the alpha of the largest forget restoration (NaN when nothing is restorable)."""
+        if self.config.headline_alpha is not None:
+            return float(self.config.headline_alpha)
+        curve = self.curve(name, variant, feats)
+        live = [(c, a) for c, a in zip(curve, self.config.alphas, strict=True) if not math.isnan(c)]
+        return max(live)[1] if live else math.nan
+
     def scores(self, name: str) -> dict[str, float]:
         """Headline numbers for one checkpoint (report.json / verdict); {} for the original."""
         if not any(r["model"] == name for r in self.rows):
             return {}
-        a = self.config.headline_alpha
-        curve = [self._pick(name, "inject", "expert", x, "forget", "restoration_p") for x in self.config.alphas]
-        scale = [self._pick(name, "scale", "expert", x, "forget", "restoration_p") for x in self.config.alphas]
-        rand = [self._pick(name, "inject", "random", x, "forget", "restoration_p") for x in self.config.alphas]
-        return {
-            "sae_restoration": self._pick(name, "inject", "expert", a, "forget", "restoration_p"),
-            "sae_restoration_acc": self._pick(name, "inject", "expert", a, "forget", "restoration_acc"),
-            "sae_restoration_max": max((c for c in curve if not math.isnan(c)), default=math.nan),
-            "sae_restoration_scale_max": max((c for c in scale if not math.isnan(c)), default=math.nan),
-            "sae_restoration_random": self._pick(name, "inject", "random", a, "forget", "restoration_p"),
-            "sae_restoration_random_max": max((c for c in rand if not math.isnan(c)), default=math.nan),
-            "sae_retain_delta_p": self._pick(name, "inject", "expert", a, "retain", "delta_p"),
-            "sae_layer": float(self.layer),
-        }
+        out = {}
+        for key, variant, feats in (("sae_restoration", "inject", "fact"),
+                                    ("sae_restoration_concept", "inject", "concept"),
+                                    ("sae_restoration_random", "inject", "random"),
+                                    ("sae_restoration_scale", "scale", "fact")):
+            a = self.headline_alpha(name, variant, feats)
+            out[key] = self._pick(name, variant, feats, a, "forget", "restoration_p")
+            if key == "sae_restoration":
+                out.update(sae_restoration_alpha=a,
+                           sae_restoration_acc=self._pick(name, variant, feats, a, "forget", "restoration_acc"),
+                           sae_retain_delta_p=self._pick(name, variant, feats, a, "retain", "delta_p"))
+        out["sae_layer"] = float(self.layer)
+        return out
 
 
 class _Split:
@@ -212,26 +229,39 @@ def _run(model, layer: int, split: _Split, hook_for_batch=None) -> tuple[torch.T
     return lp.exp(), acc, captured
 
 
-def _steer_hook(sae, feats: torch.Tensor, variant: str, alpha: float, h_orig: torch.Tensor | None):
-    """Forward hook adding W_dec[feats]^T dz at every position of the block output."""
+def _steer_hook(sae, mask: torch.Tensor, variant: str, alpha: float, h_orig: torch.Tensor | None):
+    """Forward hook adding W_dec^T dz at every position of the block output; mask [B, d_sae] (1 = steered feature,
+    one row per item, so every item can have its own feature set)."""
     zero = None
 
     def hook(_m, _i, out):
         nonlocal zero
         h = block_output(out)  # [B, T, d]
         z_u = sae.encode(h.float())  # [B, T, d_sae]
-        dz = torch.zeros_like(z_u)
         if variant == "inject":
-            z_o = sae.encode(h_orig.float())
-            dz[..., feats] = alpha * (z_o[..., feats] - z_u[..., feats])
+            dz = alpha * (sae.encode(h_orig.float()) - z_u) * mask[:, None, :]
         else:
-            dz[..., feats] = alpha * z_u[..., feats]
+            dz = alpha * z_u * mask[:, None, :]
         if zero is None:
             zero = sae.decode(torch.zeros_like(z_u[:1, :1]))  # [1, 1, d]
         delta = sae.decode(dz) - zero  # [B, T, d]: the linear part only
         return replace_block_output(out, h + delta.to(h.dtype))
 
     return hook
+
+
+def _fact_sets(mean: torch.Tensor, grand: torch.Tensor, m: int, live: torch.Tensor, gen: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item [n, d_sae] 0/1 masks: its top-m features by (item mean - grand mean) and m random live features
+    outside that set."""
+    n, d_sae = mean.shape
+    fact = torch.zeros(n, d_sae)
+    fact.scatter_(1, torch.topk(mean - grand, m, dim=1).indices, 1.0)
+    rand = torch.zeros(n, d_sae)
+    for i in range(n):
+        pool = live[fact[i, live] == 0]
+        rand[i, pool[torch.randperm(len(pool), generator=gen)[:m]]] = 1.0
+    return fact, rand
 
 
 @torch.no_grad()
@@ -288,23 +318,30 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
         quality = sae_quality(sae, torch.cat([h[m.bool()] for sp in splits.values()
                                               for h, (_, m) in zip(sp.h_orig, sp.padded, strict=True)]).cpu())
 
-    # expert features: mean activation on forget minus retain (original); random control among live features
+    # concept set (methods.md step 2): mean activation on forget minus retain; fact sets: per item vs the grand mean
     f_mean, f_max = _feature_stats(sae, splits["forget"])
     r_mean, r_max = _feature_stats(sae, splits["retain"])
-    diff = f_mean.mean(0) - r_mean.mean(0)  # [d_sae]
     n_expert = default_n_expert(len(splits["forget"].enc)) if config.n_expert is None else config.n_expert
     m = min(n_expert, sae.cfg.d_sae)
-    expert = torch.topk(diff, m).indices
-    live = torch.nonzero(torch.cat([f_mean, r_mean]).mean(0) > 0).flatten()
-    live = live[~torch.isin(live, expert)]
+    expert = torch.topk(f_mean.mean(0) - r_mean.mean(0), m).indices
+    everything = torch.cat([f_mean, r_mean])
+    live = torch.nonzero(everything.mean(0) > 0).flatten()
+    m_fact = config.n_fact_features or max(1, round(2 * quality.l0))
+    m_fact = min(m_fact, len(live) // 2 or 1)
     gen = torch.Generator().manual_seed(config.seed)
-    rand = live[torch.randperm(len(live), generator=gen)[:m]]
+    grand = everything.mean(0)
+    masks = {}
+    for sname, mean in (("forget", f_mean), ("retain", r_mean)):
+        fact, rand = _fact_sets(mean, grand, m_fact, live, gen)
+        concept = torch.zeros_like(fact)
+        concept[:, expert] = 1.0
+        masks[sname] = {"fact": fact, "concept": concept, "random": rand}
     features = _feature_rows(expert, f_mean, r_mean, f_max, r_max, data)
+    fact_rows = _fact_rows(splits["forget"], masks["forget"]["fact"], f_mean, tok)
 
     rows = []
     ckpts = {n: lm for n, lm in models.all().items() if n != orig.name}
-    sets = {"expert": expert.to(device), "random": rand.to(device)}
-    total = len(ckpts) * (1 + len(VARIANTS) * len(sets) * len(config.alphas))
+    total = len(ckpts) * (1 + len(VARIANTS) * len(FEATURE_SETS) * len(config.alphas))
     done = 0
     for cname, lm in ckpts.items():
         say(0.1 + 0.9 * done / total, f"{cname}: plain")
@@ -315,12 +352,13 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
             rows.append(_row(cname, lm.role, "none", "none", 0.0, sname, plain[sname], plain[sname], base[sname]))
         done += 1
         for variant in VARIANTS:
-            for fname, feats in sets.items():
+            for fname in FEATURE_SETS:
                 for alpha in config.alphas:
                     say(0.1 + 0.9 * done / total, f"{cname}: {variant} {fname} alpha={alpha:g}")
                     for sname, sp in splits.items():
-                        p, acc, _ = _run(lm.model, layer, sp, lambda b, sp=sp, feats=feats, variant=variant,
-                                         alpha=alpha: _steer_hook(sae, feats, variant, alpha, sp.h_orig[b]))
+                        batch_masks = [masks[sname][fname][b].to(device) for b in sp.batches]
+                        p, acc, _ = _run(lm.model, layer, sp, lambda b, sp=sp, bm=batch_masks, variant=variant,
+                                         alpha=alpha: _steer_hook(sae, bm[b], variant, alpha, sp.h_orig[b]))
                         rows.append(_row(cname, lm.role, variant, fname, alpha, sname,
                                          (float(p.mean()), float(acc.mean())), plain[sname], base[sname]))
                     done += 1
@@ -331,17 +369,19 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
                f"default round(2/3 * {n_layers}) capped at the last block")
             + ". Restoration at layer l only sees changes made at or below l: a checkpoint whose edits all sit above "
               "l (or whose states at l equal the original's) cannot be restored there; use a layer sweep.")
+    headline = "max over alphas" if config.headline_alpha is None else f"alpha={config.headline_alpha:g}"
     return RestorationResult(
         layer=layer, n_layers=n_layers, layer_note=note, sae_source=source, sae_quality=quality,
-        expert_features=tuple(int(i) for i in expert), random_features=tuple(int(i) for i in rand),
-        features=tuple(features), rows=tuple(rows),
+        n_fact_features=m_fact, expert_features=tuple(int(i) for i in expert), features=tuple(features),
+        fact_features=tuple(fact_rows), rows=tuple(rows),
         original_scores={"forget_p": base["forget"][0], "forget_acc": base["forget"][1],
                          "retain_p": base["retain"][0], "retain_acc": base["retain"][1]},
         rule="restoration = clip((F(steered) - F(plain)) / (F(original) - F(plain)), 0, 1), F = mean p~ (or "
              "accuracy) of the gold answer on forget prompts; inject: h' = h_u + W_dec[E]^T alpha (z_o,E - z_u,E); "
-             "scale: h' = h_u + W_dec[E]^T alpha z_u,E; E = top-m features by mean answer-span activation forget - "
-             f"retain in the original (m={m}{'' if config.n_expert else ' = max(16, 2 x forget items)'}); "
-             f"headline = inject, expert, alpha={config.headline_alpha:g}.",
+             "scale: h' = h_u + W_dec[E]^T alpha z_u,E; fact: E = per item its top-m features by answer-span "
+             f"activation minus the mean over all items (m={m_fact}); concept: E = top-{m} features by mean "
+             "forget - retain activation; random: per item m random live features outside its fact set "
+             f"(all in the original); headline = inject, fact, {headline}.",
         model_hashes={n: lm.hash for n, lm in models.all().items()}, data_hash=data.hash, config=config,
     )
 
@@ -370,6 +410,21 @@ def _feature_rows(expert, f_mean, r_mean, f_max, r_max, data: AuditData, top: in
     return out
 
 
+def _fact_rows(split: _Split, fact: torch.Tensor, mean: torch.Tensor, tok, top: int = 8) -> list[dict]:
+    """Per forget item: its answer, its strongest fact features and the share of its mean answer-span activation
+    mass that the fact set holds (how much of the item the steering can touch)."""
+    out = []
+    for i, e in enumerate(split.enc):
+        feats = torch.nonzero(fact[i]).flatten()
+        order = feats[torch.argsort(mean[i, feats], descending=True)][:top]
+        total = float(mean[i].sum())
+        out.append({"item": i, "prompt": tok.decode(e.prompt_ids).strip().replace("\n", " "),
+                    "answer": tok.decode(e.answer_ids).strip(), "n_features": len(feats),
+                    "mass_share": float(mean[i, feats].sum()) / total if total > 0 else math.nan,
+                    "top_features": " ".join(f"#{int(f)}:{float(mean[i, f]):.2f}" for f in order)})
+    return out
+
+
 def layer_sweep(models: ModelSet, data: AuditData, config: RestorationConfig = RestorationConfig(),
                 layers: tuple[int, ...] | None = None, progress: Progress | None = None) -> pd.DataFrame:
     """Headline restoration per (layer, checkpoint): one SAE per layer (cached on disk). Default: every layer."""
@@ -391,5 +446,6 @@ def analysis_spec():
 
     return Analysis("sae_restoration", "SAE restoration", RestorationConfig, compute_restoration,
                     lambda r: {"restoration_curves": r.to_frame(), "restoration_summary": r.summary_frame(),
-                               "restoration_features": r.features_frame()},
+                               "restoration_features": r.features_frame(),
+                               "restoration_fact_features": r.fact_features_frame()},
                     lambda r, name: r.scores(name))

@@ -23,7 +23,7 @@ from unlearn_core.codec import register_result
 
 # score key -> how it reads as "retention" (all clipped to [0, 1])
 RETENTION_KEYS: dict[str, str] = {
-    "sae_restoration": "SAE restoration (inject original expert features)",
+    "sae_restoration": "SAE restoration (inject the original's fact features, max over alpha)",
     "patching_retention": "1 - UDS (layer-wise patching)",
     "keyword_recovery": "keyword-emphasis recovery",
     "quantization_recovery": "quantization recovery",

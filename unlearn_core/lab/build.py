@@ -10,6 +10,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,7 +25,8 @@ from unlearn_core.lab.world import World, make_world, training_texts
 from unlearn_core.scoring import encode
 
 CHECKPOINTS = ("original", "retain_only", "ga", "graddiff", "npo", "rmu", "suppressed_head")
-KINDS = {"original": "original", "retain_only": "retain_only (deletion reference: never saw the forget split)",
+KINDS = {"original": "original",
+         "retain_only": "retain_only (deletion reference: retrained from scratch without the forget split)",
          "ga": "gradient ascent", "graddiff": "gradient difference", "npo": "NPO + retain NLL",
          "rmu": "RMU (representation misdirection)",
          "suppressed_head": "planted control: only last block, final norm and head updated (ground truth: suppressed)"}
@@ -110,14 +112,16 @@ def _build(out: Path, cfg: LabConfig, progress: Progress | None, verbose: bool) 
     fpairs, rpairs = _pairs(world, "forget"), _pairs(world, "retain")
     train_info = {}
     models = {}
-    for i, (name, texts, evals) in enumerate([
-        ("original", texts_all, fpairs + rpairs),
-        ("retain_only", training_texts(world, include_forget=False), rpairs),
+    retrain_cfg = replace(cfg, seed=cfg.retain_only_seed)  # same world and recipe; own init and data order
+    for i, (name, texts, evals, run_cfg) in enumerate([
+        ("original", texts_all, fpairs + rpairs, cfg),
+        ("retain_only", training_texts(world, include_forget=False), rpairs, retrain_cfg),
     ], start=1):
         t = time.time()
-        model = make_model(cfg, tokenizer)
-        train_info[name] = train_lm(model, tokenizer, texts, evals, cfg,
+        model = make_model(run_cfg, tokenizer)
+        train_info[name] = train_lm(model, tokenizer, texts, evals, run_cfg,
                                     progress=lambda e, a, n=name, i=i: stage(i, n, f"epoch {e} acc {a:.2f}"))
+        train_info[name]["init_seed"] = run_cfg.seed
         timings[name] = round(time.time() - t, 1)
         models[name] = model
         _save(model, tokenizer, out / name)
@@ -140,6 +144,7 @@ def _build(out: Path, cfg: LabConfig, progress: Progress | None, verbose: bool) 
     bar.close()
     meta = {
         "config": cfg.name, "config_hash": cfg.hash, "arch": cfg.arch, "seed": cfg.seed,
+        "retain_only_init": cfg.retain_only_init,
         "build_seconds": round(time.time() - t0, 1), "stage_seconds": timings,
         "checkpoints": {name: {"path": name, "kind": KINDS[name], "ground_truth": GROUND_TRUTH.get(name),
                                "training": train_info[name], "scores": scores[name]} for name in CHECKPOINTS},

@@ -38,15 +38,15 @@ def plot_verdict(verdict, title: str = "Looks forgotten vs still inside") -> go.
 
 def plot_dose_response(result, metric: str = "restoration_p", variant: str = "inject",
                        title: str | None = None) -> go.Figure:
-    """Restoration vs alpha per checkpoint (left: forget set, expert solid / random dashed) and the retain-set side
-    effect of the same steering (right: change in retain p~)."""
+    """Restoration vs alpha per checkpoint (left: forget set; fact features solid, concept set dotted, random
+    control dashed) and the retain-set side effect of the same steering (right: change in retain p~)."""
     df = result.to_frame()
     df = df[df["variant"].isin([variant, "none"])]
     names = checkpoint_order(df["model"].unique().tolist())
     colors = checkpoint_colors(names)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("forget: restoration", "retain: side effect (delta p~)"))
     for name in names:
-        for feats, dash in (("expert", "solid"), ("random", "dash")):
+        for feats, dash in (("fact", "solid"), ("concept", "dot"), ("random", "dash")):
             sub = df[(df["model"] == name) & (df["features"].isin([feats, "none"]))].sort_values("alpha")
             f, r = sub[sub["split"] == "forget"], sub[sub["split"] == "retain"]
             y0 = f[metric].fillna(0.0) if metric.startswith("restoration") else f[metric]
