@@ -104,6 +104,26 @@ st.subheader("Evidence behind the verdicts")
 export.chart(plot_evidence_matrix(verdict, {k: v.split(" (")[0] for k, v in RETENTION_KEYS.items()}),
              "verdict_evidence", PAGE)
 st.caption("Blank cells: that probe has not been run for this workspace (add it above).")
+if "sae_restoration" in stored:
+    from unlearn_core.viz.plot_restoration import plot_dose_response
+    from unlearn_core.viz.plot_verdict import plot_expert_activation
+
+    sae = stored["sae_restoration"].result
+    st.subheader("Restoration: steering the original's SAE features back in")
+    st.caption(f"Layer {sae.layer} of {sae.n_layers}; SAE explained variance {sae.sae_quality.explained_variance:.2f}, "
+               f"L0 {sae.sae_quality.l0:.0f}. Solid: each forgotten fact's own {sae.n_fact_features} features; "
+               "dotted: the forget set's shared concept features; dashed: random features (the control). The "
+               "right panel is the retain-set side effect of the same steering.")
+    c1, c2 = st.columns(2)
+    with c1:
+        export.chart(plot_dose_response(sae), "verdict_restoration", PAGE)
+    with c2:
+        export.chart(plot_expert_activation(sae), "verdict_expert_features", PAGE)
+    with st.expander("Expert features and their top activating prompts", expanded=False):
+        export.table(sae.features_frame(), "SAE concept features", "verdict_sae_features", PAGE, hide_index=True,
+                     width="stretch")
+        export.table(sae.fact_features_frame(), "SAE fact features", "verdict_sae_fact_features", PAGE,
+                     hide_index=True, width="stretch")
 with st.expander("Evidence sources in the results store", expanded=True):
     export.table(pd.DataFrame(sources), "verdict evidence sources", "verdict_sources", PAGE, hide_index=True,
                  width="stretch")

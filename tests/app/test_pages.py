@@ -18,12 +18,6 @@ pytestmark = pytest.mark.lab
 CHECKPOINTS = {"original", "ga", "graddiff", "npo", "rmu", "suppressed_head", "retain_only"}
 
 
-
-
-
-
-
-
 def _chart_titles(at) -> list[str]:
     import json
 
@@ -124,3 +118,22 @@ def test_headline_page_retain_only_as_unlearned_checkpoint_is_deleted(app, tiny_
     verdicts = _frame(app, "model", "verdict")
     by_model = dict(zip(verdicts["model"], verdicts["verdict"]))
     assert by_model == {"suppressed_head": "suppressed", "retrained": "deleted", "retain_only": "deleted"}, by_model
+
+
+def test_headline_page_with_sae_restoration(app):
+    """More evidence: SAE restoration. The planted controls keep their verdicts, suppressed_head now with high
+    restoration and retain_only with none, and the dose-response and expert-feature charts appear."""
+    app.switch_page("pages/verdict.py").run()
+    app.multiselect(key="vd_more").set_value(["sae_restoration"]).run()
+    app.button(key="run_verdict_more").click().run()
+    _no_exception(app)
+    verdicts = _frame(app, "model", "verdict", "retention", "sae_restoration").set_index("model")
+    assert verdicts.loc["suppressed_head", "verdict"] == "suppressed"
+    assert verdicts.loc["suppressed_head", "sae_restoration"] >= 0.5
+    assert verdicts.loc["retain_only", "verdict"] == "deleted"
+    assert verdicts.loc["retain_only", "sae_restoration"] < 0.05
+    titles = _chart_titles(app)
+    assert any(t.startswith("SAE restoration dose-response") for t in titles), titles
+    assert any(t.startswith("Expert SAE features") for t in titles), titles
+    facts = _frame(app, "prompt", "answer", "n_features", "mass_share", "top_features")
+    assert len(facts) and facts["n_features"].min() > 0

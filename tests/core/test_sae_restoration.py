@@ -151,3 +151,21 @@ def test_result_storable_and_plottable(lab):
     fig = plot_dose_response(res)
     assert fig.layout.title.text and len(fig.data) == 3 * 3 * 2  # models x feature sets x panels
     assert plot_expert_features(res).data
+
+
+def test_verdict_from_restoration_alone(lab, tiny_lab):
+    """With SAE restoration as the only retention evidence the controls get their planted verdicts."""
+    import json
+
+    from unlearn_core.analyses.verdict import compute_verdict
+
+    _, _, res = lab
+    meta = json.loads((tiny_lab / "lab.json").read_text())
+    acc = {k: v["scores"]["forget_acc"] for k, v in meta["checkpoints"].items()}
+    scores = {"original": {"forget_acc": acc["original"]},
+              "suppressed_head": {"forget_acc": acc["suppressed_head"], **res.scores("suppressed_head")},
+              "retain_only_as_unlearned": {"forget_acc": acc["retain_only"], **res.scores("retain_only_as_unlearned")}}
+    v = compute_verdict(scores)
+    assert v.get("suppressed_head").verdict == "suppressed" and v.get("suppressed_head").retention_from == \
+        "sae_restoration"
+    assert v.get("retain_only_as_unlearned").verdict == "deleted"
