@@ -169,3 +169,24 @@ def test_verdict_from_restoration_alone(lab, tiny_lab):
     assert v.get("suppressed_head").verdict == "suppressed" and v.get("suppressed_head").retention_from == \
         "sae_restoration"
     assert v.get("retain_only_as_unlearned").verdict == "deleted"
+
+
+def test_llama_lab_same_planted_truth(tiny_llama_lab, tmp_path, monkeypatch):
+    """Llama module names (model.layers[i], RMSNorm): the same acceptance holds on the Llama-architecture lab."""
+    from unlearn_core.workspace import lab_workspace
+
+    monkeypatch.setenv("UNLEARN_AUDIT_CACHE", str(tmp_path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ws = lab_workspace(tiny_llama_lab, unlearned=["suppressed_head"])
+        models, data = ws.load_models(), ws.load_data()
+        o = models.original
+        ro = LoadedModel("retrained", "unlearned", models.retain_only.model, o.tokenizer, "", "ro")
+        ms = ModelSet(o, {"suppressed_head": models.unlearned["suppressed_head"], "retrained": ro}, None)
+        res = compute_restoration(ms, data, RestorationConfig(alphas=(1.0, 5.0)))
+    finally:
+        torch.set_num_threads(threads)
+    sup, ret = res.scores("suppressed_head"), res.scores("retrained")
+    assert sup["sae_restoration"] >= 0.5 and ret["sae_restoration"] < 0.05, (sup, ret)
+    assert sup["sae_restoration"] > 3 * sup["sae_restoration_random"]
