@@ -12,6 +12,7 @@ from pathlib import Path
 
 from unlearn_core.hashing import hash_config
 from unlearn_core.store import ResultsStore, make_key
+from unlearn_core.threads import few_threads, model_params
 from unlearn_core.types import AuditData, ModelSet
 
 Progress = Callable[[float, str], None]
@@ -96,11 +97,16 @@ def run_analysis(analysis: Analysis, models: ModelSet, data: AuditData, store: R
                  config=None, progress: Progress | None = None) -> tuple[object, bool]:
     """(result, served_from_store). Results are computed at most once per (checkpoints, data, config)."""
     config = config if config is not None else analysis.default_config()
+
+    def compute():
+        with few_threads(model_params(models)):
+            return analysis.compute(models, data, config, progress=progress)
+
     if store is None:
-        return analysis.compute(models, data, config, progress=progress), False
+        return compute(), False
     key = result_key(analysis.name, models, data, config)
     return store.get_or_compute(
-        key, lambda: analysis.compute(models, data, config, progress=progress), analysis=analysis.name,
+        key, compute, analysis=analysis.name,
         checkpoints={n: m.hash for n, m in models.all().items()}, data_hash=data.hash,
         config_hash=hash_config(config),
     )
