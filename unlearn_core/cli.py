@@ -21,6 +21,8 @@ def _parse_unlearned(values: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from unlearn_core.audit import REGISTRY
+
     p = argparse.ArgumentParser(prog="python -m unlearn_core", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     lab = sub.add_parser("lab", help="the demo lab")
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--retain")
     a.add_argument("--holdout")
     a.add_argument("--out", required=True, type=Path)
-    a.add_argument("--analyses", default="scorecard", help="comma-separated; available: see --list-analyses")
+    a.add_argument("--analyses", default="scorecard",
+                   help=f"comma-separated, or 'all'; available: {', '.join(REGISTRY)}")
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     a.add_argument("--store", type=Path, help="results store (SQLite); default OUT/results.sqlite")
     a.add_argument("--prompt-template", default="Question: {question}\nAnswer:")
@@ -57,12 +60,14 @@ def _lab_build(args) -> int:
 
 
 def _audit(args) -> int:
-    from unlearn_core.audit import get_analysis, run_audit
+    from unlearn_core.audit import REGISTRY, get_analysis, run_audit
     from unlearn_core.items import PromptFormat
     from unlearn_core.store import ResultsStore
     from unlearn_core.workspace import WorkspaceSpec
 
     analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
+    if analyses == ["all"]:
+        analyses = list(REGISTRY)
     for a in analyses:
         get_analysis(a)
     spec = WorkspaceSpec(
