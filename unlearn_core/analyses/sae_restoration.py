@@ -30,11 +30,13 @@ everything below the last block is byte-identical to the original (z_o = z_u, so
 for the lab's 3-4 block models the 2/3 rule lands on the last block's output, where the change is visible. For
 other models run `layer_sweep` and read the restoration per layer.
 
-Measured on the tiny demo lab at the last block (SAE 1024 features, k 32, explained variance ~0.94), restoration of
-forget p~ at alpha 1 / 2 / 5: suppressed_head fact 0.16 / 0.35 / 0.59, concept (m 32) 0.04 / 0.09 / 0.29;
-retain_only retrained from an independent init 0.00 at every alpha and set. A retain-only model trained from the
-ORIGINAL's init (lab option retain_only_init="shared") restores 0.44 / 0.51 / 0.47 with fact features: a shared
-starting point shares the feature basis, the paper's "retraining from a pretrained checkpoint still restores".
+Measured on the tiny demo lab at the last block (SAE 1024 features, k 32, explained variance 0.94), restoration of
+forget p~ at alpha 0.5 / 1 / 2 / 5: suppressed_head fact 0.07 / 0.16 / 0.35 / 0.60 (concept set, m 32: 0.02 / 0.04 /
+0.09 / 0.29; random 0.07 at alpha 5), retain-only retrained from scratch 0.00 at every alpha (Llama lab: 0.77 vs
+0.00). A retain-only model trained from the ORIGINAL's init (lab option retain_only_init="shared") restores 0.44 /
+0.51 / 0.47 at alpha 1 / 2 / 5 with fact features: a shared starting point shares the feature basis, the paper's
+"retraining from a pretrained checkpoint still restores". Injecting into a model with a foreign basis damages it
+(retain p~ falls with alpha): that side effect is reported next to every number.
 """
 
 from __future__ import annotations
