@@ -179,11 +179,12 @@ def stored_result(analysis_name: str, config, ws: Workspace | None = None):
     return hit, key
 
 
-def run_with_progress(analysis, config, ws: Workspace | None = None, label: str | None = None):
+def run_with_progress(analysis, config, ws: Workspace | None = None, label: str | None = None, part: str = ""):
     """Run one registry analysis with a progress bar and a Stop button; returns (result, seconds, from_store).
 
     Stop (or any other click) makes Streamlit raise inside the next progress update, which unwinds out of the
-    computation before the store's single write transaction: an interrupted run leaves nothing behind.
+    computation before the store's single write transaction: an interrupted run leaves nothing behind. `part`
+    tells apart several runs of one analysis in one script run (their Stop buttons need distinct keys).
     """
     from unlearn_core.audit import result_key, run_analysis
 
@@ -193,7 +194,7 @@ def run_with_progress(analysis, config, ws: Workspace | None = None, label: str 
     with slot.container(border=True):
         cols = st.columns([5, 1])
         bar = cols[0].progress(0.0, text=f"{label or analysis.title}: starting ...")
-        cols[1].button("Stop", key=f"stop_{analysis.name}", icon=":material/stop_circle:",
+        cols[1].button("Stop", key=f"stop_{analysis.name}{part}", icon=":material/stop_circle:",
                        help="Cancel this run; nothing is written to the results store")
     st.session_state["running"] = analysis.name
 

@@ -20,4 +20,7 @@ def frame(at, *columns: str):
 
 
 def no_exception(at) -> None:
+    """No exception, and no chart the page had to replace by a "Charts unavailable" warning."""
     assert not at.exception, [e.value for e in at.exception]
+    hidden = [str(w.value) for w in at.warning if str(w.value).startswith("Charts unavailable")]
+    assert not hidden, hidden

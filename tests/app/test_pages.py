@@ -137,3 +137,20 @@ def test_headline_page_with_sae_restoration(app):
     assert any(t.startswith("Expert SAE features") for t in titles), titles
     facts = _frame(app, "prompt", "answer", "n_features", "mass_share", "top_features")
     assert len(facts) and facts["n_features"].min() > 0
+
+
+def test_sae_page_runs_and_sweeps_layers(app):
+    _run_page(app, "pages/sae_restoration.py", "run_sae_restoration")
+    titles = _chart_titles(app)
+    assert any(t.startswith("SAE restoration dose-response (inject") for t in titles), titles
+    app.radio(key="sae_variant").set_value("scale").run()
+    assert any(t.startswith("SAE restoration dose-response (scale") for t in _chart_titles(app))
+    assert not any(t.startswith("SAE restoration per layer") for t in _chart_titles(app))
+    app.button(key="sae_sweep_run").click().run()
+    _no_exception(app)
+    assert any(t.startswith("SAE restoration per layer") for t in _chart_titles(app))
+    sweep = _frame(app, "model", "layer", "sae_restoration", "explained_variance")
+    sup = sweep[sweep["model"] == "suppressed_head"].set_index("layer")["sae_restoration"]
+    assert sup[0] == 0.0 and sup[2] >= 0.5, sup.to_dict()  # restorable only where it was changed
+    _served_from_store(app, "pages/sae_restoration.py")
+    assert any(t.startswith("SAE restoration per layer") for t in _chart_titles(app))  # every layer from the store

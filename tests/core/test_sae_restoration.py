@@ -190,3 +190,20 @@ def test_llama_lab_same_planted_truth(tiny_llama_lab, tmp_path, monkeypatch):
     sup, ret = res.scores("suppressed_head"), res.scores("retrained")
     assert sup["sae_restoration"] >= 0.5 and ret["sae_restoration"] < 0.05, (sup, ret)
     assert sup["sae_restoration"] > 3 * sup["sae_restoration_random"]
+
+
+def test_layer_sweep_finds_the_edit(lab):
+    """suppressed_head equals the original below its last block: 0 restoration there, high at the last block."""
+    from unlearn_core.analyses.sae_restoration import layer_sweep
+    from unlearn_core.viz.plot_restoration import plot_layer_sweep
+
+    ms, data, _ = lab
+    sub = ModelSet(ms.original, {k: ms.unlearned[k] for k in ("suppressed_head", "retain_only_as_unlearned")})
+    frame = layer_sweep(sub, data, RestorationConfig(alphas=(1.0, 5.0)))
+    sup = frame[frame["model"] == "suppressed_head"].set_index("layer")["sae_restoration"]
+    ro = frame[frame["model"] == "retain_only_as_unlearned"].set_index("layer")["sae_restoration"]
+    assert sup.index.tolist() == [0, 1, 2]
+    assert sup[0] == 0.0 and sup[1] == 0.0 and sup[2] >= 0.5, sup.to_dict()
+    assert (ro < 0.1).all(), ro.to_dict()
+    fig = plot_layer_sweep(frame)
+    assert fig.layout.title.text.startswith("SAE restoration per layer") and len(fig.data) == 4

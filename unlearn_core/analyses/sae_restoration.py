@@ -427,20 +427,31 @@ def _fact_rows(split: _Split, fact: torch.Tensor, mean: torch.Tensor, tok, top: 
     return out
 
 
-def layer_sweep(models: ModelSet, data: AuditData, config: RestorationConfig = RestorationConfig(),
-                layers: tuple[int, ...] | None = None, progress: Progress | None = None) -> pd.DataFrame:
-    """Headline restoration per (layer, checkpoint): one SAE per layer (cached on disk). Default: every layer."""
-    n = len(decoder_layers(models.original.model))
-    layers = tuple(range(n)) if layers is None else layers
-    frames = []
-    for i, layer in enumerate(layers):
-        def sub(f, m, i=i, layer=layer):
-            if progress:
-                progress((i + f) / len(layers), f"layer {layer}: {m}")
+def sweep_configs(config: RestorationConfig, n_layers: int) -> list[RestorationConfig]:
+    """One config per block output, everything else equal: each is an ordinary stored restoration run."""
+    return [replace(config, layer=layer) for layer in range(n_layers)]
 
-        res = compute_restoration(models, data, replace(config, layer=layer), sub)
-        frames.append(res.summary_frame().assign(layer=res.layer))
-    return pd.concat(frames, ignore_index=True)
+
+def sweep_frame(results: list[RestorationResult]) -> pd.DataFrame:
+    """Headline scores per (layer, checkpoint) from restoration runs at different layers."""
+    frames = [r.summary_frame().assign(layer=r.layer, explained_variance=r.sae_quality.explained_variance)
+              for r in results]
+    return pd.concat(frames, ignore_index=True).sort_values(["layer", "model"], kind="stable", ignore_index=True)
+
+
+def layer_sweep(models: ModelSet, data: AuditData, config: RestorationConfig = RestorationConfig(),
+                progress: Progress | None = None) -> pd.DataFrame:
+    """Restoration at every block output (one SAE per layer, cached on disk): where can the knowledge be put back?
+    A checkpoint changed only above layer l equals the original at l and cannot be restored there."""
+    configs = sweep_configs(config, len(decoder_layers(models.original.model)))
+    results = []
+    for i, cfg in enumerate(configs):
+        def sub(f, m, i=i, layer=cfg.layer):
+            if progress:
+                progress((i + f) / len(configs), f"layer {layer}: {m}")
+
+        results.append(compute_restoration(models, data, cfg, sub))
+    return sweep_frame(results)
 
 
 def analysis_spec():

@@ -60,6 +60,24 @@ def plot_dose_response(result, metric: str = "restoration_p", variant: str = "in
                         "steering strength alpha", "restoration rate (0-1)")
 
 
+def plot_layer_sweep(frame: pd.DataFrame, title: str = "SAE restoration per layer (fact features, best alpha)"
+                     ) -> go.Figure:
+    """Restoration per steered layer and checkpoint (solid), the random-feature control (dashed)."""
+    names = checkpoint_order(frame["model"].unique().tolist())
+    colors = checkpoint_colors(names)
+    fig = go.Figure()
+    for name in names:
+        sub = frame[frame["model"] == name].sort_values("layer")
+        fig.add_scatter(x=sub["layer"], y=sub["sae_restoration"].fillna(0.0), mode="lines+markers", name=name,
+                        legendgroup=name, line=dict(color=colors[name]))
+        fig.add_scatter(x=sub["layer"], y=sub["sae_restoration_random"].fillna(0.0), mode="lines",
+                        name=f"{name} (random features)", legendgroup=name, showlegend=False,
+                        line=dict(color=colors[name], dash="dash", width=1))
+    fig.update_xaxes(tickmode="linear", dtick=1)
+    fig.update_yaxes(range=[0, 1.05])
+    return apply_plotly(fig, title, "steered block output (layer index)", "restoration rate (0-1)")
+
+
 def plot_patching(result, title: str = "Layer-wise patching: answer log-prob drop") -> go.Figure:
     """D_l per layer for every source checkpoint (retain-only = D1, the deletion reference)."""
     df = result.to_frame()
