@@ -91,3 +91,15 @@ def test_build_is_deterministic(tiny_lab, tmp_path):
     wb = load_file(str(tmp_path / "b" / "original" / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a["world"]["forget_entities"] == b["world"]["forget_entities"]
+
+
+def test_retain_only_is_a_retrain_from_its_own_init(tiny_lab):
+    """The deletion reference shares the world and the recipe, not the random init (see LabConfig.retain_only_init)."""
+    meta = _meta(tiny_lab)
+    assert meta["retain_only_init"] == "independent"
+    assert meta["checkpoints"]["retain_only"]["training"]["init_seed"] == meta["seed"] + 1
+    assert meta["checkpoints"]["original"]["training"]["init_seed"] == meta["seed"]
+    shared = get_config("tiny", retain_only_init="shared")
+    assert shared.retain_only_seed == shared.seed and shared.hash != get_config("tiny").hash
+    with pytest.raises(ValueError):
+        get_config("tiny", retain_only_init="pretrained")
