@@ -114,11 +114,8 @@ if "sae_restoration" in stored:
                f"L0 {sae.sae_quality.l0:.0f}. Solid: each forgotten fact's own {sae.n_fact_features} features; "
                "dotted: the forget set's shared concept features; dashed: random features (the control). The "
                "right panel is the retain-set side effect of the same steering.")
-    c1, c2 = st.columns(2)
-    with c1:
-        export.chart(plot_dose_response(sae), "verdict_restoration", PAGE)
-    with c2:
-        export.chart(plot_expert_activation(sae), "verdict_expert_features", PAGE)
+    export.chart(plot_dose_response(sae), "verdict_restoration", PAGE)
+    export.chart(plot_expert_activation(sae), "verdict_expert_features", PAGE)
     with st.expander("Expert features and their top activating prompts", expanded=False):
         export.table(sae.features_frame(), "SAE concept features", "verdict_sae_features", PAGE, hide_index=True,
                      width="stretch")

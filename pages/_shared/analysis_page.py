@@ -25,6 +25,29 @@ def _analysis(name: str, module: str):
     return importlib.import_module(module).analysis_spec()
 
 
+def _is_wide(fig) -> bool:
+    """A figure with side-by-side panels (a second x axis) needs the page's full width to stay legible."""
+    layout = getattr(fig, "layout", None)
+    return layout is not None and any(k.startswith("xaxis") and k != "xaxis" for k in layout.to_plotly_json())
+
+
+def _rows(figures: list) -> list[list[tuple[int, object]]]:
+    """Two figures per row, except a wide one, which gets a row to itself (the figure index stays its key)."""
+    rows, pending = [], []
+    for i, fig in enumerate(figures):
+        if _is_wide(fig):
+            if pending:
+                rows.append(pending)
+                pending = []
+            rows.append([(i, fig)])
+            continue
+        pending.append((i, fig))
+        if len(pending) == 2:
+            rows.append(pending)
+            pending = []
+    return rows + ([pending] if pending else [])
+
+
 def _parse_scalar(text: str):
     for kind in (int, float):
         try:
@@ -131,11 +154,11 @@ def render(name: str, module: str, plots: Callable[[object], list] | None = None
         except Exception as e:  # noqa: BLE001 - show the tables even when a chart cannot be drawn
             st.warning(f"Charts unavailable: {type(e).__name__}: {e}")
             figures = []
-        for i in range(0, len(figures), 2):
-            cols = st.columns(2)
-            for j, (col, fig) in enumerate(zip(cols, figures[i:i + 2])):
+        for row in _rows(figures):
+            cols = st.columns(len(row))
+            for col, (i, fig) in zip(cols, row, strict=True):
                 with col:
-                    export.chart(fig, f"{name}_{i + j}", page)
+                    export.chart(fig, f"{name}_{i}", page)
     for i, (tname, df) in enumerate(analysis.tables(result).items()):
         if not isinstance(df, pd.DataFrame):
             continue

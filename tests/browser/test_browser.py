@@ -130,3 +130,41 @@ def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_
 
     go(page, "Workspace")
     assert not page.get_by_test_id("stException").count()
+
+
+def test_stop_button_cancels_a_run_and_writes_nothing(server, page):
+    """Click Run on a slow analysis, then its Stop button: the page says nothing was written, the store agrees,
+    and the Run button is back; run again and it completes."""
+    import sqlite3
+
+    url, store = server
+    page.goto(url)
+    page.get_by_role("heading", name="Workspace", level=1).wait_for(timeout=180_000)
+    wait_idle(page)
+    more = page.get_by_test_id("stSidebarNav").get_by_text(re.compile(r"View \d+ more"))
+    if more.count():
+        more.click()
+    go(page, "SAE restoration")
+    page.get_by_role("button", name="Run SAE restoration").click()
+    stop = page.locator(".st-key-stop_sae_restoration button").first
+    stop.wait_for(timeout=120_000)
+    shot(page, "20_sae_running", full=False)
+    stop.click()
+    page.get_by_text(re.compile("Stopped. Nothing was written to the results store")).wait_for(timeout=120_000)
+    wait_idle(page)
+    assert page.get_by_role("button", name="Run SAE restoration").is_visible()
+    assert not page.get_by_test_id("stException").count()
+    shot(page, "21_sae_stopped", full=False)
+    if store.exists():
+        with sqlite3.connect(store) as con:
+            assert con.execute("SELECT count(*) FROM results WHERE analysis = 'sae_restoration'").fetchone()[0] == 0
+
+    # after a Stop the same run completes and is stored
+    page.get_by_role("button", name="Run SAE restoration").click()
+    page.get_by_text(re.compile(r"Computed in [\d.]+ s")).wait_for(timeout=SCORECARD_TIMEOUT_MS)
+    wait_idle(page)
+    page.get_by_text(re.compile("SAE restoration dose-response")).first.wait_for()
+    assert not page.get_by_test_id("stException").count()
+    with sqlite3.connect(store) as con:
+        assert con.execute("SELECT count(*) FROM results WHERE analysis = 'sae_restoration'").fetchone()[0] == 1
+    shot(page, "22_sae_restoration")

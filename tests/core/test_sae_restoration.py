@@ -149,7 +149,7 @@ def test_result_storable_and_plottable(lab):
     pd.testing.assert_frame_equal(back.to_frame(), res.to_frame())  # NaN-aware
     assert back.config == res.config and back.sae_quality == res.sae_quality
     fig = plot_dose_response(res)
-    assert fig.layout.title.text and len(fig.data) == 3 * 3 * 2  # models x feature sets x panels
+    assert fig.layout.title.text and len(fig.data) == 3 * 3 * 2 + 3  # models x sets x panels + style key
     assert plot_expert_features(res).data
 
 

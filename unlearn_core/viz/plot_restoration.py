@@ -39,25 +39,35 @@ def plot_verdict(verdict, title: str = "Looks forgotten vs still inside") -> go.
 def plot_dose_response(result, metric: str = "restoration_p", variant: str = "inject",
                        title: str | None = None) -> go.Figure:
     """Restoration vs alpha per checkpoint (left: forget set; fact features solid, concept set dotted, random
-    control dashed) and the retain-set side effect of the same steering (right: change in retain p~)."""
+    control dashed) and the retain-set side effect of the same steering (right: change in retain p~). One legend
+    entry per checkpoint (colour) plus a key for the line styles, so the legend stays readable in a paper."""
     df = result.to_frame()
     df = df[df["variant"].isin([variant, "none"])]
     names = checkpoint_order(df["model"].unique().tolist())
     colors = checkpoint_colors(names)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("forget: restoration", "retain: side effect (delta p~)"))
+    styles = (("fact", "solid"), ("concept", "dot"), ("random", "dash"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
+                        subplot_titles=("forget set: restoration", "retain set: side effect"))
     for name in names:
-        for feats, dash in (("fact", "solid"), ("concept", "dot"), ("random", "dash")):
+        for feats, dash in styles:
             sub = df[(df["model"] == name) & (df["features"].isin([feats, "none"]))].sort_values("alpha")
             f, r = sub[sub["split"] == "forget"], sub[sub["split"] == "retain"]
             y0 = f[metric].fillna(0.0) if metric.startswith("restoration") else f[metric]
-            common = dict(mode="lines+markers", line=dict(color=colors[name], dash=dash), legendgroup=name)
-            fig.add_scatter(x=f["alpha"], y=y0, name=f"{name} ({feats})", row=1, col=1, **common)
-            fig.add_scatter(x=r["alpha"], y=r["delta_p"], name=f"{name} ({feats})", showlegend=False, row=1, col=2,
-                            **common)
+            common = dict(mode="lines+markers", line=dict(color=colors[name], dash=dash), legendgroup=name,
+                          name=name, hovertemplate=f"{name}, {feats} features<br>alpha %{{x:g}}: %{{y:.3f}}"
+                                                   "<extra></extra>")
+            fig.add_scatter(x=f["alpha"], y=y0, showlegend=feats == "fact", row=1, col=1, **common)
+            fig.add_scatter(x=r["alpha"], y=r["delta_p"], showlegend=False, row=1, col=2, **common)
+    for feats, dash in styles:  # line-style key
+        fig.add_scatter(x=[None], y=[None], mode="lines", name=f"{feats} features", legendgroup="features",
+                        line=dict(color="#555555", dash=dash), row=1, col=1)
+    apply_plotly(fig, title or f"SAE restoration dose-response ({variant}, layer {result.layer})",
+                 "steering strength alpha", "restoration rate (0-1)")
     fig.update_xaxes(title_text="steering strength alpha", row=1, col=2)
-    fig.update_yaxes(title_text="change in retain p~", row=1, col=2)
-    return apply_plotly(fig, title or f"SAE restoration dose-response ({variant}, layer {result.layer})",
-                        "steering strength alpha", "restoration rate (0-1)")
+    fig.update_yaxes(title_text="change in retain p~ (steered - plain)", row=1, col=2)
+    fig.update_layout(height=480, legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, xanchor="left"),
+                      margin=dict(b=130))
+    return fig
 
 
 def plot_layer_sweep(frame: pd.DataFrame, title: str = "SAE restoration per layer (fact features, best alpha)"
@@ -105,5 +115,5 @@ def plot_expert_features(result, title: str | None = None) -> go.Figure:
         header=dict(values=cols, align="left"),
         cells=dict(values=[df[c].map(lambda v: f"{v:.3f}" if isinstance(v, float) else v) for c in cols],
                    align="left")))
-    fig.update_layout(title=title or f"Expert SAE features at layer {result.layer} (top activating prompts)")
+    fig.update_layout(title=title or f"Concept SAE features, layer {result.layer}: top activating prompts")
     return fig

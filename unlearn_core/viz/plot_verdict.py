@@ -108,5 +108,5 @@ def plot_expert_activation(result, title: str | None = None) -> go.Figure:
     fig.add_bar(x=labels, y=df["mean_retain"], name="retain prompts", marker_color="#0072B2")
     fig.update_layout(barmode="group", legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     fig.update_xaxes(type="category", tickangle=-45)
-    return apply_plotly(fig, title or f"Expert SAE features at layer {result.layer}: mean activation in the original",
-                        "SAE feature (ranked by forget - retain)", "mean activation")
+    return apply_plotly(fig, title or f"Expert SAE features, layer {result.layer} (original)",
+                        "SAE feature (ranked by forget - retain)", "mean activation on the answer span")
