@@ -42,16 +42,15 @@ def lab(tiny_lab, tmp_path_factory):
     mp.setenv("UNLEARN_AUDIT_CACHE", str(tmp_path_factory.mktemp("cache")))
     from unlearn_core.workspace import lab_workspace
 
-    ws = lab_workspace(tiny_lab, unlearned=["suppressed_head"])
+    ws = lab_workspace(tiny_lab, unlearned=["suppressed_head", "rmu"])
     models, data = ws.load_models(), ws.load_data()
     o = models.original
     unlearned = {"suppressed_head": models.unlearned["suppressed_head"],
                  "retain_only_as_unlearned": LoadedModel("retain_only_as_unlearned", "unlearned",
                                                          models.retain_only.model, o.tokenizer, "", "ro"),
                  "copy": LoadedModel("copy", "unlearned", o.model, o.tokenizer, "", "copy")}
-    ms = ModelSet(o, unlearned, None)
-    res = compute_restoration(ms, data, RestorationConfig(sae=FAST_SAE))
-    yield ms, data, res
+    res = compute_restoration(ModelSet(o, unlearned, None), data, RestorationConfig(sae=FAST_SAE))
+    yield ModelSet(o, {**unlearned, "rmu": models.unlearned["rmu"]}, None), data, res  # rmu: layer sweep only
     mp.undo()
     torch.set_num_threads(threads)
 
@@ -193,17 +192,19 @@ def test_llama_lab_same_planted_truth(tiny_llama_lab, tmp_path, monkeypatch):
 
 
 def test_layer_sweep_finds_the_edit(lab):
-    """suppressed_head equals the original below its last block: 0 restoration there, high at the last block."""
+    """Each planted edit is found at its depth: suppressed_head equals the original below its last block and RMU
+    below its edited MLP (0 restoration there); both restore from the edited layer up; the retrain never does."""
     from unlearn_core.analyses.sae_restoration import layer_sweep
     from unlearn_core.viz.plot_restoration import plot_layer_sweep
 
     ms, data, _ = lab
-    sub = ModelSet(ms.original, {k: ms.unlearned[k] for k in ("suppressed_head", "retain_only_as_unlearned")})
+    sub = ModelSet(ms.original, {k: ms.unlearned[k] for k in ("rmu", "suppressed_head", "retain_only_as_unlearned")})
     frame = layer_sweep(sub, data, RestorationConfig(alphas=(1.0, 5.0)))
-    sup = frame[frame["model"] == "suppressed_head"].set_index("layer")["sae_restoration"]
-    ro = frame[frame["model"] == "retain_only_as_unlearned"].set_index("layer")["sae_restoration"]
+    by = {m: frame[frame["model"] == m].set_index("layer")["sae_restoration"] for m in frame["model"].unique()}
+    sup, ro, rm = by["suppressed_head"], by["retain_only_as_unlearned"], by["rmu"]
     assert sup.index.tolist() == [0, 1, 2]
     assert sup[0] == 0.0 and sup[1] == 0.0 and sup[2] >= 0.5, sup.to_dict()
+    assert rm[0] == 0.0 and rm[1] > 0.3, rm.to_dict()  # RMU edits block 1's MLP: nothing to restore below it
     assert (ro < 0.1).all(), ro.to_dict()
     fig = plot_layer_sweep(frame)
-    assert fig.layout.title.text.startswith("SAE restoration per layer") and len(fig.data) == 4
+    assert fig.layout.title.text.startswith("SAE restoration per layer") and len(fig.data) == 6

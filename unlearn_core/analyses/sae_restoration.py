@@ -37,6 +37,13 @@ forget p~ at alpha 0.5 / 1 / 2 / 5: suppressed_head fact 0.07 / 0.16 / 0.35 / 0.
 0.51 / 0.47 at alpha 1 / 2 / 5 with fact features: a shared starting point shares the feature basis, the paper's
 "retraining from a pretrained checkpoint still restores". Injecting into a model with a foreign basis damages it
 (retain p~ falls with alpha): that side effect is reported next to every number.
+
+Read the layer sweep, not only the default layer: at the last block an injection is close to an edit of the logits,
+and any checkpoint fine-tuned from the original can read the original's answer features there. Default lab (4
+blocks), best-alpha restoration at block outputs 0 / 1 / 2 / 3: ga .58 / .62 / .73 / .81, graddiff .63 / .67 / .75 /
+.79, npo .66 / .71 / .76 / .80, rmu .00 / .52 / .59 / .70 (its edit is block 1's MLP), suppressed_head .00 / .00 / .00
+/ .62 (its edit is the last block), retrained from scratch .00 / .00 / .00 / .01; random features <= .09 everywhere.
+GA, GradDiff and NPO are restorable from the first block on: their downstream still reads the forgotten features.
 """
 
 from __future__ import annotations
