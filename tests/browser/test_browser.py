@@ -134,7 +134,7 @@ def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_
 
 def test_stop_button_cancels_a_run_and_writes_nothing(server, page):
     """Click Run on a slow analysis, then its Stop button: the page says nothing was written, the store agrees,
-    and the Run button is back; run again and it completes."""
+    and the Run button is back; run again and it completes, and the headline page shows it as evidence."""
     import sqlite3
 
     url, store = server
@@ -168,3 +168,13 @@ def test_stop_button_cancels_a_run_and_writes_nothing(server, page):
     with sqlite3.connect(store) as con:
         assert con.execute("SELECT count(*) FROM results WHERE analysis = 'sae_restoration'").fetchone()[0] == 1
     shot(page, "22_sae_restoration")
+
+    # the headline page picks the stored restoration up as evidence and draws its curves
+    go(page, "Suppression vs deletion")
+    page.get_by_role("button", name=re.compile("Run scorecard")).click()
+    page.get_by_text(re.compile("Computed scorecard")).wait_for(timeout=SCORECARD_TIMEOUT_MS)
+    page.get_by_text("Restoration: steering the original's SAE features back in").wait_for()
+    wait_idle(page)
+    assert page.get_by_text(re.compile("SAE restoration dose-response")).count()
+    assert not page.get_by_test_id("stException").count()
+    shot(page, "23_verdict_with_restoration")
