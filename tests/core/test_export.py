@@ -56,6 +56,24 @@ def test_plotly_export(plotly_fig, fmt):
     _check(figure_bytes(plotly_fig, fmt, width=600, height=400, scale=1), fmt, "Plotly forget accuracy")
 
 
+@pytest.mark.skipif(not _has_chrome(), reason="no Chrome/Chromium: apt-get install chromium")
+def test_many_figures_in_one_session_keep_order_and_formats(plotly_fig, altair_chart):
+    from unlearn_core.export import figures_bytes
+
+    second = go.Figure(plotly_fig).update_layout(title="Second plotly chart")
+    jobs = [(plotly_fig, "svg"), (altair_chart, "png"), (second, "pdf"), (second, "svg"), (plotly_fig, "png")]
+    out = figures_bytes(jobs, width=600, height=400, scale=1)
+    _check(out[0], "svg", "Plotly forget accuracy")
+    _check(out[1], "png", "")
+    _check(out[2], "pdf", "")
+    _check(out[3], "svg", "Second plotly chart")
+    _check(out[4], "png", "")
+    assert b"Plotly forget accuracy" not in out[3]  # each figure rendered on its own, in order
+    assert figures_bytes([]) == []
+    with pytest.raises(ValueError, match="unknown export format"):
+        figures_bytes([(plotly_fig, "eps")])
+
+
 def test_png_scale_and_size(altair_chart):
     import struct
 
