@@ -5,8 +5,11 @@ page after running its fast evidence. Screenshots go to artifacts/screenshots/.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import sqlite3
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -134,8 +137,8 @@ def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_
 
 def test_stop_button_cancels_a_run_and_writes_nothing(server, page):
     """Click Run on a slow analysis, then its Stop button: the page says nothing was written, the store agrees,
-    and the Run button is back; run again and it completes, and the headline page shows it as evidence."""
-    import sqlite3
+    and the Run button is back; run again and it completes, its page zip holds every chart and table, and the
+    headline page shows it as evidence."""
 
     url, store = server
     page.goto(url)
@@ -168,6 +171,16 @@ def test_stop_button_cancels_a_run_and_writes_nothing(server, page):
     with sqlite3.connect(store) as con:
         assert con.execute("SELECT count(*) FROM results WHERE analysis = 'sae_restoration'").fetchone()[0] == 1
     shot(page, "22_sae_restoration")
+
+    # the page zip: every chart in three formats and every table, rendered on click
+    with page.expect_download(timeout=300_000) as info:
+        page.get_by_test_id("stDownloadButton").filter(has_text="Download all charts and tables (zip)").click()
+    z = zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes()))
+    names = z.namelist()
+    for fmt in ("svg", "pdf", "png"):
+        assert len([n for n in names if n.startswith("figures/") and n.endswith(f".{fmt}")]) >= 2, names
+    assert any(n.startswith("tables/") and n.endswith(".csv") for n in names), names
+    assert any(b"SAE restoration dose-response" in z.read(n) for n in names if n.endswith(".svg"))
 
     # the headline page picks the stored restoration up as evidence and draws its curves
     go(page, "Suppression vs deletion")
