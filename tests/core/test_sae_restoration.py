@@ -208,3 +208,27 @@ def test_layer_sweep_finds_the_edit(lab):
     assert (ro < 0.1).all(), ro.to_dict()
     fig = plot_layer_sweep(frame)
     assert fig.layout.title.text.startswith("SAE restoration per layer") and len(fig.data) == 6
+
+
+def test_user_sae_folder_gives_the_same_restoration(lab, tmp_path):
+    """A pre-trained sae-lens folder (here: the one the fixture trained) replaces training and gives the same
+    numbers; a folder for another residual width is refused with the widths named."""
+    import shutil
+
+    from unlearn_core.analyses.sae_training import sae_cache_key, sae_cache_root
+
+    ms, data, res = lab
+    folder = sae_cache_root() / sae_cache_key(ms.original.hash, res.layer, FAST_SAE, data.hash)
+    user = tmp_path / "my_sae"
+    shutil.copytree(folder, user)
+    (user / "quality.json").unlink()  # a user's folder has no quality file: quality is measured on the data
+    sub = ModelSet(ms.original, {"suppressed_head": ms.unlearned["suppressed_head"]})
+    mine = compute_restoration(sub, data, RestorationConfig(sae_path=str(user), layer=res.layer))
+    assert mine.sae_source == str(user) and mine.sae_quality.train_seconds == 0.0
+    assert 0.8 < mine.sae_quality.explained_variance <= 1.0 and mine.n_fact_features == res.n_fact_features
+    assert mine.scores("suppressed_head")["sae_restoration"] == pytest.approx(
+        res.scores("suppressed_head")["sae_restoration"], abs=1e-6)
+    narrow = train_sae(torch.randn(512, 8), SAETrainConfig(expansion=2, k=2, steps=5, batch_size=64))
+    narrow.save_model(tmp_path / "narrow")
+    with pytest.raises(ValueError, match="d_in=8"):
+        compute_restoration(sub, data, RestorationConfig(sae_path=str(tmp_path / "narrow"), layer=res.layer))
