@@ -44,6 +44,12 @@ def plots(result) -> list:
     from unlearn_core.viz.plot_restoration import plot_dose_response
     from unlearn_core.viz.plot_verdict import plot_expert_activation
 
+    q = result.sae_quality
+    trained = f"trained in {q.train_seconds:.1f} s" if q.train_seconds else "loaded"
+    st.markdown(f"**SAE** ({trained}: `{result.sae_source}`): explained variance **{q.explained_variance:.3f}**, "
+                f"L0 **{q.l0:.1f}**, dead features {q.dead_fraction:.0%}, measured on {q.n_tokens:,} tokens; "
+                f"{result.n_fact_features} features per fact.")
+    st.caption(result.layer_note)
     variant = st.radio("Steering variant", list(VARIANTS), format_func=VARIANTS.get, horizontal=True,
                        key="sae_variant")
     return [plot_dose_response(result, variant=variant), plot_expert_activation(result), *_sweep(result)]

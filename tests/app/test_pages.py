@@ -141,6 +141,7 @@ def test_headline_page_with_sae_restoration(app):
 
 def test_sae_page_runs_and_sweeps_layers(app):
     _run_page(app, "pages/sae_restoration.py", "run_sae_restoration")
+    assert "explained variance" in _texts(app) and "L0" in _texts(app)  # so the user can judge the SAE
     titles = _chart_titles(app)
     assert any(t.startswith("SAE restoration dose-response (inject") for t in titles), titles
     app.radio(key="sae_variant").set_value("scale").run()
