@@ -1,42 +1,72 @@
 """Headline view: per checkpoint, does it only LOOK forgotten (suppressed) or is the knowledge gone (deleted)?
 
-Reads every result already in the results store for this workspace, runs what is missing on request (scorecard +
-patching in seconds; the slower probes on demand) and applies the written rule of unlearn_core.analyses.verdict.
+Reads every result already in the results store for this workspace, runs what is missing on request (the default
+evidence set first, the CLI's default too; the slower probes on demand) and applies the calibrated rule of
+unlearn_core.analyses.verdict through the CLI's own code path (audit.verdict_from_results).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from pages._shared import evidence, export, sidebar, state
-from unlearn_core.analyses.verdict import RETENTION_KEYS, VerdictConfig, compute_verdict
-from unlearn_core.audit import REGISTRY, get_analysis
-from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_verdict_headline
+from unlearn_core.analyses.verdict import COUNTED_BY_DEFAULT, NOT_COUNTED_WHY, VerdictConfig
+from unlearn_core.audit import get_analysis
+from unlearn_core.registry import ANALYSES, all_evidence
+from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
 
 PAGE = "verdict"
 NUM = st.column_config.NumberColumn(format="%.3f")
+
+
+
+def _lab_truth(ws) -> dict[str, str]:
+    """Planted ground truth when the workspace's checkpoints are a demo lab's folders (lab.json beside them)."""
+    meta_path = Path(ws.spec.original).parent / "lab.json"
+    if not meta_path.exists():
+        return {}
+    try:
+        cps = json.loads(meta_path.read_text())["checkpoints"]
+    except (ValueError, KeyError):
+        return {}
+    by_path = {str((meta_path.parent / c["path"]).resolve()): (n, c.get("ground_truth")) for n, c in cps.items()}
+    out = {}
+    paths = [*ws.spec.unlearned, *((("retain_only", ws.spec.retain_only),) if ws.spec.retain_only else ())]
+    for name, path in paths:
+        hit = by_path.get(str(Path(path).resolve()))
+        if hit and hit[1] in ("suppressed", "deleted"):
+            out[name] = hit[1]
+    return out
+
 
 export.start_page(PAGE)
 ws = state.workspace()
 names = ws.names()
 st.title("Suppression vs deletion")
 st.markdown(sidebar.chips(names), unsafe_allow_html=True)
-st.caption("**Looks forgotten** (behaviour: 1 - forget accuracy / the original's) beside **still inside** (the "
-           "largest retention score any probe found: SAE restoration, 1 - UDS, keyword / quantization / relearning "
-           "recovery, ...). Two tall bars = suppressed; a tall grey bar and a short dark one, like the hatched "
-           "green retain-only model that never saw the forget set = deleted.")
+st.caption("**Looks forgotten** (behaviour: 1 - forget accuracy / the original's) beside **still inside**: the "
+           "recovery a probe gets from the checkpoint MINUS what the same probe gets from a control that never "
+           "knew the answers (the retain-only reference on the same items; without one, the holdout split), with "
+           "its bootstrap interval. Suppressed = the interval clears the line; deleted = it stays under it.")
 bundle_slot = st.container()
+EVIDENCE = {k: ev.label for k, (_, ev) in all_evidence().items()}
 
-with st.expander("Verdict rule thresholds", icon=":material/rule:"):
+with st.expander("Verdict rule", icon=":material/rule:"):
     d = VerdictConfig()
     c1, c2, c3 = st.columns(3)
     ratio = c1.slider("Looks forgotten if forget acc <= x the original's", 0.0, 1.0, d.forgotten_ratio, 0.05,
                       key="vd_ratio")
-    sup = c2.slider("Suppressed if r >=", 0.0, 1.0, d.suppressed_at, 0.05, key="vd_sup")
-    part = c3.slider("Partially suppressed if r >=", 0.0, 1.0, min(d.partial_at, sup), 0.05, key="vd_part")
-    keys = st.multiselect("Retention scores that count as evidence", list(RETENTION_KEYS), list(RETENTION_KEYS),
-                          format_func=lambda k: RETENTION_KEYS[k], key="vd_keys")
+    sup = c2.slider("Suppressed if the interval's lower bound >=", 0.0, 1.0, d.suppressed_at, 0.05, key="vd_sup")
+    part = c3.slider("Partially suppressed if the lower bound >=", 0.0, 1.0, min(d.partial_at, sup), 0.05,
+                     key="vd_part")
+    keys = st.multiselect("Evidence that counts", list(EVIDENCE), [k for k in COUNTED_BY_DEFAULT if k in EVIDENCE],
+                          format_func=lambda k: EVIDENCE.get(k, k), key="vd_keys")
+    for k, why in NOT_COUNTED_WHY.items():
+        st.caption(f"Not counted by default: **{k}**: {why}.")
     try:
         rule = VerdictConfig(float(ratio), float(sup), float(part), tuple(keys))
     except ValueError as e:
@@ -45,7 +75,7 @@ with st.expander("Verdict rule thresholds", icon=":material/rule:"):
 
 stored = evidence.stored_evidence(ws)
 missing_fast = [a for a in evidence.FAST if a not in stored]
-offer = [a for a in evidence.MORE if a in REGISTRY and a not in stored]
+offer = [a for a in evidence.MORE if a in ANALYSES and a not in stored]
 for a in (*evidence.FAST, *evidence.MORE):
     if state.was_stopped(a):
         st.warning("Stopped. Nothing was written to the results store for the analysis that was running.")
@@ -54,10 +84,10 @@ for a in (*evidence.FAST, *evidence.MORE):
 with st.container(border=True):
     c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
     with c1:
-        label = ("Run " + " + ".join(missing_fast)) if missing_fast else "Fast evidence is in the store"
+        label = ("Run " + " + ".join(missing_fast)) if missing_fast else "Default evidence is in the store"
         run_fast = st.button(label, type="primary", key="run_verdict_fast", icon=":material/play_arrow:",
-                             disabled=not missing_fast, help="Behavioural scorecard and layer-wise patching (UDS): "
-                             "seconds on the demo lab")
+                             disabled=not missing_fast, help="The default evidence set (the CLI's default): "
+                             "scorecard and the probes that can be calibrated without a reference")
     with c2:
         more = st.multiselect("More evidence (slower probes, default settings)", offer, default=[],
                               format_func=lambda a: get_analysis(a).title, key="vd_more",
@@ -79,18 +109,20 @@ sources = [{"analysis": get_analysis(a).title, "in store": a in stored,
             "settings": ("default" if stored[a].default_config else "custom (newest run)") if a in stored else "",
             "computed": stored[a].created if a in stored else ""}
            for a in (*evidence.FAST, *evidence.MORE, *sorted(set(stored) - {*evidence.FAST, *evidence.MORE}))
-           if a in REGISTRY]
+           if a in ANALYSES]
 if "scorecard" not in stored:
     st.info("No behavioural scorecard for these checkpoints in the results store yet: run the fast evidence above "
             "(or the Behavioural scorecard page) to get a verdict.")
     st.stop()
 
-scores, numbers = evidence.scores_by_checkpoint(stored, names)
-verdict = compute_verdict(scores, rule, original="original")
+verdict, numbers = evidence.verdict(stored, ws, rule)
 frame = verdict.to_frame()
 counts = frame["verdict"].value_counts()
-st.markdown(" · ".join(f"**{counts[v]}** {v}" for v in ("suppressed", "partially suppressed", "deleted",
-                                                          "not forgotten", "unknown") if v in counts))
+st.markdown(" · ".join(f"**{counts[v]}** {v}" for v in ("suppressed", "partially suppressed", "inconclusive",
+                                                          "deleted", "not forgotten", "unknown") if v in counts))
+if verdict.reference is None:
+    st.info("No retain-only reference in this workspace: self-contained probes are calibrated against the holdout "
+            "split; probes that copy the original's states are shown as 'needs a deletion reference' and do not count.")
 
 export.chart(plot_verdict_headline(verdict), "verdict_headline", PAGE)
 st.subheader("Verdict per checkpoint")
@@ -98,12 +130,40 @@ st.markdown(f"**Rule.** {verdict.rule}")
 export.table(frame, "verdict per checkpoint", "verdict_table", PAGE, hide_index=True, width="stretch",
              caption="Verdict per checkpoint (" + verdict.rule.replace("%", r"\%") + ")",
              column_config={"reason": st.column_config.TextColumn(width="large"), "forget_acc": NUM,
-                            "original_forget_acc": NUM, "looks_forgotten": NUM, "retention": NUM,
-                            **{k: NUM for k in RETENTION_KEYS}})
+                            "original_forget_acc": NUM, "looks_forgotten": NUM, "retention_excess": NUM,
+                            "ci_low": NUM, "ci_high": NUM})
 st.subheader("Evidence behind the verdicts")
-export.chart(plot_evidence_matrix(verdict, {k: v.split(" (")[0] for k, v in RETENTION_KEYS.items()}),
-             "verdict_evidence", PAGE)
-st.caption("Blank cells: that probe has not been run for this workspace (add it above).")
+export.chart(plot_evidence_matrix(verdict, EVIDENCE), "verdict_evidence", PAGE)
+st.caption("Each cell: excess recovery over the control [95% interval]. Blank: that probe has not been run for this "
+           "workspace (add it above).")
+export.table(verdict.evidence_frame(), "verdict evidence", "verdict_evidence_table", PAGE, hide_index=True,
+             width="stretch", column_config={k: NUM for k in ("raw_recovery", "control_recovery", "excess",
+                                                              "ci_low", "ci_high")})
+
+truth = _lab_truth(ws)
+if truth:
+    from unlearn_core.registry import collect_evidence_items
+    from unlearn_core.validity import probe_validity
+
+    st.subheader("Probe validity on the planted controls")
+    st.caption("Truth is known for the demo lab's planted controls ("
+               + ", ".join(f"{n}: {t}" for n, t in truth.items()) + "). A probe is evidence only if the weakest "
+               "suppressed control clears the line while the strongest deletion control stays under it; raw numbers "
+               "(uncalibrated) show each probe's false recovery on the deletion controls.")
+    items = collect_evidence_items([(n, s.result) for n, s in stored.items()])
+    validity = probe_validity(items, truth, "original", verdict.reference, rule)
+    if validity.empty:
+        st.info("Run probes on at least one suppressed and one deletion control to measure their validity.")
+    else:
+        export.chart(plot_probe_validity(validity), "verdict_probe_validity", PAGE)
+        export.table(validity, "probe validity", "verdict_probe_validity_table", PAGE, hide_index=True,
+                     width="stretch", column_config={k: NUM for k in ("suppressed_worst", "deletion_worst",
+                                                                      "false_recovery", "auc_items")})
+        bad = validity[(validity["control"] != "uncalibrated (raw recovery)") & ~validity["separates"]]
+        for r in bad.itertuples():
+            st.caption(f"**{r.evidence}** does not separate here against the {r.control} (suppressed controls' "
+                       f"weakest lower bound {r.suppressed_worst:.2f}, deletion controls' strongest upper bound "
+                       f"{r.deletion_worst:.2f}).")
 if "sae_restoration" in stored:
     from unlearn_core.viz.plot_restoration import plot_dose_response
     from unlearn_core.viz.plot_verdict import plot_expert_activation

@@ -22,7 +22,9 @@ def lab_path(config: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lab() -> Path:
-    return lab_path("tiny")
+    # UNLEARN_AUDIT_TINY_LAB: a lab folder built elsewhere (development against a frozen lab while lab/ changes)
+    pinned = os.environ.get("UNLEARN_AUDIT_TINY_LAB")
+    return Path(pinned) if pinned else lab_path("tiny")
 
 
 @pytest.fixture(scope="session")

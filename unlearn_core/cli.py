@@ -21,7 +21,7 @@ def _parse_unlearned(values: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from unlearn_core.audit import REGISTRY
+    from unlearn_core.registry import ANALYSES, DEFAULT_EVIDENCE_SET
 
     p = argparse.ArgumentParser(prog="python -m unlearn_core", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -32,15 +32,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--config", default="default")
     b.add_argument("--force", action="store_true", help="rebuild even if a build with this config hash exists")
     a = sub.add_parser("audit", help="run analyses and write OUT/report.json plus CSV tables")
-    a.add_argument("--original", required=True)
-    a.add_argument("--unlearned", required=True, action="append", metavar="NAME=DIR")
+    a.add_argument("--lab", type=Path, help="a demo-lab folder: fills --original/--unlearned/--retain-model/data "
+                   "from its lab.json and adds the probe-validity table from its planted ground truth")
+    a.add_argument("--no-reference", action="store_true", help="with --lab: audit without the retain-only model "
+                   "(evidence is then calibrated against the holdout split)")
+    a.add_argument("--original")
+    a.add_argument("--unlearned", action="append", metavar="NAME=DIR")
     a.add_argument("--retain-model")
-    a.add_argument("--forget", required=True)
+    a.add_argument("--forget")
     a.add_argument("--retain")
     a.add_argument("--holdout")
     a.add_argument("--out", required=True, type=Path)
-    a.add_argument("--analyses", default="scorecard",
-                   help=f"comma-separated, or 'all'; available: {', '.join(REGISTRY)}")
+    a.add_argument("--analyses", default=",".join(DEFAULT_EVIDENCE_SET),
+                   help=f"comma-separated, or 'all'; available: {', '.join(ANALYSES)}; default: the headline "
+                   f"page's evidence set ({','.join(DEFAULT_EVIDENCE_SET)})")
+    a.add_argument("--truth", type=Path, help="ground truth for the probe-validity table: a lab.json, or a JSON "
+                   "object {checkpoint: suppressed|deleted}")
+    a.add_argument("--suppressed-at", type=float, help="verdict: suppressed if the excess's lower bound >= this")
+    a.add_argument("--partial-at", type=float, help="verdict: partially suppressed if the lower bound >= this")
+    a.add_argument("--n-boot", type=int, help="bootstrap resamples for the evidence intervals")
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     a.add_argument("--store", type=Path, help="results store (SQLite); default OUT/results.sqlite")
     a.add_argument("--prompt-template", default="Question: {question}\nAnswer:")
@@ -59,17 +69,68 @@ def _lab_build(args) -> int:
     return 0
 
 
+def _truth(path: Path | None) -> dict[str, str] | None:
+    import json
+
+    if path is None:
+        return None
+    raw = json.loads(path.read_text())
+    if "checkpoints" in raw:  # a lab.json
+        raw = {n: c.get("ground_truth") for n, c in raw["checkpoints"].items()}
+    truth = {n: t for n, t in raw.items() if t in ("suppressed", "deleted")}
+    if not truth:
+        raise ValueError(f"{path}: no checkpoint with ground truth 'suppressed' or 'deleted'")
+    return truth
+
+
+def _from_lab(args) -> None:
+    """Fill the workspace arguments from a demo-lab folder (every audited checkpoint, the reference, the data)."""
+    import json
+
+    meta = json.loads((args.lab / "lab.json").read_text())
+    cps = meta["checkpoints"]
+    args.original = args.original or str(args.lab / cps["original"]["path"])
+    if not args.unlearned:
+        args.unlearned = [f"{n}={args.lab / c['path']}" for n, c in cps.items()
+                          if n not in ("original", "retain_only", "base")]
+    if not args.retain_model and not args.no_reference:
+        args.retain_model = str(args.lab / cps["retain_only"]["path"])
+    for split in ("forget", "retain", "holdout"):
+        if not getattr(args, split):
+            setattr(args, split, str(args.lab / meta["data"][split]))
+    args.truth = args.truth or args.lab / "lab.json"
+    args.prompt_template = meta.get("prompt_template", args.prompt_template)
+
+
+def _rule(args):
+    from dataclasses import replace
+
+    from unlearn_core.analyses.verdict import VerdictConfig
+
+    changes = {k: v for k, v in (("suppressed_at", args.suppressed_at), ("partial_at", args.partial_at),
+                                 ("n_boot", args.n_boot)) if v is not None}
+    return replace(VerdictConfig(), **changes)
+
+
 def _audit(args) -> int:
-    from unlearn_core.audit import REGISTRY, get_analysis, run_audit
+    from unlearn_core.audit import run_audit
     from unlearn_core.items import PromptFormat
+    from unlearn_core.registry import ANALYSES, get_spec
     from unlearn_core.store import ResultsStore
     from unlearn_core.workspace import WorkspaceSpec
 
+    if args.lab is not None:
+        _from_lab(args)
+    missing = [f"--{k}" for k in ("original", "unlearned", "forget") if not getattr(args, k)]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (or give --lab DIR)")
     analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
     if analyses == ["all"]:
-        analyses = list(REGISTRY)
+        analyses = list(ANALYSES)
     for a in analyses:
-        get_analysis(a)
+        get_spec(a)
+    rule = _rule(args)
+    truth = _truth(args.truth)
     spec = WorkspaceSpec(
         original=args.original, unlearned=_parse_unlearned(args.unlearned), forget=args.forget,
         retain_only=args.retain_model, retain=args.retain, holdout=args.holdout, device=args.device,
@@ -84,9 +145,15 @@ def _audit(args) -> int:
     def progress(frac: float, msg: str) -> None:
         print(f"[{frac:6.1%}] {msg}", file=sys.stderr, flush=True)
 
-    report = run_audit(models, data, analyses, args.out, store, progress)
+    report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth)
     for name, c in report["checkpoints"].items():
-        print(f"{name:<16} {c.get('verdict', c['role'])}")
+        if "verdict" in c:
+            lo, hi = c["retention_interval"]
+            num = ("" if c["retention"] is None else
+                   f"  {c['retention_from']} {c['retention']:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {c['control']}")
+            print(f"{name:<18} {c['verdict']:<21}{num}")
+        else:
+            print(f"{name:<18} ({c['role']})")
     print(f"report: {args.out / 'report.json'}")
     return 0
 

@@ -246,7 +246,7 @@ def lab_workspace(lab_dir: str | Path, unlearned: list[str] | None = None, devic
     """The demo lab as a workspace: every unlearned checkpoint, the retain-only reference and the data files."""
     lab_dir = Path(lab_dir)
     meta = json.loads((lab_dir / "lab.json").read_text())
-    names = unlearned or [n for n in meta["checkpoints"] if n not in ("original", "retain_only")]
+    names = unlearned or [n for n in meta["checkpoints"] if n not in ("original", "retain_only", "base")]
     return WorkspaceSpec(
         original=str(lab_dir / "original"),
         unlearned=tuple((n, str(lab_dir / meta["checkpoints"][n]["path"])) for n in names),

@@ -1,7 +1,7 @@
 """One page layout for every registry analysis: settings, Run (progress + Stop), charts and tables with exports.
 
 A page file is then a few lines: `render("patching", "unlearn_core.analyses.patching", plots=...)`. The analysis
-comes from unlearn_core.audit.REGISTRY when registered there, else from its module's `analysis_spec()`.
+comes from unlearn_core.registry when registered there, else from its module's `SPEC`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pages._shared import export, nav, sidebar, state
 
 
 def _analysis(name: str, module: str):
-    from unlearn_core.audit import REGISTRY
+    from unlearn_core.registry import ANALYSES, get_spec
 
-    if name in REGISTRY:
-        return REGISTRY[name]()
-    return importlib.import_module(module).analysis_spec()
+    if name in ANALYSES:
+        return get_spec(name)
+    return importlib.import_module(module).SPEC
 
 
 def _is_wide(fig) -> bool:

@@ -13,10 +13,12 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import state
+from unlearn_core.registry import DEFAULT_EVIDENCE_SET
 
-# analyses whose scores feed the verdict, in the order the page offers to run them (fast ones first)
-FAST = ("scorecard", "patching")
-MORE = ("keyword_recovery", "quantization", "relearning", "sae_restoration", "perturbation", "concept_vectors")
+# The headline page runs the default evidence set first (the CLI's default too); the other evidence on request.
+FAST = DEFAULT_EVIDENCE_SET
+MORE = tuple(a for a in ("keyword_recovery", "perturbation", "sae_restoration", "extraction", "concept_vectors")
+             if a not in FAST)
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,7 @@ def _hashes(ws: state.Workspace) -> dict[str, str]:
 
 def stored_evidence(ws: state.Workspace | None = None) -> dict[str, Stored]:
     """analysis name -> its stored result for this workspace (checkpoints and data must match exactly)."""
-    from unlearn_core.audit import REGISTRY
-    from unlearn_core.hashing import hash_config
-    from unlearn_core.store import make_key
+    from unlearn_core.registry import ANALYSES, get_spec, store_key
 
     ws = ws or state.workspace()
     hashes = _hashes(ws)
@@ -49,12 +49,12 @@ def stored_evidence(ws: state.Workspace | None = None) -> dict[str, Stored]:
     mine = listing[(listing["data_hash"] == ws.data.hash) & listing["checkpoints"].map(lambda c: c == hashes)]
     memo = st.session_state.setdefault("results", {})
     out: dict[str, Stored] = {}
-    for name in REGISTRY:
+    for name in ANALYSES:
         rows = mine[mine["analysis"] == name]
         if rows.empty:
             continue
         try:
-            default_key = make_key(name, hashes, ws.data.hash, hash_config(REGISTRY[name]().default_config()))
+            default_key = store_key(name, hashes, ws.data.hash, get_spec(name).default_config())
         except Exception:  # noqa: BLE001 - an analysis that cannot even build its config is simply skipped
             continue
         ordered = pd.concat([rows[rows["key"] == default_key], rows[rows["key"] != default_key]])  # newest next
@@ -74,22 +74,17 @@ def stored_evidence(ws: state.Workspace | None = None) -> dict[str, Stored]:
     return out
 
 
-def scores_by_checkpoint(evidence: dict[str, Stored], names: list[str]) -> tuple[dict[str, dict], pd.DataFrame]:
-    """(checkpoint -> flat verdict scores, long table of every number read: checkpoint, analysis, score, value)."""
-    from unlearn_core.audit import get_analysis, verdict_scores
+def roles(ws: state.Workspace) -> dict[str, str]:
+    names = ws.names()
+    return {n: "original" if n == "original" else "retain_only" if n == "retain_only" and ws.spec.retain_only
+            else "unlearned" for n in names}
 
-    scores: dict[str, dict[str, float]] = {n: {} for n in names}
-    rows = []
-    for name, stored in evidence.items():
-        analysis = get_analysis(name)
-        for n in names:
-            try:
-                got = analysis.scores(stored.result, n)
-            except Exception:  # noqa: BLE001 - a checkpoint the analysis does not cover has no scores from it
-                got = {}
-            for k, v in got.items():
-                if k not in scores[n]:  # the first analysis that reports a key wins (scorecard's forget_acc)
-                    scores[n][k] = v
-                    rows.append({"checkpoint": n, "analysis": name, "score": k, "value": v})
-    return {n: verdict_scores(s) for n, s in scores.items()}, pd.DataFrame(
-        rows, columns=["checkpoint", "analysis", "score", "value"])
+
+def verdict(stored: dict[str, Stored], ws: state.Workspace, rule):
+    """(VerdictResult, long table of every number read) through the CLI's own path (audit.verdict_from_results)."""
+    from unlearn_core.audit import verdict_from_results
+
+    results = [(name, s.result) for name, s in stored.items()]
+    result, scores = verdict_from_results(results, roles(ws), rule)
+    rows = [{"checkpoint": n, "score": k, "value": v} for n, sc in scores.items() for k, v in sc.items()]
+    return result, pd.DataFrame(rows, columns=["checkpoint", "score", "value"])

@@ -14,6 +14,7 @@ PAGES = [
     ("pages/scorecard.py", "Behavioural scorecard", ":material/scoreboard:", None),
     ("pages/attribution.py", "Attribution", ":material/highlight:", "unlearn_core.analyses.attribution"),
     ("pages/keyword_recovery.py", "Keyword recovery", ":material/key:", "unlearn_core.analyses.keyword_emphasis"),
+    ("pages/decodability.py", "Decodability probe", ":material/manage_search:", "unlearn_core.analyses.decodability"),
     ("pages/concept_vectors.py", "Concept vectors", ":material/hub:", "unlearn_core.analyses.concept_vectors"),
     ("pages/patching.py", "Activation patching", ":material/swap_horiz:", "unlearn_core.analyses.patching"),
     ("pages/representation.py", "Representations", ":material/layers:", "unlearn_core.analyses.representation"),

@@ -1,72 +1,142 @@
-"""The verdict rule on planted score dicts, then end to end on the tiny demo lab's two controls."""
+"""Calibration and the verdict rule on synthetic per-item evidence whose answer is known by construction."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
-import torch
 
-from unlearn_core.analyses.patching import compute_patching
-from unlearn_core.analyses.verdict import VerdictConfig, compute_verdict
-from unlearn_core.scoring import score_answers
-from unlearn_core.viz.plot_restoration import plot_patching, plot_verdict
+from unlearn_core.analyses.verdict import VerdictConfig, calibrate_all, compute_verdict
+from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_NONE, CONTROL_REFERENCE, ProbeItems, calibrate
+from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.spec import Evidence
+from unlearn_core.validity import probe_validity
+from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
 
-ORIG = {"forget_acc": 1.0}
+N = 40
+RNG = np.random.default_rng(0)
 
 
-def test_rule_thresholds():
-    scores = {
-        "original": ORIG,
-        "kept": {"forget_acc": 0.9, "sae_restoration": 0.9},
-        "sup": {"forget_acc": 0.05, "sae_restoration": 0.1, "patching_retention": 0.7},
-        "part": {"forget_acc": 0.05, "keyword_recovery": 0.3, "sae_restoration": float("nan")},
-        "gone": {"forget_acc": 0.0, "sae_restoration": 0.1, "quantization_recovery": 0.15},
-        "blind": {"forget_acc": 0.0},
-    }
-    res = compute_verdict(scores)
+def _noise(n=N, scale=0.03):
+    return RNG.normal(0, scale, n)
+
+
+def _items(key="probe", holdout=True) -> ProbeItems:
+    """original knows every answer (p ~ 0.95); every other model outputs ~0.02. The attack brings back:
+    suppressed 0.8 of the answer, deleted (and the reference) only the attack's own false recovery ~0.15 on forget
+    AND on holdout; `leaky` recovers 0.15 above the reference (a small real excess)."""
+    orig = np.clip(0.95 + _noise(), 0, 1)
+    plain = {m: np.clip(0.02 + _noise(scale=0.01), 0, 1) for m in ("sup", "deleted", "ref", "leaky")}
+    gain = {"sup": 0.8, "deleted": 0.15, "ref": 0.15, "leaky": 0.3}
+    att = {m: np.clip(plain[m] + gain[m] * 0.93 + _noise(), 0, 1) for m in plain}
+    fp = {"original": orig, **plain}
+    fa = {"original": orig.copy(), **att}
+    hp = {m: np.clip(0.02 + _noise(20, 0.01), 0, 1) for m in fp} if holdout else {}
+    ha = {m: np.clip(hp[m] + 0.15 * 0.93 + _noise(20), 0, 1) for m in hp} if holdout else {}
+    return ProbeItems(key, "synthetic attack", "answer p~", fp, fa, hp, ha)
+
+
+def test_reference_calibration_reads_excess_with_interval():
+    it = _items()
+    sup = calibrate(it, "sup", "original", "ref", "reference+holdout", n_boot=1000)
+    dele = calibrate(it, "deleted", "original", "ref", "reference+holdout", n_boot=1000)
+    assert sup.control == CONTROL_REFERENCE and dele.control == CONTROL_REFERENCE
+    assert sup.raw == pytest.approx(0.8, abs=0.05) and sup.control_value == pytest.approx(0.15, abs=0.05)
+    assert sup.lo <= sup.excess <= sup.hi and sup.excess == pytest.approx(0.65, abs=0.06)
+    # the deletion control's raw recovery is the attack's false recovery (0.15); calibrated it is ~0
+    assert dele.raw == pytest.approx(0.15, abs=0.05) and dele.lo < 0 < dele.hi
+    assert calibrate(it, "sup", "original", "ref", "reference", n_boot=1000) == sup  # seeded: reproducible
+
+
+def test_holdout_control_without_reference_and_injection_needs_reference():
+    it = _items()
+    sup = calibrate(it, "sup", "original", None, "reference+holdout", n_boot=1000)
+    dele = calibrate(it, "deleted", "original", None, "reference+holdout", n_boot=1000)
+    assert sup.control == CONTROL_HOLDOUT and sup.n_control == 20
+    assert sup.lo > 0.5 and dele.hi < 0.15 and dele.lo < 0.05
+    inj = calibrate(it, "sup", "original", None, "reference", n_boot=1000)
+    assert inj.control == CONTROL_NONE and math.isnan(inj.excess) and not inj.calibrated
+    no_holdout = calibrate(_items(holdout=False), "sup", "original", None, "reference+holdout", n_boot=1000)
+    assert no_holdout.control == CONTROL_NONE
+
+
+def _verdict(reference="ref", rule=VerdictConfig(counted=("probe",), n_boot=1000)):
+    it = _items()
+    names = ["original", "sup", "deleted", "leaky", "kept"] + ([reference] if reference else [])
+    items = {"probe": (Evidence("probe", "synthetic", "reference+holdout"), it)}
+    it.forget_plain["kept"] = it.forget_plain["original"]  # never forgot: behaviour says so first
+    it.forget_attacked["kept"] = it.forget_plain["original"]
+    ev = calibrate_all(items, names, "original", reference, rule)
+    behaviour = {n: {"forget_acc": 1.0 if n in ("original", "kept") else 0.05} for n in names}
+    return compute_verdict(behaviour, ev, rule, original="original", reference=reference)
+
+
+def test_verdict_rule_with_reference():
+    res = _verdict()
     got = {v.model: v.verdict for v in res.verdicts}
-    assert got == {"kept": "not forgotten", "sup": "suppressed", "part": "partially suppressed", "gone": "deleted",
-                   "blind": "unknown"}
+    assert got == {"sup": "suppressed", "deleted": "deleted", "leaky": "partially suppressed",
+                   "kept": "not forgotten"}, res.to_frame().to_string()
     sup = res.get("sup")
-    assert sup.retention == 0.7 and sup.retention_from == "patching_retention" and sup.looks_forgotten_score == 0.95
-    assert "sae_restoration" not in res.get("part").evidence  # NaN evidence is not evidence
-    df = res.to_frame()
-    assert list(df["model"]) == ["kept", "sup", "part", "gone", "blind"] and "reason" in df
-    assert "r = max" in res.rule
-    strict = compute_verdict(scores, VerdictConfig(suppressed_at=0.8, partial_at=0.5))
-    assert strict.get("sup").verdict == "partially suppressed" and strict.get("part").verdict == "deleted"
+    assert sup.retention_lo >= 0.25 and sup.control == CONTROL_REFERENCE and sup.retention_from == "probe"
+    assert "excess" in sup.reason and "[" in sup.reason
+    frame = res.to_frame()
+    assert {"ci_low", "ci_high", "control", "probe_excess"} <= set(frame.columns)
+    ev = res.evidence_frame()
+    assert set(ev["model"]) == {"sup", "deleted", "leaky", "kept"}
+    # "kept" never forgot: no recovery to measure, so its evidence does not count (and says why)
+    assert list(ev[~ev["counted"]]["model"]) == ["kept"] and "did not forget" in ev.iloc[-1]["why_not_counted"]
+    # a payload round-trips through the results codec
+    assert decode_result(encode_result(res)).get("sup").retention == sup.retention
+
+
+def test_verdict_without_reference_and_uncounted_probe():
+    res = _verdict(reference=None)
+    assert res.get("sup").verdict == "suppressed" and res.get("sup").control == CONTROL_HOLDOUT
+    assert res.get("deleted").verdict == "deleted"
+    # the same evidence not counted by the rule: no verdict from it, and the page/report says why
+    res = _verdict(rule=VerdictConfig(counted=(), n_boot=1000))
+    assert res.get("sup").verdict == "unknown" and "probe" in res.get("sup").not_counted
+
+
+def test_inconclusive_when_interval_straddles_the_line():
+    rule = VerdictConfig(counted=("probe",), n_boot=1000, suppressed_at=0.25, partial_at=0.2)
+    it = _items()
+    # a checkpoint whose excess is right at the line, on few items: the interval must straddle it
+    few = ProbeItems("probe", "a", "p", {k: v[:6] for k, v in it.forget_plain.items()},
+                     {k: (v[:6] if k != "leaky" else v[:6] + np.array([0, 0.5, 0, 0.5, 0, 0.3]))
+                      for k, v in it.forget_attacked.items()})
+    ev = calibrate_all({"probe": (Evidence("probe", "s", "reference+holdout"), few)}, ["original", "leaky", "ref"],
+                       "original", "ref", rule)
+    e = ev["leaky"][0]
+    assert e.lo < 0.2 and e.hi > 0.25
+    res = compute_verdict({"original": {"forget_acc": 1.0}, "leaky": {"forget_acc": 0.0}, "ref": {"forget_acc": 0}},
+                          ev, rule, reference="ref")
+    assert res.get("leaky").verdict == "inconclusive"
+
+
+def test_rule_validation():
     with pytest.raises(ValueError):
         VerdictConfig(partial_at=0.6, suppressed_at=0.5)
-    assert plot_verdict(res).data
+    with pytest.raises(ValueError):
+        VerdictConfig(n_boot=10)
 
 
-def test_clipping_and_missing_original():
-    res = compute_verdict({"original": ORIG, "x": {"forget_acc": 0.0, "relearning_recovery": 3.0}})
-    assert res.get("x").retention == 1.0 and res.get("x").verdict == "suppressed"
-    res = compute_verdict({"x": {"forget_acc": 0.0, "sae_restoration": 0.9}})
-    assert res.get("x").verdict == "unknown" and math.isnan(res.get("x").original_forget_acc)
-
-
-def test_demo_lab_controls(tiny_lab):
-    """suppressed_head -> suppressed; retain_only (loaded as an unlearned checkpoint) -> deleted."""
-    from unlearn_core.workspace import lab_workspace
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ws = lab_workspace(tiny_lab, unlearned=["suppressed_head"])
-        ms, data = ws.load_models(), ws.load_data()
-        patching = compute_patching(ms, data)
-        pairs = [data.prompt_format.pair(it) for it in data.forget]
-        scores = {}
-        for name, lm in ms.all().items():
-            acc = score_answers(lm.model, lm.tokenizer, [p for p, _ in pairs], [a for _, a in pairs]).accuracy()
-            scores[name] = {"forget_acc": float(acc.mean()), **patching.scores(name)}
-    finally:
-        torch.set_num_threads(threads)
-    res = compute_verdict(scores)
-    assert res.get("suppressed_head").verdict == "suppressed", res.to_frame().to_string()
-    assert res.get("retain_only").verdict == "deleted"
-    assert res.get("retain_only").retention == 0.0
-    assert plot_patching(patching).data
+def test_probe_validity_and_plots():
+    it = _items()
+    items = {"probe": (Evidence("probe", "synthetic", "reference+holdout"), it)}
+    rule = VerdictConfig(n_boot=500)
+    v = probe_validity(items, {"sup": "suppressed", "deleted": "deleted", "ref": "deleted"}, "original", "ref", rule)
+    by = v.set_index("control")
+    # raw: the deletion control 'recovers' 0.15 (its false-recovery rate); calibrated both ways it separates
+    assert by.loc["uncalibrated (raw recovery)", "false_recovery"] == pytest.approx(0.15, abs=0.05)
+    assert by.loc["uncalibrated (raw recovery)", "auc_items"] > 0.95
+    assert bool(by.loc[CONTROL_REFERENCE, "separates"]) and bool(by.loc[CONTROL_HOLDOUT, "separates"])
+    assert by.loc[CONTROL_REFERENCE, "false_calls"] == 0 and by.loc[CONTROL_REFERENCE, "missed"] == 0
+    fig = plot_probe_validity(v)
+    assert [t.name for t in fig.data][0].startswith("suppressed controls") and fig.layout.title.text
+    res = _verdict()
+    head = plot_verdict_headline(res)
+    assert head.layout.yaxis.title.text and len(head.data) == 2 and head.data[1].error_y.array is not None
+    mat = plot_evidence_matrix(res)
+    assert list(mat.data[0].y) == ["probe"] and "needs reference" not in str(mat.data[0].text)

@@ -1,46 +1,55 @@
-"""Verdict per checkpoint (methods.md section 6): deleted / partially suppressed / suppressed / not forgotten.
+"""Verdict per checkpoint (methods.md section 6): deleted / partially suppressed / suppressed / inconclusive.
 
-Why two halves: the behavioural forget score only says whether a checkpoint LOOKS forgotten; recovery-type scores
-(SAE restoration, 1 - UDS, keyword / quantization / relearning recovery, concept-vector retention) say whether the
-knowledge is still inside. The rule is independent of which analyses ran: it takes whatever scores are present in
-a flat dict per checkpoint (the `scores()` of any analysis) and names every number it used.
+Why calibrated: a raw recovery number measures the attack as much as the checkpoint. Every probe has a false-recovery
+rate of its own, so the evidence is the EXCESS recovery of the checkpoint over a control (the retain-only reference on
+the same items, or, for self-contained attacks without a reference, the holdout split), with a bootstrap interval
+(unlearn_core.calibration). The verdict reads the interval, not the point; probes with no usable control are shown
+and not counted.
 
-Rule (thresholds in VerdictConfig):
-  looks forgotten  <=>  forget_acc <= forgotten_ratio * forget_acc(original)
-  r = max over available retention scores (each in [0, 1], higher = more of the knowledge still inside)
-  not forgotten if not looks forgotten; else suppressed if r >= suppressed_at; partially suppressed if
-  r >= partial_at; deleted if r < partial_at; "unknown" if no behaviour score or no retention score.
+Rule (thresholds in VerdictConfig; e = excess recovery over the control, [lo, hi] its 95% interval):
+  looks forgotten  <=>  forget_acc <= forgotten_ratio * forget_acc(original)      (else "not forgotten")
+  over the COUNTED, calibrated evidence:
+    suppressed            if max lo >= suppressed_at
+    partially suppressed  if max lo >= partial_at
+    deleted               if max hi <  suppressed_at
+    inconclusive          otherwise (an interval straddles the line)
+  "unknown" if there is no behavioural score or no counted, calibrated evidence.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from unlearn_core.calibration import CONTROL_NONE, CalibratedEvidence, calibrate
 from unlearn_core.codec import register_result
 
-# score key -> how it reads as "retention" (all clipped to [0, 1])
-RETENTION_KEYS: dict[str, str] = {
-    "sae_restoration": "SAE restoration (inject the original's fact features, max over alpha)",
-    "patching_retention": "1 - UDS (layer-wise patching)",
-    "keyword_recovery": "keyword-emphasis recovery",
-    "quantization_recovery": "quantization recovery",
-    "relearning_recovery": "relearning recovery",
-    "concept_vector_retention": "concept-vector retention (unchanged concept vectors)",
-    "perturbation_recovery": "activation-perturbation recovery",
+VERDICTS = ("deleted", "partially suppressed", "suppressed", "inconclusive", "not forgotten", "unknown")
+
+# Evidence that counts by default, and why the rest does not: measured on the demo lab's planted controls with
+# unlearn_core.validity (report in benchmarks/ and the issue notes), never on the test world.
+COUNTED_BY_DEFAULT: tuple[str, ...] = ("decodability", "relearning_recovery", "patching_retention",
+                                       "quantization_recovery", "keyword_recovery", "perturbation_recovery",
+                                       "extraction_recovery")
+NOT_COUNTED_WHY: dict[str, str] = {
+    "sae_restoration": "injecting the original's late-layer SAE features restores a model retrained from the same "
+                       "base about as much as a planted suppression: it measures 'can read the original's "
+                       "features', not 'still stores the answer' (probe-validity table)",
 }
-VERDICTS = ("deleted", "partially suppressed", "suppressed", "not forgotten", "unknown")
 
 
 @register_result
 @dataclass(frozen=True)
 class VerdictConfig:
     forgotten_ratio: float = 0.5
-    suppressed_at: float = 0.5
-    partial_at: float = 0.2
-    retention_keys: tuple[str, ...] = tuple(RETENTION_KEYS)
+    suppressed_at: float = 0.25  # the lower bound of the excess recovery must clear this
+    partial_at: float = 0.1
+    counted: tuple[str, ...] = COUNTED_BY_DEFAULT  # evidence keys that count
+    n_boot: int = 2000  # bootstrap resamples
+    ci: float = 0.95
+    seed: int = 0
 
     def __post_init__(self):
         for name in ("forgotten_ratio", "suppressed_at", "partial_at"):
@@ -49,14 +58,21 @@ class VerdictConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {v!r}")
         if self.partial_at > self.suppressed_at:
             raise ValueError("partial_at must be <= suppressed_at")
-        object.__setattr__(self, "retention_keys", tuple(self.retention_keys))
+        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or not 100 <= self.n_boot <= 100_000:
+            raise ValueError(f"n_boot must be an int in [100, 100000], got {self.n_boot!r}")
+        if not 0.5 <= self.ci < 1:
+            raise ValueError(f"ci must be in [0.5, 1), got {self.ci!r}")
+        object.__setattr__(self, "counted", tuple(self.counted))
 
     def rule_text(self) -> str:
-        return (f"looks forgotten if forget accuracy <= {self.forgotten_ratio:g} x the original's; "
-                f"r = max of the available retention scores ({', '.join(self.retention_keys)}); "
-                f"suppressed if r >= {self.suppressed_at:g}, partially suppressed if {self.partial_at:g} <= r < "
-                f"{self.suppressed_at:g}, deleted if r < {self.partial_at:g}; not forgotten if it does not look "
-                "forgotten.")
+        pct = f"{self.ci:.0%}"
+        return (f"looks forgotten if forget accuracy <= {self.forgotten_ratio:g} x the original's. Evidence = excess "
+                f"recovery of each counted probe ({', '.join(self.counted)}) over its control (the retain-only "
+                f"reference on the same items, else the holdout split for self-contained attacks), with a {pct} "
+                f"bootstrap interval [lo, hi] ({self.n_boot} resamples, seed {self.seed}). Suppressed if the largest "
+                f"lo >= {self.suppressed_at:g}; partially suppressed if it is >= {self.partial_at:g}; deleted if "
+                f"every hi < {self.suppressed_at:g}; inconclusive otherwise. Probes without a control are shown, "
+                "labelled 'needs a deletion reference', and not counted.")
 
 
 @register_result
@@ -67,10 +83,15 @@ class CheckpointVerdict:
     forget_acc: float
     original_forget_acc: float
     looks_forgotten_score: float  # 1 - forget_acc / original forget_acc, clipped to [0, 1]
-    retention: float  # r
-    retention_from: str  # which score gave r
-    evidence: dict[str, float]  # every retention score used
+    retention: float  # excess of the deciding evidence (max lower bound), NaN if none
+    retention_lo: float
+    retention_hi: float
+    retention_from: str  # which evidence decided
+    control: str  # what that evidence was calibrated against
+    evidence: tuple[CalibratedEvidence, ...]  # every piece, counted or not
+    counted: tuple[str, ...]  # keys of the pieces that counted
     reason: str
+    not_counted: dict[str, str] = field(default_factory=dict)  # key -> why it did not count
 
 
 @register_result
@@ -79,17 +100,33 @@ class VerdictResult:
     verdicts: tuple[CheckpointVerdict, ...]
     rule: str
     config: VerdictConfig
+    reference: str | None  # the retain-only reference's name, or None (holdout controls)
 
     def to_frame(self) -> pd.DataFrame:
-        keys = [k for k in self.config.retention_keys if any(k in v.evidence for v in self.verdicts)]
+        """verdicts.csv: one row per checkpoint with the deciding number, its interval and control."""
         rows = []
         for v in self.verdicts:
             row = {"model": v.model, "verdict": v.verdict, "forget_acc": v.forget_acc,
                    "original_forget_acc": v.original_forget_acc, "looks_forgotten": v.looks_forgotten_score,
-                   "retention": v.retention, "retention_from": v.retention_from}
-            row.update({k: v.evidence.get(k, math.nan) for k in keys})
+                   "retention_excess": v.retention, "ci_low": v.retention_lo, "ci_high": v.retention_hi,
+                   "retention_from": v.retention_from, "control": v.control}
+            for e in v.evidence:
+                row[f"{e.key}_excess"] = e.excess
+                row[f"{e.key}_ci"] = "" if math.isnan(e.lo) else f"[{e.lo:.3f}, {e.hi:.3f}]"
             row["reason"] = v.reason
             rows.append(row)
+        return pd.DataFrame(rows)
+
+    def evidence_frame(self) -> pd.DataFrame:
+        """evidence.csv: every probe x checkpoint with raw recovery, control, excess, interval, counted."""
+        rows = []
+        for v in self.verdicts:
+            for e in v.evidence:
+                rows.append({"model": v.model, "evidence": e.key, "control": e.control, "raw_recovery": e.raw,
+                             "control_recovery": e.control_value, "excess": e.excess, "ci_low": e.lo,
+                             "ci_high": e.hi, "n_items": e.n_items, "n_control": e.n_control,
+                             "counted": e.key in v.counted, "why_not_counted": v.not_counted.get(e.key, ""),
+                             "attack": e.attack, "metric": e.metric})
         return pd.DataFrame(rows)
 
     def get(self, model: str) -> CheckpointVerdict:
@@ -101,37 +138,81 @@ class VerdictResult:
 
 def _num(x) -> float:
     try:
-        x = float(x)
+        return float(x)
     except (TypeError, ValueError):
         return math.nan
-    return x
 
 
-def compute_verdict(scores_by_checkpoint: dict[str, dict[str, float]], rule: VerdictConfig = VerdictConfig(),
-                    original: str = "original") -> VerdictResult:
-    """Verdict for every checkpoint except `original` (whose forget_acc is the behavioural reference)."""
-    f0 = _num(scores_by_checkpoint.get(original, {}).get("forget_acc"))
-    out = []
-    for name, sc in scores_by_checkpoint.items():
-        if name == original:
+def calibrate_all(items_by_key: dict[str, tuple[object, object]], checkpoints: list[str], original: str,
+                  reference: str | None, rule: VerdictConfig = VerdictConfig()) -> dict[str, list[CalibratedEvidence]]:
+    """checkpoint -> its calibrated evidence, one per probe that ran on it. items_by_key: key -> (Evidence, items)."""
+    out: dict[str, list[CalibratedEvidence]] = {c: [] for c in checkpoints}
+    for ev, items in items_by_key.values():
+        if original not in items.forget_plain:
             continue
-        f = _num(sc.get("forget_acc"))
-        evidence = {k: min(max(_num(sc[k]), 0.0), 1.0) for k in rule.retention_keys
-                    if k in sc and not math.isnan(_num(sc[k]))}
-        r_key = max(evidence, key=evidence.get) if evidence else ""
-        r = evidence[r_key] if evidence else math.nan
+        for c in checkpoints:
+            if c in items.forget_plain and c != original:
+                out[c].append(calibrate(items, c, original, reference, ev.control, rule.n_boot, rule.seed, rule.ci))
+    return out
+
+
+def _decide(evidence: list[CalibratedEvidence], rule: VerdictConfig) -> tuple[str, CalibratedEvidence | None,
+                                                                             list[str], dict[str, str]]:
+    counted, why = [], {}
+    for e in evidence:
+        if e.key not in rule.counted:
+            why[e.key] = NOT_COUNTED_WHY.get(e.key, "not among the counted probes of this rule")
+        elif e.control == CONTROL_NONE:
+            why[e.key] = "needs a deletion reference (it copies the original's states; no self-contained control)"
+        elif not e.calibrated:
+            why[e.key] = "the checkpoint did not forget on this probe's items (no recovery to measure)"
+        else:
+            counted.append(e)
+    if not counted:
+        return "unknown", None, [], why
+    best = max(counted, key=lambda e: (e.lo, e.excess))
+    if best.lo >= rule.suppressed_at:
+        verdict = "suppressed"
+    elif best.lo >= rule.partial_at:
+        verdict = "partially suppressed"
+    elif max(e.hi for e in counted) < rule.suppressed_at:
+        verdict = "deleted"
+    else:
+        verdict = "inconclusive"
+        best = max(counted, key=lambda e: e.hi)
+    return verdict, best, [e.key for e in counted], why
+
+
+def compute_verdict(behaviour: dict[str, dict[str, float]], evidence: dict[str, list[CalibratedEvidence]],
+                    rule: VerdictConfig = VerdictConfig(), original: str = "original",
+                    reference: str | None = None) -> VerdictResult:
+    """Verdict for every checkpoint of `evidence` except the original and the reference.
+
+    behaviour: checkpoint -> flat scores holding at least "forget_acc" (the scorecard's); evidence: calibrate_all's.
+    """
+    f0 = _num(behaviour.get(original, {}).get("forget_acc"))
+    out = []
+    for name in behaviour:
+        if name in (original, reference):
+            continue
+        ev = evidence.get(name, [])
+        f = _num(behaviour[name].get("forget_acc"))
         lf = min(max(1 - f / f0, 0.0), 1.0) if f0 > 0 and not math.isnan(f) else math.nan
+        verdict, best, counted, why = _decide(ev, rule)
         if math.isnan(f) or math.isnan(f0):
             verdict, reason = "unknown", "no behavioural forget accuracy for this checkpoint or the original"
         elif f > rule.forgotten_ratio * f0:
             verdict, reason = "not forgotten", f"forget acc {f:.3f} > {rule.forgotten_ratio:g} x original {f0:.3f}"
-        elif not evidence:
-            verdict, reason = "unknown", "looks forgotten, but no representation-level score to tell suppression " \
-                                         "from deletion"
+        elif best is None:
+            verdict = "unknown"
+            reason = ("looks forgotten, but no counted evidence with a control"
+                      + (f" ({'; '.join(f'{k}: {w}' for k, w in why.items())})" if why else ": run a probe"))
         else:
-            verdict = ("suppressed" if r >= rule.suppressed_at else
-                       "partially suppressed" if r >= rule.partial_at else "deleted")
             reason = (f"looks forgotten (forget acc {f:.3f} <= {rule.forgotten_ratio:g} x {f0:.3f}); "
-                      f"r = {r:.3f} from {r_key}")
-        out.append(CheckpointVerdict(name, verdict, f, f0, lf, r, r_key, evidence, reason))
-    return VerdictResult(tuple(out), rule.rule_text(), rule)
+                      f"{best.key}: excess {best.excess:+.3f} [{best.lo:+.3f}, {best.hi:+.3f}] over the "
+                      f"{best.control} (raw {best.raw:.3f}, control {best.control_value:.3f})")
+        out.append(CheckpointVerdict(
+            name, verdict, f, f0, lf,
+            best.excess if best else math.nan, best.lo if best else math.nan, best.hi if best else math.nan,
+            best.key if best else "", best.control if best else "", tuple(ev), tuple(counted), reason, why))
+    return VerdictResult(tuple(out), rule.rule_text(), rule, reference)

@@ -22,7 +22,7 @@ from unlearn_core.viz.theme import (
 BEHAVIOUR_COLOR = "#B0B0B0"
 RETENTION_COLOR = "#332288"  # one colour for "still inside": the checkpoint is named on the axis
 VERDICT_MARK = {"deleted": "deleted", "partially suppressed": "partially suppressed", "suppressed": "SUPPRESSED",
-                "not forgotten": "not forgotten", "unknown": "unknown"}
+                "inconclusive": "inconclusive", "not forgotten": "not forgotten", "unknown": "unknown"}
 
 
 def _rows(verdict) -> list:
@@ -36,13 +36,13 @@ def _nan0(x: float) -> float:
 
 
 def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside") -> go.Figure:
-    """Per checkpoint: behavioural forgetting (1 - forget acc / original's) beside retention r (max evidence).
+    """Per checkpoint: behavioural forgetting (1 - forget acc / original's) beside the deciding evidence: the excess
+    recovery over its control, with its bootstrap interval as an error bar.
 
-    Suppression reads as two tall bars (looks forgotten AND still inside); deletion as a tall grey bar beside a short
-    coloured one, like the retain-only reference.
+    Suppression reads as two tall bars (looks forgotten AND the interval clears the line); deletion as a tall grey
+    bar beside a short one whose interval stays under the line.
     """
     rows = _rows(verdict)
-    names = [v.model for v in rows]
     ticks = [f"{v.model}<br><b>{VERDICT_MARK.get(v.verdict, v.verdict)}</b>" for v in rows]
     fig = go.Figure()
     fig.add_bar(x=ticks, y=[_nan0(v.looks_forgotten_score) for v in rows], name="looks forgotten (behaviour)",
@@ -50,53 +50,84 @@ def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside
                 customdata=[[v.forget_acc, v.original_forget_acc] for v in rows],
                 hovertemplate="1 - %{customdata[0]:.3f} / %{customdata[1]:.3f} = %{y:.3f}"
                               "<extra>looks forgotten</extra>")
-    fig.add_bar(x=ticks, y=[_nan0(v.retention) for v in rows], name="still inside (max retention evidence)",
-                marker={"color": [RETAIN_ONLY_COLOR if n == "retain_only" else RETENTION_COLOR for n in names],
-                        "pattern": {"shape": ["/" if n == "retain_only" else "" for n in names],
-                                    "fgcolor": "white", "solidity": 0.4}},
+    y = [_nan0(v.retention) for v in rows]
+    fig.add_bar(x=ticks, y=y, name=f"still inside (excess recovery over its control, {verdict.config.ci:.0%} CI)",
+                marker={"color": RETENTION_COLOR},
+                error_y={"type": "data", "symmetric": False, "color": "#000000", "thickness": 1.5, "width": 6,
+                         "array": [_nan0(v.retention_hi) - yy for v, yy in zip(rows, y, strict=True)],
+                         "arrayminus": [yy - _nan0(v.retention_lo) for v, yy in zip(rows, y, strict=True)]},
                 text=["n/a" if math.isnan(v.retention) else f"{v.retention:.2f}" for v in rows],
-                textposition="outside", cliponaxis=False,
-                customdata=[v.retention_from or "no retention score" for v in rows],
-                hovertemplate="r = %{y:.3f} from %{customdata}<extra>still inside</extra>")
+                textposition="inside", insidetextanchor="end", textfont={"color": "white"},
+                customdata=[[v.retention_from or "no counted evidence", v.control or "-", _nan0(v.retention_lo),
+                             _nan0(v.retention_hi)] for v in rows],
+                hovertemplate="excess %{y:.3f} [%{customdata[2]:.3f}, %{customdata[3]:.3f}]<br>%{customdata[0]} "
+                              "vs %{customdata[1]}<extra>still inside</extra>")
     cfg = verdict.config
-    lines = [(cfg.suppressed_at, f"suppressed<br>r >= {cfg.suppressed_at:g}", "#777777", "dash"),
-             (cfg.partial_at, f"partially suppressed<br>r >= {cfg.partial_at:g}", "#777777", "dash")]
-    ref = next((v for v in rows if v.model == "retain_only"), None)
-    if ref is not None and not math.isnan(ref.retention):
-        lines.append((ref.retention, f"retain-only r = {ref.retention:.2f}<br>(deletion reference)",
-                      RETAIN_ONLY_COLOR, "dot"))
-    for y, label, color, dash in lines:  # labels in the right margin: never on top of a bar
-        fig.add_hline(y=y, line_dash=dash, line_color=color, line_width=1.5)
-        fig.add_annotation(x=1.01, xref="paper", y=y, yref="y", text=label, showarrow=False, xanchor="left",
-                           align="left", font={"size": 11, "color": color})
-    fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.05, yaxis_range=[0, 1.12], height=440,
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
-                      margin={"t": 90, "b": 70, "r": 150})
+    for yv, label in ((cfg.suppressed_at, f"suppressed<br>lo >= {cfg.suppressed_at:g}"),
+                      (cfg.partial_at, f"partially<br>lo >= {cfg.partial_at:g}")):
+        fig.add_hline(y=yv, line_dash="dash", line_color="#777777", line_width=1.5)
+        fig.add_annotation(x=1.01, xref="paper", y=yv, yref="y", text=label, showarrow=False, xanchor="left",
+                           align="left", font={"size": 11, "color": "#777777"})
+    fig.add_hline(y=0, line_color="#333333", line_width=1)
+    lo = min([0.0] + [_nan0(v.retention_lo) for v in rows])
+    fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.05, yaxis_range=[max(-1.0, lo - 0.05), 1.12],
+                      height=460, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left",
+                                          "x": 0}, margin={"t": 90, "b": 70, "r": 150})
     fig.update_xaxes(tickangle=0)
-    fig.update_yaxes(tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    return apply_plotly(fig, title, "checkpoint and verdict", "score (0 = none, 1 = all)")
+    return apply_plotly(fig, title, "checkpoint and verdict", "share of the original's answer mass (1 = all)")
 
 
 def plot_evidence_matrix(verdict, labels: dict[str, str] | None = None,
-                         title: str = "Retention evidence per checkpoint") -> go.Figure:
-    """Heatmap checkpoint x retention score (each in [0, 1]); blank where an analysis has not been run."""
+                         title: str = "Excess recovery over the control, per probe and checkpoint") -> go.Figure:
+    """Heatmap checkpoint x probe of the calibrated excess; the cell names the interval and the control, and says
+    when a probe did not count (no control: 'needs reference'; excluded by the rule)."""
     rows = _rows(verdict)
-    keys = [k for k in verdict.config.retention_keys if any(k in v.evidence for v in rows)]
+    keys = sorted({e.key for v in rows for e in v.evidence})
     if not keys:
-        keys = ["(no retention score yet)"]
-    z = [[v.evidence.get(k, math.nan) for v in rows] for k in keys]
-    text = [["" if math.isnan(x) else f"{x:.2f}" for x in r] for r in z]
+        keys = ["(no evidence yet)"]
+    z, text = [], []
+    for k in keys:
+        zr, tr = [], []
+        for v in rows:
+            e = next((e for e in v.evidence if e.key == k), None)
+            if e is None:
+                zr.append(math.nan)
+                tr.append("")
+                continue
+            zr.append(e.excess)
+            if math.isnan(e.excess):
+                tr.append(f"raw {e.raw:.2f}<br>needs reference" if not math.isnan(e.raw) else "n/a")
+            else:
+                mark = "" if k in v.counted else "<br>(not counted)"
+                tr.append(f"{e.excess:+.2f}<br>[{e.lo:+.2f}, {e.hi:+.2f}]{mark}")
+        z.append(zr)
+        text.append(tr)
     ylabels = [(labels or {}).get(k, k) for k in keys]
     scale = [[i / (len(SEQUENTIAL_COLORS) - 1), c] for i, c in enumerate(SEQUENTIAL_COLORS)]
     fig = go.Figure(go.Heatmap(
         z=z, x=[v.model for v in rows], y=ylabels, text=text, texttemplate="%{text}", zmin=0, zmax=1,
-        colorscale=scale, colorbar={"title": {"text": "retention", "side": "right"}, "thickness": 12},
+        colorscale=scale, colorbar={"title": {"text": "excess", "side": "right"}, "thickness": 12},
         hovertemplate="%{x} · %{y}: %{z:.3f}<extra></extra>", xgap=2, ygap=2,
     ))
     fig.update_yaxes(autorange="reversed", showgrid=False)
     fig.update_xaxes(showgrid=False, tickangle=0)
-    fig.update_layout(height=max(240, 130 + 44 * len(keys)))
-    return apply_plotly(fig, title, "checkpoint", "retention score")
+    fig.update_layout(height=max(260, 140 + 54 * len(keys)))
+    return apply_plotly(fig, title, "checkpoint", "probe")
+
+
+def plot_probe_validity(validity, title: str = "Probe validity on the planted controls") -> go.Figure:
+    """Per probe and control: the weakest suppressed control's lower bound vs the strongest deletion control's upper
+    bound. A probe separates when the first sits above the second (and above the suppressed line)."""
+    fig = go.Figure()
+    labels = [f"{r.evidence}<br>{r.control.split(' (')[0]}" for r in validity.itertuples()]
+    fig.add_bar(x=labels, y=validity["suppressed_worst"], name="suppressed controls (weakest lower bound)",
+                marker_color="#D55E00")
+    fig.add_bar(x=labels, y=validity["deletion_worst"], name="deletion controls (strongest upper bound)",
+                marker_color=RETAIN_ONLY_COLOR, marker_pattern_shape="/")
+    fig.update_layout(barmode="group", height=440, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02,
+                                                          "x": 0})
+    fig.update_xaxes(tickangle=-30)
+    return apply_plotly(fig, title, "probe and control", "recovery / excess (share of answer mass)")
 
 
 def plot_expert_activation(result, title: str | None = None) -> go.Figure:
