@@ -1,0 +1,81 @@
+"""Planted truth through the CLI (issue 17): on every lab, with and without the retain-only reference, the default
+evidence set and every analysis: `retrained` is deleted and every planted suppression is suppressed. Without a
+reference a verdict may be "inconclusive" for lack of a control, never the wrong call.
+
+The second world (tests/fixtures/world2.py: another domain, templates and architecture) was never used to choose a
+threshold: it is the held-out check that the rule transfers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from unlearn_core.cli import main
+
+pytestmark = pytest.mark.lab
+
+SUPPRESSED = ("suppressed_head", "suppressed_lowrank")
+DELETED = ("retrained",)
+# the default labs are built in CI too; UNLEARN_AUDIT_FAST_TESTS=1 keeps a local run to the tiny ones
+LABS = ["tiny", "tiny-llama"] + ([] if os.environ.get("UNLEARN_AUDIT_FAST_TESTS") else ["default", "llama"])
+
+
+def _audit(lab, out, *extra) -> dict:
+    assert main(["audit", "--lab", str(lab), "--out", str(out), *extra]) == 0
+    return json.loads((out / "report.json").read_text())
+
+
+def _check(report: dict, with_reference: bool) -> None:
+    cps = report["checkpoints"]
+    table = {n: (c.get("verdict"), c.get("retention_from"), c.get("retention"), c.get("retention_interval"),
+                 c.get("control")) for n, c in cps.items() if "verdict" in c}
+    for name in SUPPRESSED:
+        assert cps[name]["verdict"] == "suppressed", table
+    for name in DELETED:
+        allowed = {"deleted"} if with_reference else {"deleted", "inconclusive", "unknown"}
+        assert cps[name]["verdict"] in allowed, table
+
+
+@pytest.fixture(scope="module", params=LABS)
+def lab(request):
+    from tests.conftest import lab_path
+
+    if request.param == "tiny":
+        return request.getfixturevalue("tiny_lab")
+    return lab_path(request.param)
+
+
+@pytest.mark.parametrize("reference", [True, False], ids=["with-reference", "no-reference"])
+def test_default_evidence_set(lab, tmp_path, reference):
+    report = _audit(lab, tmp_path, *([] if reference else ["--no-reference"]))
+    _check(report, reference)
+    assert report["reference"] == ("retain_only" if reference else None)
+    if reference:
+        validity = {(r["evidence"], r["control"]): r for r in report["probe_validity"]}
+        assert validity, "the lab's ground truth gives a probe-validity table"
+        assert (tmp_path / "probe_validity.csv").exists() and (tmp_path / "evidence.csv").exists()
+
+
+@pytest.mark.parametrize("reference", [True, False], ids=["with-reference", "no-reference"])
+def test_all_analyses(tiny_lab, tmp_path, reference):
+    report = _audit(tiny_lab, tmp_path, "--analyses", "all", *([] if reference else ["--no-reference"]))
+    _check(report, reference)
+    if reference:
+        rows = [r for r in report["probe_validity"] if r["evidence"] == "sae_restoration"]
+        raw = next(r for r in rows if r["control"].startswith("uncalibrated"))
+        # injection at the last layer "restores" the retrained model too: raw, it does not separate
+        assert not raw["separates"], rows
+    else:
+        sae = report["checkpoints"]["suppressed_head"]["not_counted"]
+        assert "needs a deletion reference" in sae["sae_restoration"]
+
+
+def test_second_world_never_tuned_on(tmp_path):
+    from tests.fixtures.world2 import build_world2_lab
+
+    lab = build_world2_lab(tmp_path.parent / "world2-lab")
+    _check(_audit(lab, tmp_path / "ref"), True)
+    _check(_audit(lab, tmp_path / "noref", "--no-reference"), False)

@@ -1,0 +1,69 @@
+"""Executable layout rules (issue 11): the core never imports the UI, analyses do not reach into each other's private
+names, nothing in the core imports the demo-lab builder, and every registered analysis declares one SPEC."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from unlearn_core import registry
+from unlearn_core.spec import CONTROLS, AnalysisSpec
+
+CORE = Path(__file__).resolve().parents[2] / "unlearn_core"
+# modules allowed to import the demo lab: the lab itself, and the entry points that build it on request
+LAB_IMPORTERS = {"cli.py", "workspace.py"}
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of every import statement in a file, including those inside functions."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.append((node.module, [a.name for a in node.names]))
+    return out
+
+
+CORE_FILES = sorted(p for p in CORE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: str(p.relative_to(CORE)))
+def test_core_import_boundaries(path):
+    rel = path.relative_to(CORE)
+    for module, names in _imports(path):
+        assert not module.startswith(("streamlit", "pages")), f"{rel} imports {module}: the core has no UI"
+        if module.startswith("unlearn_core.lab") and rel.parts[0] != "lab":
+            assert str(rel) in LAB_IMPORTERS, f"{rel} imports the demo-lab builder ({module})"
+        if module.startswith("unlearn_core.analyses.") and rel.parts[0] == "analyses":
+            private = [n for n in names if n.startswith("_")]
+            assert not private, f"{rel} imports private names {private} from {module}"
+        if module in ("unlearn_core.audit", "unlearn_core.cli") and rel.parts[0] == "analyses":
+            pytest.fail(f"{rel} imports {module}: an upward arrow (analyses are leaves under the registry)")
+
+
+def test_spec_module_is_a_leaf():
+    mods = [m for m, _ in _imports(CORE / "spec.py")]
+    assert not [m for m in mods if m.startswith("unlearn_core")], mods
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_registered_analysis_declares_its_spec(name):
+    spec = registry.get_spec(name)
+    assert isinstance(spec, AnalysisSpec) and spec.name == name and spec.title
+    cfg = spec.default_config()
+    assert cfg.__dataclass_params__.frozen
+    for ev in spec.evidence:
+        assert ev.control in CONTROLS and ev.label
+    src = (CORE / "analyses" / f"{registry.ANALYSES[name]}.py").read_text()
+    assert "def analysis_spec" not in src
+
+
+def test_evidence_keys_are_unique_and_default_set_is_registered():
+    evidence = registry.all_evidence()
+    assert {"decodability", "relearning_recovery", "quantization_recovery"} <= set(evidence)
+    assert evidence["sae_restoration"][1].control == "reference"  # it copies the original's states
+    assert evidence["relearning_recovery"][1].control == "reference+holdout"
+    assert set(registry.DEFAULT_EVIDENCE_SET) <= set(registry.ANALYSES)

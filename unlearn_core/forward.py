@@ -1,0 +1,78 @@
+"""The forward-pass kernel: the one place that hooks a decoder block and the one answer-span convention.
+
+Answer span: prompt and answer are tokenised separately (scoring.encode); the logits at positions p-1 .. p+a-2
+predict the a answer tokens. Every analysis that reads or replaces a block's output goes through the hooks below
+(architecture-neutral through unlearn_core.arch), so a new model family needs one change in arch.py only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from unlearn_core.arch import decoder_layers
+from unlearn_core.scoring import Encoded
+
+
+def block_output(output) -> torch.Tensor:
+    """A decoder block's residual-stream output ([B, T, d]); HF blocks return a tensor or a tuple led by it."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def replace_block_output(output, new: torch.Tensor):
+    return (new, *output[1:]) if isinstance(output, tuple) else new
+
+
+def answer_span_mask(batch: list[Encoded], width: int, device=None) -> torch.Tensor:
+    """[B, T] bool: positions p-1 .. p+a-2, whose outputs predict the answer tokens."""
+    mask = torch.zeros(len(batch), width, dtype=torch.bool, device=device)
+    for r, e in enumerate(batch):
+        p, a = len(e.prompt_ids), len(e.answer_ids)
+        mask[r, p - 1: p + a - 1] = True
+    return mask
+
+
+def answer_logprobs(logits: torch.Tensor, batch: list[Encoded]) -> torch.Tensor:
+    """[B] mean answer-token log-prob (float32, CPU) from right-padded logits [B, T, V]."""
+    out = []
+    for r, e in enumerate(batch):
+        p, a = len(e.prompt_ids), len(e.answer_ids)
+        logp = F.log_softmax(logits[r, p - 1: p + a - 1].float(), -1)  # [a, V]
+        labels = torch.tensor(e.answer_ids, device=logp.device)
+        out.append(logp.gather(1, labels[:, None]).mean())
+    return torch.stack(out).cpu()
+
+
+@contextmanager
+def hooked(model, layer: int, fn: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
+    """While the block runs: fn(h [B, T, d]) sees block `layer`'s output; a tensor it returns replaces it."""
+
+    def hook(_m, _i, out):
+        new = fn(block_output(out))
+        return None if new is None else replace_block_output(out, new)
+
+    handle = decoder_layers(model)[layer].register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def capture_block_outputs(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int] | None = None
+                          ) -> dict[int, torch.Tensor]:
+    """{layer: [B, T, d]} block outputs of the requested layers (default all), from ONE forward pass."""
+    blocks = decoder_layers(model)
+    layers = list(range(len(blocks))) if layers is None else list(layers)
+    store: dict[int, torch.Tensor] = {}
+    handles = [blocks[i].register_forward_hook(lambda _m, _i, out, i=i: store.__setitem__(i, block_output(out)))
+               for i in layers]
+    try:
+        model(input_ids=ids, attention_mask=mask)
+    finally:
+        for h in handles:
+            h.remove()
+    return store
