@@ -1,0 +1,185 @@
+"""Decodability probe (retain-trained linear probe on each checkpoint's own states) on the tiny lab's planted truth.
+
+suppressed_head changed only the last block and head, so below the last block its states equal the original's and
+the probe must decode its forget facts exactly as well; retain_only never saw the forget facts, so the probe must
+decode them no better than the holdout facts it never saw either.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from unlearn_core import arch
+from unlearn_core.analyses.decodability import (
+    SPEC,
+    DecodabilityConfig,
+    DecodabilityResult,
+    compute_decodability,
+    headline_layer,
+)
+from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate
+from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.recovery import recovery_rate
+from unlearn_core.types import LoadedModel, ModelSet
+from unlearn_core.viz.plot_decodability import (
+    LAYER_METRICS,
+    layers_long,
+    plot_decodability_layers,
+    plot_decodability_summary,
+)
+from unlearn_core.workspace import lab_workspace
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_lab):
+    ws = lab_workspace(tiny_lab)
+    return ws.load_models(), ws.load_data()
+
+
+@pytest.fixture(scope="module")
+def result(lab) -> DecodabilityResult:
+    models, data = lab
+    return compute_decodability(models, data, DecodabilityConfig())
+
+
+def _names(models: ModelSet) -> tuple[str, str, str]:
+    return models.original.name, "suppressed_head", models.retain_only.name
+
+
+@pytest.mark.parametrize("bad", [
+    {"c_grid": ()}, {"c_grid": (0.0,)}, {"c_grid": (float("inf"),)}, {"c_grid": [1.0]}, {"cv_folds": 1},
+    {"batch_size": 0}, {"seed": -1}, {"layer": True}, {"layer": 1.5}, {"max_iter": 2},
+])
+def test_config_validation(bad):
+    with pytest.raises(ValueError):
+        DecodabilityConfig(**bad)
+
+
+def test_headline_rule_excludes_the_last_block_and_prefers_deeper_ties():
+    assert headline_layer(np.array([0.5, 0.7, 0.9]), None) == 1  # the last block (0.9) is the model's own readout
+    assert headline_layer(np.array([0.7, 0.7, 0.2, 0.9]), None) == 1
+    assert headline_layer(np.array([0.8, 0.6, 0.7, 0.9]), None) == 0
+    assert headline_layer(np.array([0.5, 0.7, 0.9]), -1) == 2
+    with pytest.raises(ValueError):
+        headline_layer(np.array([0.5, 0.7, 0.9]), 3)
+
+
+def test_planted_truth_suppressed_head_is_decodable(lab, result):
+    models, _ = lab
+    orig, sup, ref = _names(models)
+    assert result.scores(sup)["decodability_recovery"] >= 0.5
+    ev = calibrate(result.evidence_items()["decodability"], sup, orig, ref, "reference+holdout")
+    assert ev.control == CONTROL_REFERENCE
+    assert ev.lo > 0
+    ev_h = calibrate(result.evidence_items()["decodability"], sup, orig, None, "reference+holdout")
+    assert ev_h.control == CONTROL_HOLDOUT and ev_h.lo > 0  # without a reference the holdout control also sees it
+
+
+def test_suppressed_head_decodes_like_the_original_below_the_last_block(lab, result):
+    models, _ = lab
+    orig, sup, ref = _names(models)
+    last = arch.n_layers(models.original.model) - 1
+    for split in ("forget", "retain", "holdout"):
+        np.testing.assert_array_equal(result.probe[sup][split][:last], result.probe[orig][split][:last])
+    lf = result.layers_frame().set_index(["model", "layer"])
+    assert lf.loc[(sup, last - 1), "forget_acc"] == lf.loc[(orig, last - 1), "forget_acc"]
+    # the check above must be able to fail: the deletion reference does not decode the forget facts like that
+    assert lf.loc[(ref, last - 1), "forget_acc"] < lf.loc[(orig, last - 1), "forget_acc"] - 0.3
+
+
+def test_retain_only_decodes_forget_no_better_than_holdout(lab, result):
+    models, _ = lab
+    orig, _, ref = _names(models)
+    ev = calibrate(result.evidence_items()["decodability"], ref, orig, None, "reference+holdout")
+    assert ev.control == CONTROL_HOLDOUT
+    assert (ev.lo <= 0 <= ev.hi) or ev.hi < 0.2
+    lf = result.layers_frame()
+    ro = lf[lf.model == ref]
+    assert (ro.forget_acc - ro.holdout_acc).max() <= 0.2  # at every block, not only the headline one
+
+
+def test_suppressed_head_per_item_recovery_exceeds_retain_only(lab, result):
+    models, _ = lab
+    _, sup, ref = _names(models)
+    assert result.scores(sup)["decodability_recovery"] > result.scores(ref)["decodability_recovery"] + 0.3
+    gain = {m: (result.attacked(m, "forget") - result.plain[m]["forget"]).mean() for m in (sup, ref)}
+    assert gain[sup] > gain[ref]
+
+
+def test_identical_models_give_identical_probe_outputs(lab):
+    models, data = lab
+    o = models.original
+    same = ModelSet(o, {"copy": LoadedModel("copy", "unlearned", o.model, o.tokenizer, o.path, o.hash)})
+    r = compute_decodability(same, data, DecodabilityConfig(c_grid=(1.0, 10.0)))
+    for split in ("forget", "retain", "holdout"):
+        np.testing.assert_array_equal(r.probe["copy"][split], r.probe[o.name][split])
+        np.testing.assert_array_equal(r.plain["copy"][split], r.plain[o.name][split])
+    assert r.layer["copy"] == r.layer[o.name]
+    assert math.isnan(r.scores("copy")["decodability_recovery"])  # nothing was forgotten: no recovery to measure
+
+
+def test_evidence_items_cover_every_model_and_both_splits(lab, result):
+    models, data = lab
+    items = result.evidence_items()["decodability"]
+    assert set(items.forget_plain) == set(models.all()) == set(items.holdout_attacked)
+    for m in models.all():
+        assert len(items.forget_plain[m]) == len(items.forget_attacked[m]) == len(data.forget)
+        assert len(items.holdout_plain[m]) == len(items.holdout_attacked[m]) == len(data.holdout)
+        assert (items.forget_attacked[m] >= items.forget_plain[m]).all()  # the probe can only add
+        assert ((items.forget_plain[m] >= 0) & (items.forget_plain[m] <= 1)).all()
+    orig = models.original.name
+    assert items.forget_plain[orig].mean() > 0.9  # the denominator: the original answers its forget facts
+
+
+def test_scores_and_tables(lab, result):
+    models, _ = lab
+    orig, sup, _ = _names(models)
+    L = arch.n_layers(models.original.model)
+    s = result.scores(sup)
+    expect = recovery_rate(result.attacked(sup, "forget").mean(), result.plain[sup]["forget"].mean(),
+                           result.plain[orig]["forget"].mean())
+    assert s["decodability_recovery"] == pytest.approx(expect)
+    for layer in range(L):
+        for col in ("forget", "holdout", "retain_cv"):
+            assert 0 <= s[f"decodability_{col}_acc_L{layer}"] <= 1
+    assert result.scores("no such model") == {}
+    lf = result.layers_frame()
+    assert len(lf) == L * len(models.all())
+    assert (lf.groupby("model").headline.sum() == 1).all()
+    assert set(result.to_frame().model) == set(models.all())
+    assert set(SPEC.tables(result)) == {"decodability_summary", "decodability_layers"}
+
+
+def test_result_round_trips_through_the_codec(result):
+    back = decode_result(encode_result(result))
+    assert back.layer == result.layer and back.config == result.config
+    np.testing.assert_array_equal(back.probe["suppressed_head"]["forget"], result.probe["suppressed_head"]["forget"])
+    assert back.layers_frame().equals(result.layers_frame())
+
+
+def test_spec_is_registered_with_a_self_contained_control(result):
+    from unlearn_core.registry import collect_evidence_items, get_spec
+
+    spec = get_spec("decodability")
+    assert spec is SPEC and spec.title == "Decodability probe (retain-trained linear probe)"
+    assert [(e.key, e.control) for e in spec.evidence] == [("decodability", "reference+holdout")]
+    assert "decodability" in collect_evidence_items([("decodability", result)])
+
+
+def test_plots_are_titled_and_have_one_trace_per_checkpoint(lab, result):
+    models, _ = lab
+    for metric in LAYER_METRICS:
+        fig = plot_decodability_layers(result, metric)
+        assert len(fig.data) == len(models.all())
+        assert fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+    fig = plot_decodability_summary(result)
+    assert len(fig.data) == len(models.all())
+    assert "(0-1)" in fig.layout.yaxis.title.text
+    with pytest.raises(ValueError):
+        plot_decodability_layers(result, "nope")
+    assert set(layers_long(result).split) == {"retain_cv", "forget", "holdout"}
