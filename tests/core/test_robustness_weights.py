@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
 from unlearn_core.analyses.extraction import ExtractionConfig, compute_extraction, guided_logits
+from unlearn_core.analyses.probe_helpers import split_scores
 from unlearn_core.analyses.quantization import (
     QuantizationConfig,
     compute_quantization,
@@ -17,11 +19,12 @@ from unlearn_core.analyses.quantization import (
     rtn_buckets,
     rtn_quantize,
     rtn_scales,
-    split_scores,
 )
-from unlearn_core.analyses.relearning import RelearningConfig, compute_relearning
+from unlearn_core.analyses.relearning import RelearningConfig, compute_relearning, split_forget
+from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, ProbeItems, calibrate
 from unlearn_core.codec import decode_result, encode_result
 from unlearn_core.lab.unlearn import answer_logprob_sums
+from unlearn_core.registry import get_spec
 from unlearn_core.scoring import encode, pad_id_of
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 from unlearn_core.viz.plot_robustness import (
@@ -37,7 +40,41 @@ from unlearn_core.workspace import lab_workspace
 def lab(tiny_lab):
     ws = lab_workspace(tiny_lab, unlearned=["suppressed_head"])
     models, data = ws.load_models(), ws.load_data()
-    return models, AuditData(data.forget, data.retain[:24], (), data.prompt_format)
+    return models, AuditData(data.forget, data.retain[:24], data.holdout, data.prompt_format)
+
+
+def check_items(items: ProbeItems, n_forget: int, n_holdout: int,
+                original_attacked: tuple[str, ...] = ("forget", "holdout")) -> None:
+    """Aligned per-item arrays for original, suppressed_head and retain_only on both splits, p~ in [0, 1]; the
+    original is attacked only on the splits named (its plain forget score, the denominator, is always there)."""
+    models = ("original", "suppressed_head", "retain_only")
+    for split, plain, attacked, n in (("forget", items.forget_plain, items.forget_attacked, n_forget),
+                                      ("holdout", items.holdout_plain, items.holdout_attacked, n_holdout)):
+        for m in models:
+            if m == "original" and split not in original_attacked:
+                assert m in plain and m not in attacked
+                continue
+            for a in (plain[m], attacked[m]):
+                assert a.shape == (n,) and a.dtype == np.float64, (split, m)
+                assert ((a >= 0) & (a <= 1)).all()
+    assert n_holdout > 0 and all(items.has_holdout(m) for m in models)
+
+
+def check_calibrates(items: ProbeItems) -> dict:
+    """The verdict's two controls both give an interval around the excess; returns both, for further checks."""
+    out = {"reference": calibrate(items, "suppressed_head", "original", "retain_only", "reference+holdout"),
+           "holdout": calibrate(items, "retain_only", "original", None, "reference+holdout")}
+    assert out["reference"].control == CONTROL_REFERENCE and out["holdout"].control == CONTROL_HOLDOUT
+    for e in out.values():
+        assert e.lo <= e.excess <= e.hi, e
+    return out
+
+
+def same_items(a: ProbeItems, b: ProbeItems) -> bool:
+    return a.attack == b.attack and all(
+        set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x)
+        for x, y in ((a.forget_plain, b.forget_plain), (a.forget_attacked, b.forget_attacked),
+                     (a.holdout_plain, b.holdout_plain), (a.holdout_attacked, b.holdout_attacked)))
 
 
 def test_rtn_rounding_exact_on_grid_and_fine_at_16_bits():
@@ -63,12 +100,39 @@ def test_16_bit_changes_nothing(lab):
     assert df.loc[("suppressed_head", "16bit"), "recovery_acc"] == 0.0
     back = decode_result(encode_result(res))  # storable in the results store
     assert back.config == res.config and back.to_frame().equals(res.to_frame())
+    # per item: 16-bit rounding is the identity; the original (not quantized here) gives only its plain score
+    items = res.evidence_items()["quantization_recovery"]
+    check_items(items, len(data.forget), len(data.holdout), original_attacked=())
+    for m in ("suppressed_head", "retain_only"):
+        assert np.allclose(items.forget_attacked[m], items.forget_plain[m], atol=1e-3)
+        assert np.allclose(items.holdout_attacked[m], items.holdout_plain[m], atol=1e-3)
     assert any("bitsandbytes" in n for n in res.notes) or torch.cuda.is_available()
     # weights-only companion: suppressed_head changed only the last block + head
     b = res.buckets_frame()
     sh = b[b.model == "suppressed_head"]
     assert (sh[sh.layer == 0].changed_share == 0).all() and (sh[sh.layer == 2].changed_share > 0).any()
     assert plot_quantization(res).layout.yaxis.title.text and plot_bucket_changes(res).data
+
+
+def test_quantization_evidence_is_4_bit_per_item_on_forget_and_holdout(lab):
+    models, data = lab
+    spec = get_spec("quantization")
+    res = spec.compute(models, data, QuantizationConfig(bits=(8, 4), bnb=False))
+    (ev,) = spec.evidence
+    assert (ev.key, ev.control) == ("quantization_recovery", "reference+holdout")
+    items = spec.evidence_items(res)[ev.key]
+    assert items.attack == "4-bit RTN"
+    check_items(items, len(data.forget), len(data.holdout))
+    # the 4-bit arrays are the summary's 4-bit rows, item by item
+    df = res.to_frame().set_index(["model", "attack"])
+    for m in ("original", "suppressed_head", "retain_only"):
+        assert items.forget_attacked[m].mean() == pytest.approx(df.loc[(m, "4bit"), "forget_p"], abs=1e-6)
+        assert items.forget_plain[m].mean() == pytest.approx(df.loc[(m, "plain"), "forget_p"], abs=1e-6)
+    assert not np.allclose(items.forget_attacked["original"], items.forget_plain["original"], atol=1e-3)
+    ev_sh = check_calibrates(items)["reference"]
+    assert ev_sh.raw == pytest.approx(df.loc[("suppressed_head", "4bit"), "recovery_p"], abs=1e-9)
+    back = decode_result(encode_result(res))
+    assert same_items(back.evidence_items()[ev.key], items)
 
 
 def _planted(models, data, iters: int = 12) -> torch.nn.Module:
@@ -139,6 +203,21 @@ def test_relearning_recovers_suppression_faster_than_deletion(lab):
     before = [p.detach().clone() for p in models.unlearned["suppressed_head"].model.parameters()]
     res = compute_relearning(models, data, RelearningConfig())
     assert set(res.learn_items).isdisjoint(res.held_items) and len(res.held_items) == len(data.forget) // 2
+    # the holdout control: the same seeded split rule on the holdout split, every checkpoint incl. the original
+    cfg = res.config
+    assert [list(res.holdout_learn_items), list(res.holdout_held_items)] == list(
+        split_forget(data.holdout, cfg.learn_fraction, cfg.split_by, cfg.seed))
+    items = res.evidence_items()["relearning_recovery"]
+    check_items(items, len(res.held_items), len(res.holdout_held_items), original_attacked=("holdout",))
+    assert set(res.holdout_frame().model) == set(models.all())
+    h = res.holdout_frame().set_index(["model", "step"])
+    assert h.loc[("original", cfg.steps), "held_p"] == pytest.approx(items.holdout_attacked["original"].mean())
+    assert not np.allclose(items.forget_attacked["suppressed_head"], items.forget_plain["suppressed_head"])
+    cal = check_calibrates(items)
+    assert cal["reference"].lo > 0  # suppressed_head recovers more than the deletion reference, with confidence
+    assert cal["reference"].raw == pytest.approx(res.scores("suppressed_head")["relearning_recovery"])
+    assert "relearning_holdout_gain_p" in res.scores("retain_only")
+    assert same_items(decode_result(encode_result(res)).evidence_items()["relearning_recovery"], items)
     s_sh, s_ro = res.scores("suppressed_head"), res.scores("retain_only")
     assert s_sh["relearning_recovery"] > s_ro["relearning_recovery"] + 0.2
     curve = res.curve_frame()

@@ -10,8 +10,14 @@ define them once up front ("Key terms: ..."). Per item the best variant counts (
 
 with F = mean p~ (and, separately, accuracy). The same emphasis on retain prompts gives the side effect: the
 change in retain F under the variants, weighted by how often each variant was the best one on the forget set.
-Cost per model: ONE length-batched scoring call over plain + all variants of forget and retain prompts, and ONE
-greedy generation over the forget items' plain and best-variant prompts.
+Cost per model: ONE length-batched scoring call over plain + all variants of forget, retain and holdout prompts,
+and ONE greedy generation over the forget items' plain and best-variant prompts.
+
+Verdict evidence "keyword_recovery": per item, the plain p~ and the best variant's p~ (max over the configured
+variants, plain excluded: the same rule for every model, reference included), on the forget split and on the
+holdout split (facts the original never learned: what emphasis alone does to an answer that was never known).
+Keywords of holdout items follow the same rule as forget items: the item's own `keywords` field, and only where an
+item has none (or with keywords="attribution") the top-k words attributed under the original model.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from unlearn_core.analyses.attribution import _prompt_layout, leave_one_out
+from unlearn_core.analyses.probe_helpers import PLAIN, ItemTable, probe_items, put
 from unlearn_core.codec import register_result
 from unlearn_core.items import QAItem
 from unlearn_core.recovery import recovery_rate
 from unlearn_core.scoring import encode, greedy_generate, pad_id_of, score_encoded
+from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, ModelSet
 from unlearn_core.validation import optional_positive_int, positive_ints
 
@@ -84,8 +92,10 @@ class KeywordEmphasisConfig:
 SUMMARY_COLUMNS = [
     "model", "role", "forget_p_plain", "forget_p_attacked", "forget_acc_plain", "forget_acc_attacked",
     "recovery_p", "recovery_acc", "retain_p_plain", "retain_p_emphasised", "retain_acc_plain",
-    "retain_acc_emphasised", "retain_side_effect_p", "retain_side_effect_acc",
+    "retain_acc_emphasised", "retain_side_effect_p", "retain_side_effect_acc", "holdout_p_plain",
+    "holdout_p_attacked",
 ]
+SPLITS = ("forget", "retain", "holdout")
 
 
 @register_result
@@ -105,6 +115,20 @@ class KeywordEmphasisResult:
 
     def to_frame(self) -> pd.DataFrame:
         return self.summary.copy()
+
+    def item_table(self) -> ItemTable:
+        """Per-item p~ of forget and holdout: "plain" and "best" (the best variant's p~ per item)."""
+        out: ItemTable = {}
+        t = self.scores_table
+        for (name, split), g in t[t.split.isin(("forget", "holdout"))].groupby(["model", "split"], sort=False):
+            wide = g.pivot(index="item", columns="variant", values="p").sort_index()
+            put(out, split, name, PLAIN, wide[PLAIN].to_numpy())
+            put(out, split, name, "best", wide[list(self.config.variants)].max(axis=1).to_numpy())
+        return out
+
+    def evidence_items(self) -> dict:
+        label = f"best of {len(self.config.variants)} keyword-emphasis variants per item"
+        return {EVIDENCE.key: probe_items(self.item_table(), EVIDENCE.key, "best", label)}
 
     def scores(self, model_name: str) -> dict[str, float]:
         """Flat kw_* numbers for report.json, each with the retain-only model's value beside it (suffix)."""
@@ -149,7 +173,7 @@ def compute_keyword_emphasis(models: ModelSet, data: AuditData,
     fmt = data.prompt_format
     variants = ("plain", *config.variants)
     splits = {s: tuple(getattr(data, s)[: config.max_items] if config.max_items else getattr(data, s))
-              for s in ("forget", "retain")}
+              for s in SPLITS}
     splits = {s: [it for it in items if not it.is_passage] for s, items in splits.items()}
     kws = {s: _keywords(models, tuple(items), data, config) if items else [] for s, items in splits.items()}
     rows_meta, prompts, answers = [], [], []  # one row per (split, item, variant)
@@ -214,6 +238,11 @@ def _summarise(table: pd.DataFrame, models: ModelSet, variants: tuple[str, ...])
             share = wide_p[list(variants)].idxmax(axis=1).value_counts(normalize=True)
         else:
             share = pd.Series({v: 1 / len(variants) for v in variants})
+        h = t[t.split == "holdout"]
+        if len(h):
+            wide_h = h.pivot(index="item", columns="variant", values="p")
+            row.update(holdout_p_plain=wide_h["plain"].mean(),
+                       holdout_p_attacked=wide_h[list(variants)].max(axis=1).mean())
         r = t[t.split == "retain"]
         if len(r):
             mp = r.groupby("variant")["p"].mean()
@@ -233,13 +262,14 @@ def _summarise(table: pd.DataFrame, models: ModelSet, variants: tuple[str, ...])
     return out
 
 
-def analysis_spec():
-    """CLI/dashboard registry entry 'keyword_recovery' (the attribution numbers are the 'attribution' spec)."""
-    from unlearn_core.audit import Analysis
+EVIDENCE = Evidence("keyword_recovery", "Keyword-emphasis recovery (best variant)", "reference+holdout")
 
-    return Analysis(
-        "keyword_recovery", "Keyword-emphasis recovery", KeywordEmphasisConfig, compute_keyword_emphasis,
-        lambda r: {"keyword_recovery_summary": r.summary, "keyword_recovery_items": r.scores_table,
-                   "keyword_recovery_answers": r.answers},
-        lambda r, name: r.scores(name),
-    )
+# registry entry 'keyword_recovery' (the attribution numbers are the 'attribution' spec)
+SPEC = AnalysisSpec(
+    "keyword_recovery", "Keyword-emphasis recovery", KeywordEmphasisConfig, compute_keyword_emphasis,
+    lambda r: {"keyword_recovery_summary": r.summary, "keyword_recovery_items": r.scores_table,
+               "keyword_recovery_answers": r.answers},
+    lambda r, name: r.scores(name),
+    evidence=(EVIDENCE,),
+    evidence_items=lambda r: r.evidence_items(),
+)

@@ -11,25 +11,42 @@ is repeated K times inside the length-sorted batches (one scoring call per sigma
 recovery@K uses F = share of questions where ANY of the K samples answers correctly (teacher-forced argmax
 reproduces every answer token) and F = mean over questions of the BEST sample's p~. Retain side effect: the retain
 set under one noisy sample per question.
+
+Verdict evidence "perturbation_recovery" at the headline sigma: per item, the plain p~ and the BEST of the K noisy
+samples' p~ (the same best-of-K rule for every model, reference included), on the forget split and on the holdout
+split (facts the original never learned: how often noise alone "finds" an answer that was never there). The noise
+draws are seeded identically for every model, so checkpoint and reference see the same noise.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 
 from unlearn_core import arch
-from unlearn_core.analyses.quantization import SUMMARY_COLUMNS, check_int, mean, probe_scores, summary_row
+from unlearn_core.analyses.probe_helpers import (
+    PLAIN,
+    SUMMARY_COLUMNS,
+    ItemTable,
+    Progress,
+    check_int,
+    mean,
+    probe_items,
+    probe_scores,
+    put,
+    summary_row,
+)
 from unlearn_core.codec import register_result
 from unlearn_core.scoring import encode, model_device, pad_id_of, score_encoded
+from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
-Progress = Callable[[float, str], None]
+HEADLINE_SIGMA = 0.3
 
 
 @contextmanager
@@ -58,13 +75,15 @@ def activation_noise(model, layers: tuple[int, ...], sigma: float, seed: int):
 @dataclass(frozen=True)
 class PerturbationConfig:
     """layers: blocks to perturb (None = the middle block); sigmas: noise scales relative to ||h||; k: samples per
-    forget question."""
+    forget (and holdout) question; headline_sigma: the sigma the verdict evidence reads (one of sigmas; None = 0.3
+    if tried, else the tried sigma nearest to 0.3, the smaller on a tie)."""
 
     layers: tuple[int, ...] | None = None
     sigmas: tuple[float, ...] = (0.1, 0.3, 1.0)
     k: int = 8
     seed: int = 0
     batch_size: int = 64
+    headline_sigma: float | None = None
 
     def __post_init__(self):
         if self.layers is not None:
@@ -80,6 +99,14 @@ class PerturbationConfig:
         check_int("k", self.k)
         check_int("seed", self.seed, 0)
         check_int("batch_size", self.batch_size)
+        if self.headline_sigma is not None and self.headline_sigma not in self.sigmas:
+            raise ValueError(f"headline_sigma must be one of sigmas {self.sigmas}, got {self.headline_sigma!r}")
+
+    @property
+    def headline(self) -> float:
+        if self.headline_sigma is not None:
+            return self.headline_sigma
+        return min(self.sigmas, key=lambda s: (abs(s - HEADLINE_SIGMA), s))
 
 
 def _layers(cfg: PerturbationConfig, model) -> tuple[int, ...]:
@@ -108,6 +135,8 @@ class PerturbationResult:
     model_hashes: dict[str, str]
     data_hash: str
     config: PerturbationConfig
+    # per-item p~: split (forget/holdout) -> model -> "plain" [n] | "sigma{s}" [n, k] (every noise sample)
+    items: ItemTable = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.summary), columns=list(SUMMARY_COLUMNS))
@@ -117,6 +146,29 @@ class PerturbationResult:
 
     def scores(self, model_name: str) -> dict[str, float]:
         return probe_scores(self.summary, model_name, "perturbation")
+
+    def evidence_items(self) -> dict:
+        sigma, k = self.config.headline, self.config.k
+        return {EVIDENCE.key: probe_items(self.items, EVIDENCE.key, attack_name(sigma),
+                                          f"activation noise sigma={sigma:g}, best of {k} samples",
+                                          reduce=best_of_k)}
+
+
+EVIDENCE = Evidence("perturbation_recovery", "Activation-noise recovery (best of K)", "reference+holdout")
+
+
+def attack_name(sigma: float) -> str:
+    return f"sigma{sigma:g}"
+
+
+def best_of_k(samples: np.ndarray) -> np.ndarray:
+    """Per item the best noisy sample's p~: the attacker keeps whichever of the K tries answers best."""
+    return samples.max(axis=1)
+
+
+def _encoded(lm: LoadedModel, items, fmt) -> list:
+    pairs = [fmt.pair(it) for it in items]
+    return encode(lm.tokenizer, [p for p, _ in pairs], [a for _, a in pairs]) if pairs else []
 
 
 def compute_perturbation(models: ModelSet, data: AuditData, config: PerturbationConfig = PerturbationConfig(),
@@ -128,45 +180,53 @@ def compute_perturbation(models: ModelSet, data: AuditData, config: Perturbation
     checkpoints = list(models.all().values())  # original first
     total = len(checkpoints) * (1 + len(config.sigmas))
     rows, samples, orig_plain = [], [], None
+    items: ItemTable = {}
     for mi, lm in enumerate(checkpoints):
         def tell(j: int, msg: str, mi=mi, name=lm.name) -> None:
             if progress is not None:
                 progress((mi * (1 + len(config.sigmas)) + j) / total, f"{name}: {msg}")
 
-        pairs_f = [fmt.pair(it) for it in data.forget]
-        pairs_r = [fmt.pair(it) for it in data.retain]
-        enc_f = encode(lm.tokenizer, [p for p, _ in pairs_f], [a for _, a in pairs_f])
-        enc_r = encode(lm.tokenizer, [p for p, _ in pairs_r], [a for _, a in pairs_r]) if pairs_r else []
+        enc_f, enc_r, enc_h = (_encoded(lm, data.forget, fmt), _encoded(lm, data.retain, fmt),
+                               _encoded(lm, data.holdout, fmt))
         tell(0, "plain scores")
         pad = pad_id_of(lm.tokenizer)
         f = score_encoded(lm.model, enc_f, pad, batch_size=config.batch_size)
         r = score_encoded(lm.model, enc_r, pad, batch_size=config.batch_size) if enc_r else None
+        put(items, "forget", lm.name, PLAIN, f.prob())
+        if enc_h:
+            put(items, "holdout", lm.name, PLAIN, score_encoded(lm.model, enc_h, pad, config.batch_size).prob())
         retain_plain = (mean(r.prob()), mean(r.accuracy())) if r else (math.nan, math.nan)
-        plain = summary_row(lm.name, lm.role, "plain", (mean(f.prob()), mean(f.accuracy())), retain_plain, None, None)
+        plain = summary_row(lm.name, lm.role, PLAIN, (mean(f.prob()), mean(f.accuracy())), retain_plain, None,
+                            None)
         orig_plain = plain if lm.role == "original" else orig_plain
         rows.append(plain)
         for si, sigma in enumerate(config.sigmas):
             tell(1 + si, f"sigma={sigma:g}, {config.k} samples")
-            seed = config.seed * 1000 + si
+            seed = config.seed * 1000 + si  # the same for every model: checkpoint and reference share the noise
             p, a = noisy_scores(lm, enc_f, config.k, layers, sigma, seed, config.batch_size)  # [n, k]
+            put(items, "forget", lm.name, attack_name(sigma), p)
+            if enc_h:
+                hp, _ = noisy_scores(lm, enc_h, config.k, layers, sigma, seed + 250, config.batch_size)
+                put(items, "holdout", lm.name, attack_name(sigma), hp)
             if enc_r:
                 rp, ra = noisy_scores(lm, enc_r, 1, layers, sigma, seed + 500, config.batch_size)
                 retain = (mean(rp), mean(ra))
             else:
                 retain = (math.nan, math.nan)
             best = (mean(p.max(1).values), mean(a.max(1).values))
-            rows.append(summary_row(lm.name, lm.role, f"sigma{sigma:g}", best, retain, plain, orig_plain))
+            rows.append(summary_row(lm.name, lm.role, attack_name(sigma), best, retain, plain, orig_plain))
             samples.append({"model": lm.name, "role": lm.role, "sigma": float(sigma), "sample_acc": mean(a),
                             "sample_p": mean(p)})
     if progress is not None:
         progress(1.0, "perturbation done")
     return PerturbationResult(tuple(rows), tuple(samples), tuple(layers),
-                              {n: m.hash for n, m in models.all().items()}, data.hash, config)
+                              {n: m.hash for n, m in models.all().items()}, data.hash, config, items)
 
 
-def analysis_spec():
-    from unlearn_core.audit import Analysis
-
-    return Analysis("perturbation", "Activation perturbation probe", PerturbationConfig, compute_perturbation,
-                    lambda r: {"perturbation_summary": r.to_frame(), "perturbation_samples": r.samples_frame()},
-                    lambda r, name: r.scores(name))
+SPEC = AnalysisSpec(
+    "perturbation", "Activation perturbation probe", PerturbationConfig, compute_perturbation,
+    lambda r: {"perturbation_summary": r.to_frame(), "perturbation_samples": r.samples_frame()},
+    lambda r, name: r.scores(name),
+    evidence=(EVIDENCE,),
+    evidence_items=lambda r: r.evidence_items(),
+)

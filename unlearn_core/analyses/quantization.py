@@ -11,81 +11,39 @@ Weights-only companion: the share of weights whose 4-bit bucket differs between 
 module. Both are bucketed with the ORIGINAL's scales, so "same bucket" means "rounds to the same value": a small
 share predicts that quantization undoes the unlearning.
 
-This module also holds the helpers every robustness probe shares (split scores, recovery rates, summary rows).
+Verdict evidence "quantization_recovery": per item, the answer p~ plain and under the headline attack (the lowest
+RTN bit width) for every model, on the forget split and on the holdout split (facts the original never learned:
+what rounding alone does to unknown answers), so the recovery is calibrated against the retain-only reference or,
+without one, against the checkpoint's own holdout.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
 from torch import nn
 
 from unlearn_core import arch
+from unlearn_core.analyses.probe_helpers import (
+    PLAIN,
+    SUMMARY_COLUMNS,
+    ItemTable,
+    Progress,
+    check_int,
+    mean,
+    probe_items,
+    probe_scores,
+    put,
+    split_scores,
+    summary_row,
+)
 from unlearn_core.codec import register_result
-from unlearn_core.items import PromptFormat, QAItem
-from unlearn_core.recovery import recovery_rate  # noqa: F401 - re-exported for the probe modules
-from unlearn_core.scoring import encode, pad_id_of, score_encoded
+from unlearn_core.recovery import recovery_rate  # noqa: F401 - re-exported: representation/extraction import it here
+from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
-
-Progress = Callable[[float, str], None]
-SUMMARY_COLUMNS = ("model", "role", "attack", "forget_p", "forget_acc", "retain_p", "retain_acc",
-                   "recovery_p", "recovery_acc", "retain_p_delta", "retain_acc_delta")
-
-# ------------------------------------------------------------------------------------ helpers shared by probes
-
-
-def split_scores(model, tokenizer, items: tuple[QAItem, ...] | list[QAItem], fmt: PromptFormat,
-                 batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-item p~ [n] and exact-answer accuracy [n] (teacher-forced argmax reproduces every answer token)."""
-    if not items:
-        return torch.zeros(0), torch.zeros(0)
-    pairs = [fmt.pair(it) for it in items]
-    enc = encode(tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
-    sc = score_encoded(model, enc, pad_id_of(tokenizer), batch_size=batch_size)
-    return sc.prob(), sc.accuracy()
-
-
-def mean(t: torch.Tensor) -> float:
-    return float(t.float().mean()) if t.numel() else math.nan
-
-
-def summary_row(name: str, role: str, attack: str, forget: tuple[float, float], retain: tuple[float, float],
-                plain: dict | None, original_plain: dict | None) -> dict:
-    """One SUMMARY_COLUMNS row. forget/retain = (mean p~, accuracy); `plain` is this model's unattacked row."""
-    row = {"model": name, "role": role, "attack": attack, "forget_p": forget[0], "forget_acc": forget[1],
-           "retain_p": retain[0], "retain_acc": retain[1], "recovery_p": math.nan, "recovery_acc": math.nan,
-           "retain_p_delta": math.nan, "retain_acc_delta": math.nan}
-    if plain is not None:
-        row["retain_p_delta"] = retain[0] - plain["retain_p"]
-        row["retain_acc_delta"] = retain[1] - plain["retain_acc"]
-        if original_plain is not None and role != "original":
-            row["recovery_p"] = recovery_rate(forget[0], plain["forget_p"], original_plain["forget_p"])
-            row["recovery_acc"] = recovery_rate(forget[1], plain["forget_acc"], original_plain["forget_acc"])
-    return row
-
-
-def probe_scores(rows, model_name: str, prefix: str) -> dict[str, float]:
-    """report.json keys `{prefix}_recovery_{attack}` (p~ based), `..._acc` (accuracy based), retain side effect."""
-    out: dict[str, float] = {}
-    for r in rows:
-        if r["model"] != model_name or r["attack"] == "plain":
-            continue
-        a = r["attack"]
-        out[f"{prefix}_recovery_{a}"] = float(r["recovery_p"])
-        out[f"{prefix}_recovery_{a}_acc"] = float(r["recovery_acc"])
-        out[f"{prefix}_retain_acc_delta_{a}"] = float(r["retain_acc_delta"])
-    return out
-
-
-def check_int(name: str, value, lo: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-
 
 # ------------------------------------------------------------------------------------------------ quantization
 
@@ -241,6 +199,12 @@ class QuantizationResult:
     model_hashes: dict[str, str]
     data_hash: str
     config: QuantizationConfig
+    items: ItemTable = field(default_factory=dict)  # per-item p~: split (forget/holdout) -> model -> attack -> [n]
+
+    @property
+    def headline(self) -> str:
+        """The evidence's attack: the lowest RTN bit width tried (the strongest rounding)."""
+        return f"{min(self.config.bits)}bit"
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.summary), columns=list(SUMMARY_COLUMNS))
@@ -259,6 +223,13 @@ class QuantizationResult:
                 sum(r["bucket_changed_share"] * r["n_weights"] for r in rows) / n
             out["weight_changed_share"] = sum(r["changed_share"] * r["n_weights"] for r in rows) / n
         return out
+
+    def evidence_items(self) -> dict:
+        bits = min(self.config.bits)
+        return {EVIDENCE.key: probe_items(self.items, EVIDENCE.key, self.headline, f"{bits}-bit RTN")}
+
+
+EVIDENCE = Evidence("quantization_recovery", "Quantization recovery (lowest-bit RTN)", "reference+holdout")
 
 
 def _attack_names(cfg: QuantizationConfig, use_bnb: bool) -> list[str]:
@@ -280,6 +251,7 @@ def compute_quantization(models: ModelSet, data: AuditData, config: Quantization
     targets += list(models.unlearned.values()) + ([models.retain_only] if models.retain_only else [])
     attacks = _attack_names(config, use_bnb)
     total, done = len(targets) * (1 + len(attacks)) + 1, 0
+    items: ItemTable = {}
 
     def step(msg: str) -> None:
         nonlocal done
@@ -287,22 +259,27 @@ def compute_quantization(models: ModelSet, data: AuditData, config: Quantization
             progress(done / total, msg)
         done += 1
 
-    def scored(lm: LoadedModel, model) -> tuple[tuple[float, float], tuple[float, float]]:
+    def scored(lm: LoadedModel, model, attack: str) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Means for the summary; per-item forget and holdout p~ into the item table."""
         fp, fa = split_scores(model, lm.tokenizer, data.forget, data.prompt_format, config.batch_size)
         rp, ra = split_scores(model, lm.tokenizer, data.retain, data.prompt_format, config.batch_size)
+        put(items, "forget", lm.name, attack, fp)
+        if data.holdout:
+            hp, _ = split_scores(model, lm.tokenizer, data.holdout, data.prompt_format, config.batch_size)
+            put(items, "holdout", lm.name, attack, hp)
         return (mean(fp), mean(fa)), (mean(rp), mean(ra))
 
     step("original: plain scores")
-    f0, r0 = scored(models.original, models.original.model)
-    orig_plain = summary_row(models.original.name, "original", "plain", f0, r0, None, None)
+    f0, r0 = scored(models.original, models.original.model, PLAIN)
+    orig_plain = summary_row(models.original.name, "original", PLAIN, f0, r0, None, None)
     rows, buckets = [], []
     for lm in targets:
         if lm is models.original:
             plain = orig_plain
         else:
             step(f"{lm.name}: plain scores")
-            f, r = scored(lm, lm.model)
-            plain = summary_row(lm.name, lm.role, "plain", f, r, None, None)
+            f, r = scored(lm, lm.model, PLAIN)
+            plain = summary_row(lm.name, lm.role, PLAIN, f, r, None, None)
             buckets += [{"model": lm.name, **b} for b in bucket_changes(
                 models.original.model, lm.model, config.bucket_bits, config.group_size, config.include_head)]
         rows.append(plain)
@@ -317,20 +294,23 @@ def compute_quantization(models: ModelSet, data: AuditData, config: Quantization
             else:
                 qm = quantized_copy(lm.model, int(attack.removesuffix("bit")), config.group_size,
                                     config.include_head)
-            f, r = scored(lm, qm)
+            f, r = scored(lm, qm, attack)
             del qm
             rows.append(summary_row(lm.name, lm.role, attack, f, r, plain, orig_plain))
     if not config.include_original:
         rows.insert(0, orig_plain)
+    if not data.holdout:
+        notes.append("no holdout split: the evidence can only be calibrated against a retain-only reference")
     if progress is not None:
         progress(1.0, "quantization done")
     return QuantizationResult(tuple(rows), tuple(buckets), tuple(notes),
-                              {n: m.hash for n, m in models.all().items()}, data.hash, config)
+                              {n: m.hash for n, m in models.all().items()}, data.hash, config, items)
 
 
-def analysis_spec():
-    from unlearn_core.audit import Analysis
-
-    return Analysis("quantization", "Quantization probe", QuantizationConfig, compute_quantization,
-                    lambda r: {"quantization_summary": r.to_frame(), "quantization_buckets": r.buckets_frame()},
-                    lambda r, name: r.scores(name))
+SPEC = AnalysisSpec(
+    "quantization", "Quantization probe", QuantizationConfig, compute_quantization,
+    lambda r: {"quantization_summary": r.to_frame(), "quantization_buckets": r.buckets_frame()},
+    lambda r, name: r.scores(name),
+    evidence=(EVIDENCE,),
+    evidence_items=lambda r: r.evidence_items(),
+)

@@ -8,6 +8,12 @@ deletion reference: its held-out "recovery" is what fine-tuning on related facts
 Each checkpoint is fine-tuned on a deep copy (AdamW, eval mode so dropout is off and runs repeat exactly), on the
 teacher-forced answer NLL of the learn split. The held-out split is scored before every `eval_every`-th step, so
 the result holds a recovery curve, and the retain set is scored at the end for the side effect.
+
+Verdict evidence "relearning_recovery": per HELD-OUT forget item, p~ before and after relearning, for every
+checkpoint but the original (which already knows them). Its within-model control is the same recipe on the holdout
+split (facts no checkpoint ever learned): learn part of the holdout, score the rest, same steps and seed, for every
+checkpoint INCLUDING the original, whose holdout gain is what fine-tuning on a few facts teaches about unseen facts
+of the same form (the attribute distribution, the answer format) in a model that never forgot anything.
 """
 
 from __future__ import annotations
@@ -15,17 +21,21 @@ from __future__ import annotations
 import copy
 import math
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
 
-from unlearn_core.analyses.quantization import (
+from unlearn_core.analyses.probe_helpers import (
+    PLAIN,
     SUMMARY_COLUMNS,
+    ItemTable,
+    Progress,
     check_int,
     mean,
+    probe_items,
     probe_scores,
+    put,
     recovery_rate,
     split_scores,
     summary_row,
@@ -33,9 +43,9 @@ from unlearn_core.analyses.quantization import (
 from unlearn_core.codec import register_result
 from unlearn_core.lab.unlearn import answer_logprob_sums
 from unlearn_core.scoring import encode, pad_id_of
+from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
-Progress = Callable[[float, str], None]
 SPLIT_BY = ("item", "concept")
 
 
@@ -91,7 +101,8 @@ def split_forget(items, fraction: float, split_by: str, seed: int) -> tuple[list
 
 
 def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig):
-    """Fine-tune a deep copy; returns (model, curve rows [(step, held p~, held acc, loss)])."""
+    """Fine-tune a deep copy; returns (model, curve rows [(step, held p~, held acc, loss)], per-item held p~ before
+    and after [n_held] each)."""
     model = copy.deepcopy(lm.model).eval()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -101,12 +112,13 @@ def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = random.Random(cfg.seed)
     order: list[int] = []
-    curve = []
+    curve, first, last = [], None, None
     loss_value = math.nan
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
             p, a = split_scores(model, lm.tokenizer, held_items, fmt, cfg.score_batch_size)
             curve.append((step, mean(p), mean(a), loss_value))
+            first, last = (p if first is None else first), p
         if step == cfg.steps:
             break
         batch = []
@@ -121,7 +133,7 @@ def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig
         loss.backward()
         opt.step()
         loss_value = float(loss.detach())
-    return model.eval(), curve
+    return model.eval(), curve, first, last
 
 
 @register_result
@@ -134,6 +146,15 @@ class RelearningResult:
     model_hashes: dict[str, str]
     data_hash: str
     config: RelearningConfig
+    holdout_learn_items: tuple[int, ...] = ()  # the holdout control's split (empty: no holdout control ran)
+    holdout_held_items: tuple[int, ...] = ()
+    holdout_curve: tuple[dict, ...] = ()  # (model, role, step, held_p, held_acc, loss, gain_p) on the holdout
+    # per-item p~ on the held parts: split (forget/holdout) -> model -> "plain" | "{steps}steps" -> [n_held]
+    items: ItemTable = field(default_factory=dict)
+
+    @property
+    def attack(self) -> str:
+        return f"{self.config.steps}steps"
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.summary), columns=list(SUMMARY_COLUMNS))
@@ -142,10 +163,26 @@ class RelearningResult:
         cols = ["model", "role", "step", "held_p", "held_acc", "loss", "recovery_p", "recovery_acc"]
         return pd.DataFrame(list(self.curve), columns=cols)
 
+    def holdout_frame(self) -> pd.DataFrame:
+        cols = ["model", "role", "step", "held_p", "held_acc", "loss", "gain_p"]
+        return pd.DataFrame(list(self.holdout_curve), columns=cols)
+
     def scores(self, model_name: str) -> dict[str, float]:
         out = probe_scores(self.summary, model_name, "relearning")
         # one name per probe: "relearning_recovery" (p~), "relearning_recovery_acc"
-        return {k.replace(f"_{self.config.steps}steps", ""): v for k, v in out.items()}
+        out = {k.replace(f"_{self.config.steps}steps", ""): v for k, v in out.items()}
+        h = self.items.get("holdout", {}).get(model_name, {})
+        if PLAIN in h and self.attack in h:
+            out["relearning_holdout_gain_p"] = float(h[self.attack].mean() - h[PLAIN].mean())
+        return out
+
+    def evidence_items(self) -> dict:
+        c = self.config
+        label = f"{c.steps} fine-tuning steps on {c.learn_fraction:g} of the split, scored on the rest"
+        return {EVIDENCE.key: probe_items(self.items, EVIDENCE.key, self.attack, label)}
+
+
+EVIDENCE = Evidence("relearning_recovery", "Relearning recovery (held-out facts)", "reference+holdout")
 
 
 def compute_relearning(models: ModelSet, data: AuditData, config: RelearningConfig = RelearningConfig(),
@@ -157,29 +194,55 @@ def compute_relearning(models: ModelSet, data: AuditData, config: RelearningConf
     learn_idx, held_idx = split_forget(data.forget, config.learn_fraction, config.split_by, config.seed)
     learn = [data.forget[i] for i in learn_idx]
     held = [data.forget[i] for i in held_idx]
+    # the holdout control: the same split rule and seed on the holdout split (needs a learn and a held part)
+    h_learn_idx, h_held_idx = (split_forget(data.holdout, config.learn_fraction, config.split_by, config.seed)
+                               if len(data.holdout) >= 2 else ([], []))
+    h_learn = [data.holdout[i] for i in h_learn_idx]
+    h_held = [data.holdout[i] for i in h_held_idx]
     fmt = data.prompt_format
     targets = list(models.unlearned.values()) + ([models.retain_only] if models.retain_only else [])
-    total = 1 + 2 * len(targets)
+    per_model = 3 if h_held else 2
+    total = 1 + per_model * len(targets) + (1 if h_held else 0)
     attack = f"{config.steps}steps"
+    items: ItemTable = {}
+    holdout_curve: list[dict] = []
+    done = 0
 
-    def tell(i: int, msg: str) -> None:
+    def tell(msg: str) -> None:
+        nonlocal done
         if progress is not None:
-            progress(i / total, msg)
+            progress(done / total, msg)
+        done += 1
 
     def scored(lm, model):
         fp, fa = split_scores(model, lm.tokenizer, held, fmt, config.score_batch_size)
         rp, ra = split_scores(model, lm.tokenizer, data.retain, fmt, config.score_batch_size)
+        put(items, "forget", lm.name, PLAIN, fp)
         return (mean(fp), mean(fa)), (mean(rp), mean(ra))
 
-    tell(0, "original: held-out scores")
+    def holdout_control(lm: LoadedModel) -> None:
+        """The same recipe on the holdout split: its held part's p~ before and after, and its curve."""
+        if not h_held:
+            return
+        tell(f"{lm.name}: {config.steps} relearning steps on the holdout split (control)")
+        tuned, pts, first, last = relearn(lm, h_learn, h_held, fmt, config)
+        del tuned
+        put(items, "holdout", lm.name, PLAIN, first)
+        put(items, "holdout", lm.name, attack, last)
+        holdout_curve.extend({"model": lm.name, "role": lm.role, "step": step, "held_p": hp, "held_acc": ha,
+                              "loss": loss, "gain_p": hp - pts[0][1]} for step, hp, ha, loss in pts)
+
+    tell("original: held-out scores")
     o = models.original
-    orig_plain = summary_row(o.name, o.role, "plain", *scored(o, o.model), None, None)
+    orig_plain = summary_row(o.name, o.role, PLAIN, *scored(o, o.model), None, None)
+    holdout_control(o)
     rows, curve = [orig_plain], []
-    for k, lm in enumerate(targets):
-        tell(1 + 2 * k, f"{lm.name}: plain scores")
-        plain = summary_row(lm.name, lm.role, "plain", *scored(lm, lm.model), None, None)
-        tell(2 + 2 * k, f"{lm.name}: {config.steps} relearning steps")
-        tuned, pts = relearn(lm, learn, held, fmt, config)
+    for lm in targets:
+        tell(f"{lm.name}: plain scores")
+        plain = summary_row(lm.name, lm.role, PLAIN, *scored(lm, lm.model), None, None)
+        tell(f"{lm.name}: {config.steps} relearning steps")
+        tuned, pts, _, last = relearn(lm, learn, held, fmt, config)
+        put(items, "forget", lm.name, attack, last)
         rp, ra = split_scores(tuned, lm.tokenizer, data.retain, fmt, config.score_batch_size)
         del tuned
         fp_end, fa_end = pts[-1][1], pts[-1][2]
@@ -190,15 +253,19 @@ def compute_relearning(models: ModelSet, data: AuditData, config: RelearningConf
                           "loss": loss,
                           "recovery_p": recovery_rate(hp, plain["forget_p"], orig_plain["forget_p"]),
                           "recovery_acc": recovery_rate(ha, plain["forget_acc"], orig_plain["forget_acc"])})
+        holdout_control(lm)
     if progress is not None:
         progress(1.0, "relearning done")
     return RelearningResult(tuple(rows), tuple(curve), tuple(learn_idx), tuple(held_idx),
-                            {n: m.hash for n, m in models.all().items()}, data.hash, config)
+                            {n: m.hash for n, m in models.all().items()}, data.hash, config,
+                            tuple(h_learn_idx), tuple(h_held_idx), tuple(holdout_curve), items)
 
 
-def analysis_spec():
-    from unlearn_core.audit import Analysis
-
-    return Analysis("relearning", "Relearning probe", RelearningConfig, compute_relearning,
-                    lambda r: {"relearning_summary": r.to_frame(), "relearning_curve": r.curve_frame()},
-                    lambda r, name: r.scores(name))
+SPEC = AnalysisSpec(
+    "relearning", "Relearning probe", RelearningConfig, compute_relearning,
+    lambda r: {"relearning_summary": r.to_frame(), "relearning_curve": r.curve_frame(),
+               "relearning_holdout_control": r.holdout_frame()},
+    lambda r, name: r.scores(name),
+    evidence=(EVIDENCE,),
+    evidence_items=lambda r: r.evidence_items(),
+)
