@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from unlearn_core import arch
 from unlearn_core.analyses.perturbation import PerturbationConfig, compute_perturbation
 from unlearn_core.analyses.representation import RepresentationConfig, compute_representation, linear_cka
+from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate
+from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.registry import get_spec
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 from unlearn_core.viz.plot_robustness import plot_cka, plot_logit_lens, plot_perturbation
 from unlearn_core.workspace import lab_workspace
@@ -91,3 +96,46 @@ def test_zero_noise_is_identity_and_hooks_are_removed(lab):
         assert not layer._forward_hooks
     assert "perturbation_recovery_sigma0.5_acc" in res.scores("suppressed_head")
     assert plot_perturbation(res).layout.title.text
+
+
+@pytest.fixture(scope="module")
+def noise_result(lab, tiny_lab):
+    """Perturbation on the whole forget and holdout splits (the holdout is the within-model control)."""
+    models, data = lab
+    holdout = lab_workspace(tiny_lab).load_data().holdout
+    small = AuditData(data.forget, data.retain[:8], holdout, data.prompt_format)
+    return small, compute_perturbation(models, small, PerturbationConfig(sigmas=(0.0, 0.3), k=4))
+
+
+def test_perturbation_evidence_is_best_of_k_per_item_with_holdout(lab, noise_result):
+    models, _ = lab
+    data, res = noise_result
+    spec = get_spec("perturbation")
+    (ev,) = spec.evidence
+    assert (ev.key, ev.control) == ("perturbation_recovery", "reference+holdout")
+    assert res.config.headline == 0.3 and PerturbationConfig(sigmas=(0.1, 0.5)).headline == 0.1
+    with pytest.raises(ValueError, match="headline_sigma"):
+        PerturbationConfig(sigmas=(0.1,), headline_sigma=0.3)
+    items = spec.evidence_items(res)[ev.key]
+    for split, n in (("forget", len(data.forget)), ("holdout", len(data.holdout))):
+        plain, att = getattr(items, f"{split}_plain"), getattr(items, f"{split}_attacked")
+        for m in ("original", "suppressed_head", "retain_only"):
+            assert plain[m].shape == att[m].shape == (n,), (split, m)
+            samples = res.items[split][m]["sigma0.3"]  # every noise sample is kept: [n, k]
+            assert samples.shape == (n, 4) and np.array_equal(att[m], samples.max(1))
+    df = res.to_frame().set_index(["model", "attack"])
+    assert items.forget_attacked["suppressed_head"].mean() == pytest.approx(
+        df.loc[("suppressed_head", "sigma0.3"), "forget_p"], abs=1e-6)
+    # noise moves every model's per-item scores; sigma 0 is the identity item by item
+    assert not np.allclose(items.forget_attacked["original"], items.forget_plain["original"], atol=1e-3)
+    z = replace(res, config=replace(res.config, headline_sigma=0.0)).evidence_items()[ev.key]
+    for m in models.all():
+        assert np.allclose(z.forget_attacked[m], z.forget_plain[m], atol=1e-5)
+        assert np.allclose(z.holdout_attacked[m], z.holdout_plain[m], atol=1e-5)
+    ref = calibrate(items, "suppressed_head", "original", "retain_only", ev.control)
+    hold = calibrate(items, "retain_only", "original", None, ev.control)
+    assert (ref.control, hold.control) == (CONTROL_REFERENCE, CONTROL_HOLDOUT)
+    for e in (ref, hold):
+        assert e.lo <= e.excess <= e.hi
+    back = decode_result(encode_result(res)).evidence_items()[ev.key]
+    assert all(np.array_equal(back.holdout_attacked[m], items.holdout_attacked[m]) for m in models.all())
