@@ -24,7 +24,9 @@ from unlearn_core.analyses.keyword_emphasis import (
     emphasise,
     recovery_rate,
 )
+from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate
 from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.registry import get_spec
 from unlearn_core.scoring import Encoded, score_encoded
 from unlearn_core.types import LoadedModel, ModelSet
 from unlearn_core.workspace import lab_workspace
@@ -167,6 +169,38 @@ def test_suppressed_head_recovers_more_than_retain_only(lab):
     assert np.isnan(s.loc["original", "recovery_p"])
     scores = res.scores("suppressed_head")
     assert scores["kw_recovery_p_retain_only"] == s.loc["retain_only", "recovery_p"]
+
+
+def test_keyword_evidence_is_best_variant_per_item_with_holdout(lab):
+    models, data = lab
+    spec = get_spec("keyword_recovery")
+    (ev,) = spec.evidence
+    assert (ev.key, ev.control) == ("keyword_recovery", "reference+holdout")
+    res = spec.compute(models, data, KeywordEmphasisConfig(variants=("repeat", "focus"), generate=False))
+    # holdout keywords are the holdout items' own keywords (the same rule as forget items)
+    assert res.keywords["holdout"] == [list(it.keywords) for it in data.holdout]
+    items = spec.evidence_items(res)[ev.key]
+    t = res.scores_table
+    for split, n in (("forget", len(data.forget)), ("holdout", len(data.holdout))):
+        for m in ("original", "suppressed_head", "retain_only"):
+            plain, att = getattr(items, f"{split}_plain")[m], getattr(items, f"{split}_attacked")[m]
+            assert plain.shape == att.shape == (n,), (split, m)
+            mine = t[(t.model == m) & (t.split == split)]
+            best = mine[mine.variant.isin(["repeat", "focus"])].groupby("item").p.max().sort_index()
+            assert np.array_equal(att, best.to_numpy())  # the best variant per item, plain excluded
+            assert np.array_equal(plain, mine[mine.variant == "plain"].sort_values("item").p.to_numpy())
+    s = res.summary.set_index("model")
+    assert items.holdout_attacked["retain_only"].mean() == pytest.approx(s.loc["retain_only", "holdout_p_attacked"])
+    assert items.forget_attacked["suppressed_head"].mean() == pytest.approx(
+        s.loc["suppressed_head", "forget_p_attacked"])
+    ref = calibrate(items, "suppressed_head", "original", "retain_only", ev.control)
+    hold = calibrate(items, "retain_only", "original", None, ev.control)
+    assert (ref.control, hold.control) == (CONTROL_REFERENCE, CONTROL_HOLDOUT)
+    assert ref.raw == pytest.approx(s.loc["suppressed_head", "recovery_p"])
+    for e in (ref, hold):
+        assert e.lo <= e.excess <= e.hi
+    back = decode_result(encode_result(res)).evidence_items()[ev.key]
+    assert all(np.array_equal(back.holdout_attacked[m], items.holdout_attacked[m]) for m in models.all())
 
 
 def test_emphasis_variants_and_recovery_formula():
