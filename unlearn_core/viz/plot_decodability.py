@@ -46,7 +46,7 @@ def plot_decodability_layers(result, metric: str = "forget_acc") -> go.Figure:
             hovertemplate=f"{n}<br>block %{{x}}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(legend_title_text="checkpoint")
     fig.update_xaxes(tickmode="array", tickvals=sorted(df.layer.unique()))
-    title = f"Retain-trained linear probe per block: {LAYER_METRICS[metric].split(':')[0]}"
+    title = f"Retain-trained linear probe per block: {LAYER_METRICS[metric].split(':')[0].split(' (')[0]}"
     return apply_plotly(fig, title, "decoder block (output; diamond = headline block)", LAYER_METRICS[metric])
 
 
