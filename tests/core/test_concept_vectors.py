@@ -17,14 +17,13 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from unlearn_core import arch
+from unlearn_core import arch, registry
 from unlearn_core.analyses.concept_ablation import score_under_edits, zero_ablation_attribution, zero_edit
 from unlearn_core.analyses.concept_change import column_change, per_layer_change, weight_change
 from unlearn_core.analyses.concept_locate import concept_items, locate_scores, top_candidates, word_token_ids
 from unlearn_core.analyses.concept_vectors import (
     ConceptVectorsConfig,
     ConceptVectorsResult,
-    analysis_spec,
     compute_concept_vectors,
 )
 from unlearn_core.codec import decode_result, encode_result
@@ -167,7 +166,7 @@ def test_result_is_storable_and_registered_for_the_cli(gpt2_result):
     back = decode_result(encode_result(gpt2_result))
     assert isinstance(back, ConceptVectorsResult) and back.config == CFG
     assert back.to_frame().equals(gpt2_result.to_frame())
-    spec = analysis_spec()
+    spec = registry.get_spec("concept_vectors")
     assert spec.name == "concept_vectors" and isinstance(spec.default_config(), ConceptVectorsConfig)
     tables = spec.tables(gpt2_result)
     assert {"concept_vectors_summary", "concept_vectors_layer_change"} <= set(tables)

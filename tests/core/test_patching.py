@@ -2,16 +2,21 @@
 
 retain_only as the source IS the deletion reference, so its UDS is exactly 1; suppressed_head changed only its last
 block, so every lower layer's states are the original's (drop exactly 0) and UDS comes from the last layer alone.
+Per-item evidence: the same truths item by item, and the reference-calibrated excess of suppressed_head is large.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
-from unlearn_core.analyses.patching import PatchingConfig, compute_patching, uds_score
+from unlearn_core import registry
+from unlearn_core.analyses.patching import SPEC, PatchingConfig, compute_patching, uds_score
+from unlearn_core.calibration import CONTROL_NONE, CONTROL_REFERENCE, calibrate
 from unlearn_core.codec import decode_result, encode_result
 from unlearn_core.types import LoadedModel, ModelSet
 from unlearn_core.workspace import lab_workspace
@@ -72,3 +77,60 @@ def test_frames_and_storage(lab):
     back = decode_result(encode_result(res))
     assert back.uds == res.uds and back.config == res.config
     assert math.isclose(res.uds_frame().set_index("model").loc["retain_only", "patching_retention"], 0.0)
+
+
+# ------------------------------------------------------------------------------ per-item calibrated evidence
+
+
+def test_evidence_items_are_aligned_with_the_forget_split(lab):
+    ms, data, res = lab
+    items = res.evidence_items()["patching_retention"]
+    assert set(items.forget_plain) == set(items.forget_attacked) == set(ms.all())
+    for m in ("original", "suppressed_head", "retain_only", "ga", "copy"):
+        assert items.forget_plain[m].shape == items.forget_attacked[m].shape == (len(data.forget),)
+    assert items.holdout_plain == {}  # not self-contained: the reference is its only control
+    np.testing.assert_array_equal(items.forget_attacked["original"], items.forget_plain["original"])
+    # patching the original's own states into it changes nothing, item by item (and in the stored per-layer table)
+    np.testing.assert_allclose(items.forget_attacked["copy"], items.forget_plain["original"], rtol=1e-12)
+    np.testing.assert_array_equal(items.forget_plain["copy"], items.forget_plain["original"])
+    # suppressed_head equals the original below its last block: the patched p~ there IS the original's, per item
+    for layer in res.layers[:-1]:
+        np.testing.assert_array_equal(res.patched_p["suppressed_head"][layer], res.own_p["original"])
+    # the per-item table reproduces the stored per-layer mean drops (log p~ = mean answer log-prob)
+    drop = np.log(res.own_p["original"]) - np.log(res.patched_p["ga"])  # [n_layers, n]
+    np.testing.assert_allclose(drop.mean(1), res.drops["ga"], rtol=1e-4, atol=1e-5)
+
+
+def test_layer_weights_are_the_uds_weights(lab):
+    _, _, res = lab
+    d1 = np.asarray(res.drops["retain_only"])
+    w = res.layer_weights()
+    np.testing.assert_allclose(w, np.where(d1 > res.config.threshold, d1, 0) / d1[d1 > res.config.threshold].sum())
+    no_ref = replace(res, reference=None)
+    np.testing.assert_allclose(no_ref.layer_weights(), np.full(len(res.layers), 1 / len(res.layers)))
+
+
+def test_calibrated_evidence_suppressed_exceeds_the_reference(lab):
+    _, _, res = lab
+    items = res.evidence_items()["patching_retention"]
+    sup = calibrate(items, "suppressed_head", "original", "retain_only", "reference")
+    assert sup.control == CONTROL_REFERENCE and sup.n_items == len(items.forget_plain["original"])
+    assert sup.lo <= sup.excess <= sup.hi
+    assert sup.excess > 0.5 and sup.lo > 0.4  # two of three layers still carry everything the original needs
+    ref_gain = items.forget_attacked["retain_only"] - items.forget_plain["retain_only"]
+    sup_gain = items.forget_attacked["suppressed_head"] - items.forget_plain["suppressed_head"]
+    assert sup_gain.mean() > 0.3 > 0 > ref_gain.mean()  # the original cannot read the scratch model's states
+    # the probe copies the original into the checkpoint: without the reference it does not count
+    alone = calibrate(items, "suppressed_head", "original", None, "reference")
+    assert alone.control == CONTROL_NONE and not alone.calibrated and alone.raw == pytest.approx(sup.raw)
+
+
+def test_spec_and_evidence_through_the_registry(lab):
+    _, _, res = lab
+    spec = registry.get_spec("patching")
+    assert spec is SPEC and [(e.key, e.control) for e in spec.evidence] == [("patching_retention", "reference")]
+    back = decode_result(encode_result(res))
+    ev, items = registry.collect_evidence_items([("patching", back)])["patching_retention"]
+    assert ev.control == "reference"
+    for m, a in res.evidence_items()["patching_retention"].forget_attacked.items():
+        np.testing.assert_array_equal(items.forget_attacked[m], a)

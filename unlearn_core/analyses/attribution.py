@@ -32,6 +32,7 @@ from scipy.stats import spearmanr
 from unlearn_core.codec import register_result
 from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.scoring import Encoded, greedy_generate, length_batches, pad_id_of, right_pad, score_encoded
+from unlearn_core.spec import AnalysisSpec
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 from unlearn_core.validation import optional_positive_int, positive_ints
 
@@ -481,13 +482,11 @@ def compute_attribution(models: ModelSet, data: AuditData, config: AttributionCo
                              tuple(config.methods), {n: lm.hash for n, lm in checkpoints.items()}, data.hash, config)
 
 
-def analysis_spec():
-    """CLI/dashboard registry entry 'attribution' (keyword-emphasis recovery is the separate 'keyword_recovery')."""
-    from unlearn_core.audit import Analysis
-
-    return Analysis(
-        "attribution", "Prompt attribution (keyword focus)", AttributionConfig, compute_attribution,
-        lambda r: {"attribution_summary": r.summary_frame(), "attribution_items": r.items_frame(),
-                   "attribution_tokens": r.to_frame()},
-        lambda r, name: r.scores(name),
-    )
+# Registry entry 'attribution' (keyword-emphasis recovery is the separate 'keyword_recovery').
+SPEC = AnalysisSpec(
+    name="attribution", title="Prompt attribution (keyword focus)", default_config=AttributionConfig,
+    compute=compute_attribution,
+    tables=lambda r: {"attribution_summary": r.summary_frame(), "attribution_items": r.items_frame(),
+                      "attribution_tokens": r.to_frame()},
+    scores=lambda r, name: r.scores(name),
+)

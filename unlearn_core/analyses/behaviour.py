@@ -27,6 +27,7 @@ from unlearn_core.analyses.text_scores import MIA_METRICS, auc_roc, membership_s
 from unlearn_core.codec import register_result
 from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.scoring import encode, greedy_generate, pad_id_of, score_encoded
+from unlearn_core.spec import AnalysisSpec
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 MIA_TEXT_MODES = ("prompt_answer", "as_text")
@@ -407,3 +408,11 @@ def compute_scorecard(
         data_hash=data.hash,
         config=config,
     )
+
+
+SPEC = AnalysisSpec(
+    name="scorecard", title="Behavioural scorecard", default_config=ScorecardConfig, compute=compute_scorecard,
+    tables=lambda r: {"scorecard_summary": r.to_frame(), "scorecard_items": r.items_frame(),
+                      "scorecard_roc": r.roc_frame()},
+    scores=lambda r, name: r.scores(name),
+)

@@ -32,7 +32,13 @@ from unlearn_core.analyses.concept_ablation import (
     zero_ablation_attribution,
     zero_edit,
 )
-from unlearn_core.analyses.concept_change import CHANGE_COLUMNS, WEIGHT_COLUMNS, column_change, weight_change
+from unlearn_core.analyses.concept_change import (
+    CHANGE_COLUMNS,
+    WEIGHT_COLUMNS,
+    column_change,
+    per_layer_change,
+    weight_change,
+)
 from unlearn_core.analyses.concept_locate import (
     concept_items,
     concept_words,
@@ -43,6 +49,7 @@ from unlearn_core.analyses.concept_locate import (
 )
 from unlearn_core.codec import register_result
 from unlearn_core.scoring import encode, pad_id_of
+from unlearn_core.spec import AnalysisSpec
 from unlearn_core.types import AuditData, ModelSet
 
 Progress = Callable[[float, str], None]
@@ -457,16 +464,14 @@ def compute_concept_vectors(models: ModelSet, data: AuditData, config: ConceptVe
     )
 
 
-def analysis_spec():
-    """The CLI / dashboard registry entry (the lead adds it to unlearn_core.audit.REGISTRY)."""
-    from unlearn_core.analyses.concept_change import per_layer_change
-    from unlearn_core.audit import Analysis
-
-    return Analysis(
-        "concept_vectors", "Concept vectors", ConceptVectorsConfig, compute_concept_vectors,
-        lambda r: {"concept_vectors_summary": r.to_frame(), "concept_vectors_candidates": r.candidates,
-                   "concept_vectors_change": r.change, "concept_vectors_ablation": r.ablation,
-                   "concept_vectors_concept_ablation": r.concept_ablation,
-                   "concept_vectors_layer_change": per_layer_change(r.weight_change)},
-        lambda r, name: r.scores(name),
-    )
+# No verdict evidence: concept-vector cosine is parametric similarity, not recoverability, and a retain-only model
+# trained separately has unaligned columns (cosine ~0.7 by construction), which would read as "retained".
+SPEC = AnalysisSpec(
+    name="concept_vectors", title="Concept vectors", default_config=ConceptVectorsConfig,
+    compute=compute_concept_vectors,
+    tables=lambda r: {"concept_vectors_summary": r.to_frame(), "concept_vectors_candidates": r.candidates,
+                      "concept_vectors_change": r.change, "concept_vectors_ablation": r.ablation,
+                      "concept_vectors_concept_ablation": r.concept_ablation,
+                      "concept_vectors_layer_change": per_layer_change(r.weight_change)},
+    scores=lambda r, name: r.scores(name),
+)

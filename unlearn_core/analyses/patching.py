@@ -18,6 +18,21 @@ the verdict is 1 - UDS.
 Patched positions: the "answer span" in the teacher-forced sense, i.e. positions p-1 .. p+a-2 whose outputs predict
 the answer tokens (prompt length p, answer length a). Block outputs are replaced there, prompt positions keep the
 original's states. All checkpoints must share the original's tokenizer (same token positions).
+
+Verdict evidence "patching_retention" (control "reference"), per forget item i:
+    plain_u(i)    = p~ of checkpoint u's own answer (u's own forward pass),
+    attacked_u(i) = sum_l w_l p~(original with u's block-l output over the answer span)(i), the UDS patch,
+    w_l           = D1_l / sum D1 over the layers UDS counts (D1_l > threshold); uniform without a reference.
+Through calibration.calibrate the recovery is (mean attacked - mean plain) / (mean p~_original - mean plain): the
+share of the answer gap that the ORIGINAL's machinery (its blocks above l, its prompt-position states, its head)
+reads back out of u's layer-l states, D1-weighted over layers as UDS is. For the original itself attacked = plain
+(patching its own states is the identity). UDS itself is a ratio of per-layer mean drops against the retain-only
+model, D2_l / D1_l, clipped per layer; that ratio has no per-item plain/attacked form (the reference sits inside the
+denominator), so the per-item form keeps UDS's patch and layer weights but compares with the reference
+afterwards: calibrate subtracts the same quantity computed for the retain-only model (paired over items). The
+probe copies the original into the checkpoint, so a model that can read the original's states "recovers": without
+the retain-only reference it does not count. The weights are chosen with the reference's own drops (as UDS does),
+which slightly favours the reference's recovery being low.
 """
 
 from __future__ import annotations
@@ -26,17 +41,21 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from unlearn_core.analyses.sae_training import block_output, replace_block_output
 from unlearn_core.arch import decoder_layers
+from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
 from unlearn_core.scoring import Encoded, encode, length_batches, model_device, pad_id_of, right_pad
+from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, ModelSet
 
 Progress = Callable[[float, str], None]
+EVIDENCE_KEY = "patching_retention"
 
 
 @register_result
@@ -71,6 +90,28 @@ class PatchingResult:
     model_hashes: dict[str, str]
     data_hash: str
     config: PatchingConfig
+    original: str
+    own_p: dict[str, np.ndarray]  # every model (original included): p~ of its own answer per forget item [n]
+    patched_p: dict[str, np.ndarray]  # source -> p~ of the original patched with its block-l states [n_layers, n]
+
+    def layer_weights(self) -> np.ndarray:
+        """w_l of the per-item evidence: D1_l over the layers UDS counts, normalised; uniform without a reference
+        (or when no layer counts)."""
+        n = len(self.layers)
+        d1 = np.asarray(self.drops[self.reference], np.float64) if self.reference in self.drops else np.zeros(n)
+        w = np.where(d1 > self.config.threshold, d1, 0.0)
+        return w / w.sum() if w.sum() > 0 else np.full(n, 1.0 / n)
+
+    def evidence_items(self) -> dict[str, ProbeItems]:
+        """Per forget item p~ plain (the checkpoint's own) and attacked (the original reading its states, the
+        D1-weighted mean over layers): see the module docstring."""
+        w = self.layer_weights()
+        attacked = {n: w @ p for n, p in self.patched_p.items()}
+        attacked[self.original] = self.own_p[self.original]  # patching the original into itself: the identity
+        label = ("original reads the checkpoint's block outputs over the answer span (UDS patch), "
+                 + ("D1-weighted over layers" if self.reference in self.drops else "mean over layers"))
+        return {EVIDENCE_KEY: ProbeItems(key=EVIDENCE_KEY, attack=label, metric="answer p~",
+                                         forget_plain=dict(self.own_p), forget_attacked=attacked)}
 
     def to_frame(self) -> pd.DataFrame:
         """One row per (checkpoint, layer): D (=D2), D1, clipped ratio and whether the layer counts."""
@@ -127,17 +168,17 @@ def _span_mask(batch: list[Encoded], width: int, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _all_block_outputs(model, ids, mask) -> list[torch.Tensor]:
-    """Block outputs of every layer, one forward pass: list of [B, T, d]."""
+def _all_block_outputs(model, ids, mask) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Block outputs of every layer (list of [B, T, d]) and the logits [B, T, V], one forward pass."""
     store: list = []
     handles = [blk.register_forward_hook(lambda _m, _i, out: store.append(block_output(out)))
                for blk in decoder_layers(model)]
     try:
-        model(input_ids=ids, attention_mask=mask)
+        logits = model(input_ids=ids, attention_mask=mask).logits
     finally:
         for h in handles:
             h.remove()
-    return store
+    return store, logits
 
 
 @torch.no_grad()
@@ -173,6 +214,8 @@ def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig =
     enc = [e for e in encode(orig.tokenizer, [p for p, _ in pairs], [a for _, a in pairs]) if e.answer_ids]
     pad, device = pad_id_of(orig.tokenizer), model_device(orig.model)
     sums = {n: [0.0] * n_layers for n in sources}
+    own_lp = {n: torch.zeros(len(enc)) for n in models.all()}
+    patched_lp = {n: torch.zeros(n_layers, len(enc)) for n in sources}
     base_sum = 0.0
     batches = length_batches([len(e.ids) for e in enc], config.batch_size)
     for b, idx in enumerate(batches):
@@ -183,11 +226,15 @@ def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig =
         span = _span_mask(batch, ids.shape[1], device)
         base = _answer_lp(orig.model(input_ids=ids, attention_mask=mask).logits, batch)  # [B]
         base_sum += float(base.sum())
+        own_lp[orig.name][idx] = base
         for n, lm in sources.items():
-            src = _all_block_outputs(lm.model, ids.to(model_device(lm.model)), mask.to(model_device(lm.model)))
+            src, logits = _all_block_outputs(lm.model, ids.to(model_device(lm.model)),
+                                             mask.to(model_device(lm.model)))
+            own_lp[n][idx] = _answer_lp(logits, batch)
             for layer in range(n_layers):
                 lp = _patched_lp(orig.model, layer, ids, mask, span, src[layer].to(device), batch)
                 sums[n][layer] += float((base - lp).sum())
+                patched_lp[n][layer, idx] = lp
     n = max(1, len(enc))
     drops = {name: tuple(v / n for v in s) for name, s in sums.items()}
     ref = models.retain_only.name if models.retain_only is not None else None
@@ -203,12 +250,16 @@ def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig =
              "from the source (D1: retain-only, D2: this checkpoint). 1 = deleted at every layer, 0 = still "
              "present at every layer; retention evidence = 1 - UDS.",
         model_hashes={name: lm.hash for name, lm in models.all().items()}, data_hash=data.hash, config=config,
+        original=orig.name, own_p={k: v.exp().double().numpy() for k, v in own_lp.items()},
+        patched_p={k: v.exp().double().numpy() for k, v in patched_lp.items()},
     )
 
 
-def analysis_spec():
-    from unlearn_core.audit import Analysis
-
-    return Analysis("patching", "Layer-wise patching (UDS)", PatchingConfig, compute_patching,
-                    lambda r: {"patching_layers": r.to_frame(), "patching_uds": r.uds_frame()},
-                    lambda r, name: r.scores(name))
+SPEC = AnalysisSpec(
+    name="patching", title="Layer-wise patching (UDS)", default_config=PatchingConfig, compute=compute_patching,
+    tables=lambda r: {"patching_layers": r.to_frame(), "patching_uds": r.uds_frame()},
+    scores=lambda r, name: r.scores(name),
+    evidence=(Evidence(EVIDENCE_KEY, "the original reads the answer back from the checkpoint's states (patching)",
+                       "reference"),),
+    evidence_items=lambda r: r.evidence_items(),
+)

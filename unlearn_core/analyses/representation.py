@@ -27,6 +27,7 @@ from unlearn_core import arch
 from unlearn_core.analyses.quantization import check_int, recovery_rate
 from unlearn_core.codec import register_result
 from unlearn_core.scoring import encode, length_batches, model_device, pad_id_of, right_pad
+from unlearn_core.spec import AnalysisSpec
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 Progress = Callable[[float, str], None]
@@ -216,10 +217,9 @@ def compute_representation(models: ModelSet, data: AuditData, config: Representa
                                 data.hash, config)
 
 
-def analysis_spec():
-    from unlearn_core.audit import Analysis
-
-    return Analysis("representation", "Representation similarity (CKA) and logit lens", RepresentationConfig,
-                    compute_representation,
-                    lambda r: {"representation_cka": r.to_frame(), "representation_logit_lens": r.lens_frame()},
-                    lambda r, name: r.scores(name))
+SPEC = AnalysisSpec(
+    name="representation", title="Representation similarity (CKA) and logit lens",
+    default_config=RepresentationConfig, compute=compute_representation,
+    tables=lambda r: {"representation_cka": r.to_frame(), "representation_logit_lens": r.lens_frame()},
+    scores=lambda r, name: r.scores(name),
+)
