@@ -20,6 +20,7 @@ from unlearn_core.analyses.attribution import (
 )
 from unlearn_core.analyses.keyword_emphasis import (
     KeywordEmphasisConfig,
+    attributed_keywords,
     compute_keyword_emphasis,
     emphasise,
     recovery_rate,
@@ -201,6 +202,22 @@ def test_keyword_evidence_is_best_variant_per_item_with_holdout(lab):
         assert e.lo <= e.excess <= e.hi
     back = decode_result(encode_result(res)).evidence_items()[ev.key]
     assert all(np.array_equal(back.holdout_attacked[m], items.holdout_attacked[m]) for m in models.all())
+
+
+def test_attributed_keywords_are_the_question_words_the_original_leans_on(lab):
+    models, data = lab
+    o = models.original
+    items = data.forget[:8]
+    found = attributed_keywords(o.model, o.tokenizer, items, data.prompt_format, 3, 64)
+    for it, kws in zip(items, found):
+        assert len(kws) == 3 and all(k in it.question.split() or k in it.question for k in kws)
+        assert kws == sorted(kws, key=it.question.index)  # question order
+    # under the original, the entity's name carries the answer: it is among the top words for most items
+    named = [any(k in (it.concept or "").split() for k in kws) for it, kws in zip(items, found)]
+    assert sum(named) >= 6, found
+    res = compute_keyword_emphasis(models, replace(data, forget=items, retain=data.retain[:4], holdout=()),
+                                   KeywordEmphasisConfig(keywords="attribution", generate=False))
+    assert res.keywords["forget"] == found
 
 
 def test_emphasis_variants_and_recovery_formula():

@@ -17,7 +17,9 @@ Verdict evidence "keyword_recovery": per item, the plain p~ and the best variant
 variants, plain excluded: the same rule for every model, reference included), on the forget split and on the
 holdout split (facts the original never learned: what emphasis alone does to an answer that was never known).
 Keywords of holdout items follow the same rule as forget items: the item's own `keywords` field, and only where an
-item has none (or with keywords="attribution") the top-k words attributed under the original model.
+item has none (or with keywords="attribution") the top-k question words whose deletion lowers the original model's
+answer log-prob most (leave-one-word-out; on holdout items the original does not know the answer, so this picks
+the words it leans on, without knowledge of the fact).
 """
 
 from __future__ import annotations
@@ -29,10 +31,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from unlearn_core.analyses.attribution import _prompt_layout, leave_one_out
 from unlearn_core.analyses.probe_helpers import PLAIN, ItemTable, probe_items, put
 from unlearn_core.codec import register_result
-from unlearn_core.items import QAItem
+from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.recovery import recovery_rate
 from unlearn_core.scoring import encode, greedy_generate, pad_id_of, score_encoded
 from unlearn_core.spec import AnalysisSpec, Evidence
@@ -66,8 +67,8 @@ def emphasise(question: str, keywords: tuple[str, ...] | list[str], variant: str
 @register_result
 @dataclass(frozen=True)
 class KeywordEmphasisConfig:
-    """keywords: 'item' (the item's keywords; top-k attributed words under the original model where missing) or
-    'attribution' (always the top-k words by leave-one-out contribution under the original model)."""
+    """keywords: 'item' (the item's keywords; the top-k leave-one-word-out words under the original model where
+    missing) or 'attribution' (always the top-k leave-one-word-out words under the original model)."""
 
     variants: tuple[str, ...] = VARIANTS
     keywords: str = "item"
@@ -141,27 +142,42 @@ class KeywordEmphasisResult:
         return {f"kw_{k}{suffix}": float(s.loc[n, k]) for n, suffix in refs for k in keys}
 
 
+WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")  # a question word: letters/digits, inner apostrophe or hyphen
+
+
+def attributed_keywords(model, tokenizer, items, fmt: PromptFormat, top_k: int, batch_size: int) -> list[list[str]]:
+    """Per item the top-k question words whose deletion lowers the answer's mean log-prob the most under `model`
+    (leave-one-word-out), in question order. Whole words, so no tokenizer word grouping is needed."""
+    prompts, answers, owner = [], [], []  # owner: (item, word index or -1 for the full question)
+    words = []
+    for i, it in enumerate(items):
+        spans = [m.span() for m in WORD.finditer(it.question)]
+        words.append([it.question[a:b] for a, b in spans])
+        for j, (a, b) in enumerate([(0, 0), *spans]):
+            q = re.sub(r"\s{2,}", " ", it.question[:a] + it.question[b:]).strip()
+            prompts.append(fmt.prompt(q))
+            answers.append(fmt.answer(it.answer))
+            owner.append((i, j - 1))
+    lp = score_encoded(model, encode(tokenizer, prompts, answers), pad_id_of(tokenizer), batch_size).mean_logprob()
+    full = {i: float(v) for (i, j), v in zip(owner, lp) if j < 0}
+    drop: dict[int, dict[int, float]] = {i: {} for i in range(len(items))}
+    for (i, j), v in zip(owner, lp):
+        if j >= 0:
+            drop[i][j] = full[i] - float(v)
+    return [[words[i][j] for j in sorted(sorted(d, key=lambda j: -d[j])[:top_k])] for i, d in drop.items()]
+
+
 def _keywords(models: ModelSet, items: tuple[QAItem, ...], data: AuditData, cfg: KeywordEmphasisConfig):
-    """Per item: its keywords, or the top-k in-question words by leave-one-out C under the original model."""
+    """Per item: its keywords, or (where it has none, or keywords='attribution') the top-k leave-one-word-out
+    words under the original model."""
     need = [i for i, it in enumerate(items) if cfg.keywords == "attribution" or not it.keywords]
     out = [list(it.keywords) for it in items]
-    if not need:
-        return out
-    tok = models.original.tokenizer
-    lays, answers = [], []
-    for i in need:
-        prompt, answer = data.prompt_format.pair(items[i])
-        lays.append(_prompt_layout(tok, prompt, items[i].question, "question"))
-        answers.append(list(tok(answer, add_special_tokens=False)["input_ids"]))
-    _, contrib = leave_one_out(models.original.model, pad_id_of(tok), [list(lay[0]) for lay in lays], answers,
-                               [lay[5] for lay in lays], cfg.batch_size)
-    for i, lay, c in zip(need, lays, contrib):
-        word_c: dict[int, float] = {}
-        for t, w in enumerate(lay[2]):
-            if lay[4][t]:
-                word_c[w] = word_c.get(w, 0.0) + float(c[t])
-        top = sorted(word_c, key=lambda w: -word_c[w])[: cfg.top_k]
-        out[i] = [lay[3][w] for w in sorted(top) if re.search(r"\w", lay[3][w])]
+    if need:
+        o = models.original
+        found = attributed_keywords(o.model, o.tokenizer, [items[i] for i in need], data.prompt_format, cfg.top_k,
+                                    cfg.batch_size)
+        for i, kws in zip(need, found):
+            out[i] = kws
     return out
 
 
