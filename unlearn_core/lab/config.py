@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+ARCHS = ("gpt2", "llama", "gpt_neox")
+
 
 @dataclass(frozen=True)
 class UnlearnConfig:
@@ -26,47 +28,54 @@ class UnlearnConfig:
     rmu_steer: float = 40.0  # target norm multiplier relative to the layer's mean activation norm
     rmu_alpha: float = 10.0  # retain-preservation weight
     head_lr: float = 2e-4
+    lowrank_rank: int = 4  # suppressed_lowrank: rank of the additive update on every block's MLP output projection
+    lowrank_lr: float = 3e-3
 
 
 @dataclass(frozen=True)
 class LabConfig:
+    """The TOFU/MUSE protocol: one pretrained `base` (other entities of the same world), fine-tuned into `original`
+    (forget + retain facts), `retain_only` (retain facts only: the deletion reference) and `retrained` (the same
+    recipe, another data order: an audited deletion control)."""
+
     name: str
-    arch: str = "gpt2"  # gpt2 | llama
+    arch: str = "gpt2"  # gpt2 | llama | gpt_neox
+    world: str = "people"  # a registered world generator (unlearn_core.lab.world.register_world)
     n_layer: int = 4
     d_model: int = 128
     n_head: int = 4
     d_mlp: int = 512
     vocab_size: int = 512
-    n_entities: int = 40
+    n_entities: int = 40  # audited entities (forget + retain)
     n_attributes: int = 5
     forget_frac: float = 0.1
     n_holdout: int = 4
+    n_base_entities: int = 40  # the base model's pretraining entities (never audited)
     seed: int = 0
-    lr: float = 3e-3
+    lr: float = 3e-3  # pretraining (base) and the independent reference's training from scratch
+    finetune_lr: float = 1e-3  # original, retain_only, retrained: fine-tuned from base
     batch_size: int = 32
     max_epochs: int = 400
+    finetune_max_epochs: int = 300
     target_acc: float = 0.98  # train until QA accuracy on trained facts reaches this (checked every eval_every)
     eval_every: int = 5
-    # "independent": retain_only starts from its own random init (seed + 1) and data order, like a retrain from
-    # scratch; "shared": the original's init (the analogue of retraining from a common pretrained start, which the
-    # SAE-restoration paper finds restores highly: on the tiny lab 0.2-0.5 of the forget p~, against ~0 when
-    # independent; measured in issue 6)
-    retain_only_init: str = "independent"
+    # "base": retain_only and retrained are fine-tuned from the shared base without the forget split (TOFU, MUSE);
+    # "independent": they are trained from their own random init (seed + 1, seed + 2) on all non-forget data (base +
+    # retain facts), an easier control: nothing of the original's representation basis is shared
+    reference: str = "base"
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
 
     def __post_init__(self):
-        if self.arch not in ("gpt2", "llama"):
-            raise ValueError(f"arch must be gpt2 or llama, got {self.arch!r}")
-        if self.retain_only_init not in ("independent", "shared"):
-            raise ValueError(f"retain_only_init must be independent or shared, got {self.retain_only_init!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.reference not in ("base", "independent"):
+            raise ValueError(f"reference must be base or independent, got {self.reference!r}")
         if self.n_layer < 3:
             raise ValueError("n_layer must be >= 3 (RMU and SAE need a middle layer below the last block)")
         if self.d_model % self.n_head:
             raise ValueError("d_model must be divisible by n_head")
-
-    @property
-    def retain_only_seed(self) -> int:
-        return self.seed + 1 if self.retain_only_init == "independent" else self.seed
+        if self.n_base_entities < 1:
+            raise ValueError("n_base_entities must be >= 1 (the base model is pretrained on them)")
 
     @property
     def hash(self) -> str:
@@ -77,13 +86,16 @@ CONFIGS: dict[str, LabConfig] = {
     # Llama GA: at 2e-5 it ended at retain acc 0.333 (< ga_retain_floor); 1e-5 ends at 0.356 (measured).
     # RMU on the 4-layer models needs a larger step to meet the stop rule within max_steps (measured: 3e-3 stalls
     # at forget accuracy 0.15 after 400 steps on the default config)
-    "default": LabConfig(name="default", unlearn=UnlearnConfig(rmu_lr=6e-3)),
-    "llama": LabConfig(name="llama", arch="llama", d_mlp=344, unlearn=UnlearnConfig(rmu_lr=6e-3, ga_lr=1e-5)),
+    # Base size: with 30 base entities the default base memorises in 30 epochs (68 s, 1 thread) and the original
+    # fine-tunes in 10 (25 s); 20 base entities: base 40 epochs but fine-tuning 25; 40: base 60 epochs (131 s)
+    "default": LabConfig(name="default", n_base_entities=30, unlearn=UnlearnConfig(rmu_lr=6e-3)),
+    "llama": LabConfig(name="llama", arch="llama", d_mlp=344, n_base_entities=30,
+                       unlearn=UnlearnConfig(rmu_lr=6e-3, ga_lr=1e-5)),
     "tiny": LabConfig(name="tiny", n_layer=3, d_model=64, n_head=4, d_mlp=256, vocab_size=512, n_entities=24,
-                      n_attributes=4, forget_frac=1 / 6, n_holdout=4, lr=5e-3, max_epochs=300),
+                      n_attributes=4, forget_frac=1 / 6, n_holdout=4, n_base_entities=24, lr=5e-3, max_epochs=300),
     "tiny-llama": LabConfig(name="tiny-llama", arch="llama", n_layer=3, d_model=64, n_head=4, d_mlp=172,
-                            vocab_size=512, n_entities=24, n_attributes=4, forget_frac=1 / 6, n_holdout=4, lr=5e-3,
-                            max_epochs=300),
+                            vocab_size=512, n_entities=24, n_attributes=4, forget_frac=1 / 6, n_holdout=4,
+                            n_base_entities=24, lr=5e-3, max_epochs=300),
 }
 
 

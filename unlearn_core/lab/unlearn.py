@@ -2,8 +2,12 @@
 
 GA (gradient ascent), GradDiff (ascent on forget + descent on retain), NPO (+ retain NLL; Zhang et al. 2024),
 RMU (Li et al. 2024, WMDP: misdirect one layer's forget activations to a random direction, keep retain ones),
-and the planted `suppressed_head` control: GradDiff restricted to the last block, final norm and output head, so
-every earlier representation is byte-identical to the original's (ground truth: suppression).
+and two planted suppression controls at different depths (ground truth: suppressed):
+- `suppressed_head`: GradDiff restricted to the last block, final norm and output head, so every earlier
+  representation is byte-identical to the original's;
+- `suppressed_lowrank`: GradDiff through a rank-r additive update B @ A on the MLP output projection of EVERY block,
+  the original weights frozen; the update is merged into the saved weights and also returned, so subtracting it
+  restores the original (up to float rounding).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from unlearn_core import arch
 from unlearn_core.lab.config import UnlearnConfig
 from unlearn_core.scoring import Encoded, pad_id_of, right_pad, score_encoded
 
-METHODS = ("ga", "graddiff", "npo", "rmu", "suppressed_head")
+METHODS = ("ga", "graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank")
 
 
 def answer_logprob_sums(model, batch: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +66,7 @@ def unlearn(method: str, original, tokenizer, forget: list[Encoded], retain: lis
     pad = pad_id_of(tokenizer)
     frozen = original.eval()
     lr = {"ga": cfg.ga_lr, "graddiff": cfg.graddiff_lr, "npo": cfg.npo_lr, "rmu": cfg.rmu_lr,
-          "suppressed_head": cfg.head_lr}[method]
+          "suppressed_head": cfg.head_lr, "suppressed_lowrank": cfg.lowrank_lr}[method]
     for p in model.parameters():
         p.requires_grad_(False)
     if method == "rmu":
@@ -75,10 +79,14 @@ def unlearn(method: str, original, tokenizer, forget: list[Encoded], retain: lis
         control = cfg.rmu_steer * scale * u / u.norm() / h.shape[-1] ** 0.5
     elif method == "suppressed_head":
         params = arch.head_parameters(model)
+    elif method == "suppressed_lowrank":
+        lowrank = LowRankDelta(model, cfg.lowrank_rank, seed)
+        params = lowrank.parameters()
     else:
         params = list(model.parameters())
-    for p in params:
-        p.requires_grad_(True)
+    if method != "suppressed_lowrank":
+        for p in params:
+            p.requires_grad_(True)
     if method == "npo":
         with torch.no_grad():
             ref = {id(e): answer_logprob_sums(frozen, [e], pad)[0][0] for e in forget}
@@ -97,7 +105,7 @@ def unlearn(method: str, original, tokenizer, forget: list[Encoded], retain: lis
         rb = rng.sample(retain, min(cfg.retain_batch_size, len(retain)))
         if method == "ga":
             loss = -_nll(model, fb, pad)
-        elif method in ("graddiff", "suppressed_head"):
+        elif method in ("graddiff", "suppressed_head", "suppressed_lowrank"):
             loss = -_nll(model, fb, pad) + cfg.retain_weight * _nll(model, rb, pad)
         elif method == "npo":
             s, _ = answer_logprob_sums(model, fb, pad)
@@ -120,6 +128,8 @@ def unlearn(method: str, original, tokenizer, forget: list[Encoded], retain: lis
         if progress:
             progress(step, acc)
     model.eval()
+    if method == "suppressed_lowrank":
+        stats_lr = lowrank.merge()
     for p in model.parameters():
         p.requires_grad_(False)
     stats = {"method": method, "steps": step, "lr": lr, "forget_acc_at_stop": acc,
@@ -127,4 +137,52 @@ def unlearn(method: str, original, tokenizer, forget: list[Encoded], retain: lis
              "stop_rule": f"forget accuracy <= {cfg.stop_forget_acc}"}
     if method == "rmu":
         stats["layer"] = layer
+    if method == "suppressed_lowrank":
+        stats.update(stats_lr)
+        model.lowrank_delta = lowrank.factors()  # {f"{layer}.A": [r, d_mlp], f"{layer}.B": [d_model, r]}
     return model, stats
+
+
+class LowRankDelta:
+    """A trainable rank-r additive update D_l = B_l @ A_l ([d_model, d_mlp], the orientation of
+    arch.mlp_out_matrix) on every block's MLP output projection, applied by forward hooks while training (the
+    model's own weights stay frozen) and merged into the weights at the end. LoRA init: A random, B zero."""
+
+    def __init__(self, model, rank: int, seed: int):
+        self.model, self.rank = model, rank
+        self.layers = list(range(arch.n_layers(model)))
+        g = torch.Generator().manual_seed(seed)
+        self.A, self.B, self.hooks = [], [], []
+        for layer in self.layers:
+            w = arch.mlp_out_matrix(model, layer)
+            d_model, d_mlp = w.shape
+            a = (torch.randn(rank, d_mlp, generator=g) / d_mlp ** 0.5).to(w.device, w.dtype).requires_grad_(True)
+            b = torch.zeros(d_model, rank, device=w.device, dtype=w.dtype, requires_grad=True)
+            self.A.append(a)
+            self.B.append(b)
+            self.hooks.append(arch.mlp_out_proj(model, layer).register_forward_hook(
+                lambda mod, inp, out, a=a, b=b: out + (inp[0] @ a.T) @ b.T))
+
+    def parameters(self) -> list[torch.Tensor]:
+        return self.A + self.B
+
+    def factors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for layer, a, b in zip(self.layers, self.A, self.B):
+            out[f"{layer}.A"], out[f"{layer}.B"] = a.detach().clone(), b.detach().clone()
+        return out
+
+    @torch.no_grad()
+    def merge(self) -> dict:
+        """Removes the hooks, adds B @ A into each projection's weight; returns the update's size."""
+        for h in self.hooks:
+            h.remove()
+        rel = []
+        for layer, a, b in zip(self.layers, self.A, self.B):
+            w = arch.mlp_out_matrix(self.model, layer)
+            delta = b @ a
+            rel.append((delta.norm() / w.norm()).item())
+            w.add_(delta)  # for GPT-2's Conv1D, mlp_out_matrix is a transposed view: the add lands in .weight
+        return {"rank": self.rank, "layers": self.layers,
+                "delta_rel_frobenius": [round(r, 5) for r in rel],
+                "delta_rel_frobenius_mean": round(sum(rel) / len(rel), 5)}
