@@ -41,9 +41,12 @@ from unlearn_core.analyses.probe_helpers import (
     summary_row,
 )
 from unlearn_core.codec import register_result
-from unlearn_core.recovery import recovery_rate  # noqa: F401 - re-exported: representation/extraction import it here
+from unlearn_core.recovery import recovery_rate  # noqa: F401 - re-exported, see below
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
+
+# check_int and recovery_rate are re-exported: representation.py and extraction.py import them from here (new code
+# takes them from analyses.probe_helpers)
 
 # ------------------------------------------------------------------------------------------------ quantization
 
