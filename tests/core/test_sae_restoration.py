@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from unlearn_core import registry
 from unlearn_core.analyses.sae_restoration import RestorationConfig, compute_restoration, default_layer
 from unlearn_core.analyses.sae_training import (
     SAETrainConfig,
@@ -25,6 +27,7 @@ from unlearn_core.analyses.sae_training import (
     sae_quality,
     train_sae,
 )
+from unlearn_core.calibration import CONTROL_NONE, CONTROL_REFERENCE, calibrate
 from unlearn_core.codec import decode_result, encode_result
 from unlearn_core.scoring import encode, pad_id_of
 from unlearn_core.types import LoadedModel, ModelSet
@@ -153,21 +156,65 @@ def test_result_storable_and_plottable(lab):
 
 
 def test_verdict_from_restoration_alone(lab, tiny_lab):
-    """With SAE restoration as the only retention evidence the controls get their planted verdicts."""
+    """With SAE restoration as the only retention evidence (counted on request: it is not counted by default),
+    calibrated against the retain-only model, the planted suppression is called suppressed; without the reference
+    the same number does not count (it copies the original's feature values, so only a deletion reference run the
+    same way is a control)."""
     import json
 
-    from unlearn_core.analyses.verdict import compute_verdict
+    from unlearn_core.analyses.verdict import VerdictConfig, calibrate_all, compute_verdict
 
     _, _, res = lab
     meta = json.loads((tiny_lab / "lab.json").read_text())
     acc = {k: v["scores"]["forget_acc"] for k, v in meta["checkpoints"].items()}
-    scores = {"original": {"forget_acc": acc["original"]},
-              "suppressed_head": {"forget_acc": acc["suppressed_head"], **res.scores("suppressed_head")},
-              "retain_only_as_unlearned": {"forget_acc": acc["retain_only"], **res.scores("retain_only_as_unlearned")}}
-    v = compute_verdict(scores)
-    assert v.get("suppressed_head").verdict == "suppressed" and v.get("suppressed_head").retention_from == \
-        "sae_restoration"
-    assert v.get("retain_only_as_unlearned").verdict == "deleted"
+    behaviour = {"original": {"forget_acc": acc["original"]},
+                 "suppressed_head": {"forget_acc": acc["suppressed_head"]},
+                 "retain_only_as_unlearned": {"forget_acc": acc["retain_only"]}}
+    items = registry.collect_evidence_items([("sae_restoration", res)])
+    ref = "retain_only_as_unlearned"
+    rule = VerdictConfig(counted=("sae_restoration",))
+    ev = calibrate_all(items, list(behaviour), "original", ref, rule)
+    v = compute_verdict(behaviour, ev, rule, original="original", reference=ref)
+    sup = v.get("suppressed_head")
+    assert sup.verdict == "suppressed" and sup.retention_from == "sae_restoration", sup.reason
+    assert sup.control == CONTROL_REFERENCE
+    alone = compute_verdict(behaviour, calibrate_all(items, list(behaviour), "original", None, rule), rule,
+                            original="original")
+    assert alone.get("suppressed_head").verdict == "unknown"
+    assert alone.get("retain_only_as_unlearned").verdict == "unknown"
+
+
+def test_evidence_items_aligned_with_the_forget_split(lab):
+    ms, data, res = lab
+    items = res.evidence_items()["sae_restoration"]
+    assert items.key == "sae_restoration" and items.metric == "answer p~" and items.holdout_plain == {}
+    assert set(items.forget_plain) == set(items.forget_attacked) == set(ms.all()) - {"rmu"}
+    for m in items.forget_plain:
+        assert items.forget_plain[m].shape == items.forget_attacked[m].shape == (len(data.forget),)
+    np.testing.assert_array_equal(items.forget_attacked["original"], items.forget_plain["original"])
+    np.testing.assert_array_equal(items.forget_attacked["copy"], items.forget_plain["copy"])  # injection: a no-op
+    np.testing.assert_array_equal(items.forget_plain["copy"], items.forget_plain["original"])
+    for m in ("suppressed_head", "retain_only_as_unlearned"):  # the per-item means are the stored headline rows
+        a = res.headline_alpha(m)
+        row = next(r for r in res.rows if (r["model"], r["variant"], r["features"], r["split"], r["alpha"])
+                   == (m, "inject", "fact", "forget", a))
+        assert items.forget_attacked[m].mean() == pytest.approx(row["p"], rel=1e-6)  # rows: float32 means
+        assert items.forget_plain[m].mean() == pytest.approx(row["p"] - row["delta_p"], rel=1e-6)
+    assert items.forget_plain["original"].mean() == pytest.approx(res.original_scores["forget_p"], rel=1e-6)
+
+
+def test_calibrated_excess_suppressed_over_the_reference(lab):
+    _, _, res = lab
+    items = decode_result(encode_result(res)).evidence_items()["sae_restoration"]
+    ref = "retain_only_as_unlearned"
+    sup = calibrate(items, "suppressed_head", "original", ref, "reference")
+    assert sup.control == CONTROL_REFERENCE and sup.lo <= sup.excess <= sup.hi
+    assert sup.raw == pytest.approx(res.scores("suppressed_head")["sae_restoration"], rel=1e-6)
+    assert sup.excess > 0.4 and sup.lo > 0.2, sup
+    gain = {m: items.forget_attacked[m] - items.forget_plain[m] for m in ("suppressed_head", ref)}
+    assert gain["suppressed_head"].mean() > 5 * max(gain[ref].mean(), 1e-3)
+    assert calibrate(items, "suppressed_head", "original", None, "reference").control == CONTROL_NONE
+    assert registry.get_spec("sae_restoration").evidence[0].control == "reference"
 
 
 def test_llama_lab_same_planted_truth(tiny_llama_lab, tmp_path, monkeypatch):

@@ -44,6 +44,12 @@ blocks), best-alpha restoration at block outputs 0 / 1 / 2 / 3: ga .58 / .62 / .
 .79, npo .66 / .71 / .76 / .80, rmu .00 / .52 / .59 / .70 (its edit is block 1's MLP), suppressed_head .00 / .00 / .00
 / .62 (its edit is the last block), retrained from scratch .00 / .00 / .00 / .01; random features <= .09 everywhere.
 GA, GradDiff and NPO are restorable from the first block on: their downstream still reads the forgotten features.
+
+Verdict evidence "sae_restoration" (control "reference"): per forget item, the answer p~ plain and under fact-feature
+injection at the alpha of each model's own headline restoration (the same max-over-alpha rule for every model,
+the retain-only reference included), plus the original's plain p~ (the denominator). Injection copies the
+ORIGINAL's feature values, so any model that can read them "recovers": only the retain-only reference run through
+the same injection is a control, and without one the number does not count.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -67,17 +74,26 @@ from unlearn_core.analyses.sae_training import (
     training_texts,
 )
 from unlearn_core.arch import decoder_layers
+from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
 from unlearn_core.recovery import recovery_rate
 from unlearn_core.scoring import Encoded, encode, length_batches, model_device, pad_id_of, right_pad
+from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, ModelSet
 
 Progress = Callable[[float, str], None]
 VARIANTS = ("inject", "scale")
 FEATURE_SETS = ("fact", "concept", "random")
 SPLITS = ("forget", "retain")
+EVIDENCE_KEY = "sae_restoration"
+PLAIN = "plain"
 ROW_COLUMNS = ["model", "role", "variant", "features", "alpha", "split", "p", "acc", "delta_p", "delta_acc",
                "restoration_p", "restoration_acc"]
+
+
+def setting(variant: str, feats: str, alpha: float) -> str:
+    """Key of one steering setting in RestorationResult.item_p, e.g. "inject/fact/2"."""
+    return f"{variant}/{feats}/{alpha:g}"
 
 
 def default_layer(n_layers: int) -> int:
@@ -148,9 +164,32 @@ class RestorationResult:
     model_hashes: dict[str, str]
     data_hash: str
     config: RestorationConfig
+    # model -> setting(variant, features, alpha) or "plain" -> per forget item p~ [n_forget] (the original: plain only)
+    item_p: dict[str, dict[str, np.ndarray]]
+    original: str
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.rows), columns=ROW_COLUMNS)
+
+    def evidence_items(self) -> dict[str, ProbeItems]:
+        """Per forget item p~ plain and under fact-feature injection at each model's headline alpha (the alpha the
+        headline score uses: configured, or the max over alphas, for every model alike). The original's attacked =
+        its plain: injecting its own feature values into it changes nothing (z_o - z_u = 0)."""
+        plain, attacked = {}, {}
+        for name, by_setting in self.item_p.items():
+            plain[name] = by_setting[PLAIN]
+            if name == self.original:
+                attacked[name] = by_setting[PLAIN]
+                continue
+            a = self.headline_alpha(name)
+            if math.isnan(a):  # nothing to restore at any alpha (it never forgot): its strongest setting
+                a = max(self.config.alphas)
+            attacked[name] = by_setting[setting("inject", "fact", a)]
+        label = ("fact-feature injection, " + ("max over alpha per model" if self.config.headline_alpha is None
+                                               else f"alpha={self.config.headline_alpha:g}")
+                 + f", block {self.layer} output")
+        return {EVIDENCE_KEY: ProbeItems(key=EVIDENCE_KEY, attack=label, metric="answer p~",
+                                         forget_plain=plain, forget_attacked=attacked)}
 
     def features_frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.features))
@@ -320,9 +359,12 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
         splits[name] = _Split(enc, config.batch_size, pad, device)
     say(0.1, "original model")
     base = {}
+    item_p: dict[str, dict[str, np.ndarray]] = {}
     for name, sp in splits.items():
         p, acc, sp.h_orig = _run(orig.model, layer, sp)
         base[name] = (float(p.mean()), float(acc.mean()))
+        if name == "forget":
+            item_p[orig.name] = {PLAIN: _np(p)}
     if config.sae_path:
         quality = sae_quality(sae, torch.cat([h[m.bool()] for sp in splits.values()
                                               for h, (_, m) in zip(sp.h_orig, sp.padded, strict=True)]).cpu())
@@ -359,6 +401,8 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
             p, acc, _ = _run(lm.model, layer, sp)
             plain[sname] = (float(p.mean()), float(acc.mean()))
             rows.append(_row(cname, lm.role, "none", "none", 0.0, sname, plain[sname], plain[sname], base[sname]))
+            if sname == "forget":
+                item_p[cname] = {PLAIN: _np(p)}
         done += 1
         for variant in VARIANTS:
             for fname in FEATURE_SETS:
@@ -370,6 +414,8 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
                                          alpha=alpha: _steer_hook(sae, bm[b], variant, alpha, sp.h_orig[b]))
                         rows.append(_row(cname, lm.role, variant, fname, alpha, sname,
                                          (float(p.mean()), float(acc.mean())), plain[sname], base[sname]))
+                        if sname == "forget":
+                            item_p[cname][setting(variant, fname, alpha)] = _np(p)
                     done += 1
     say(1.0, "restoration done")
     note = (f"steered the output of decoder block {layer} of {n_layers} (residual stream before the next block"
@@ -392,7 +438,12 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
              "forget - retain activation; random: per item m random live features outside its fact set "
              f"(all in the original); headline = inject, fact, {headline}.",
         model_hashes={n: lm.hash for n, lm in models.all().items()}, data_hash=data.hash, config=config,
+        item_p=item_p, original=orig.name,
     )
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy().copy()
 
 
 def _row(model, role, variant, feats, alpha, split, now, plain, orig) -> dict:
@@ -461,11 +512,12 @@ def layer_sweep(models: ModelSet, data: AuditData, config: RestorationConfig = R
     return sweep_frame(results)
 
 
-def analysis_spec():
-    from unlearn_core.audit import Analysis
-
-    return Analysis("sae_restoration", "SAE restoration", RestorationConfig, compute_restoration,
-                    lambda r: {"restoration_curves": r.to_frame(), "restoration_summary": r.summary_frame(),
-                               "restoration_features": r.features_frame(),
-                               "restoration_fact_features": r.fact_features_frame()},
-                    lambda r, name: r.scores(name))
+SPEC = AnalysisSpec(
+    name="sae_restoration", title="SAE restoration", default_config=RestorationConfig, compute=compute_restoration,
+    tables=lambda r: {"restoration_curves": r.to_frame(), "restoration_summary": r.summary_frame(),
+                      "restoration_features": r.features_frame(),
+                      "restoration_fact_features": r.fact_features_frame()},
+    scores=lambda r, name: r.scores(name),
+    evidence=(Evidence(EVIDENCE_KEY, "restored by injecting the original's fact features (SAE)", "reference"),),
+    evidence_items=lambda r: r.evidence_items(),
+)
