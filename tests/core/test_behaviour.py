@@ -345,3 +345,16 @@ def test_bfloat16_model_runs_and_agrees(toy, result):
     assert s["forget_acc"] == ref["forget_acc"] == 1.0
     assert s["forget_p"] == pytest.approx(ref["forget_p"], abs=0.05)
     assert all(isinstance(v, float) for v in s.values())
+
+
+def test_scorecard_spec_is_declared_in_its_module(result):
+    from unlearn_core import registry
+    from unlearn_core.analyses import behaviour
+
+    spec = registry.get_spec("scorecard")
+    assert spec is behaviour.SPEC and spec.title == "Behavioural scorecard" and spec.evidence == ()
+    assert isinstance(spec.default_config(), ScorecardConfig)
+    tables = spec.tables(result)
+    assert set(tables) == {"scorecard_summary", "scorecard_items", "scorecard_roc"}
+    assert tables["scorecard_summary"].equals(result.to_frame())
+    assert spec.scores(result, "uniform") == result.scores("uniform")

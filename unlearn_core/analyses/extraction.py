@@ -12,6 +12,13 @@ has both), not that the unlearned model alone still knows them; compare with the
 
 Decoding is batched (left padding, explicit position ids) and recomputes each prefix without a KV cache: answers
 are short (max_new_tokens), and both models must see exactly the same tokens.
+
+Verdict evidence "extraction_recovery" (control "reference"): per forget QA item, ROUGE-L recall plain (the model's
+own greedy answer) and guided (at each model's best guidance weight: the same max-over-weights rule for every model,
+the retain-only reference included), plus the original's plain (the denominator). The guided decoder contains the
+original, so any model "recovers" under it: only the retain-only reference decoded the same way is a control, and
+without one the number does not count. The original's attacked = its plain (guiding it by itself is greedy
+decoding: s_orig - s_orig = 0 and the argmax is always inside the tau window).
 """
 
 from __future__ import annotations
@@ -20,16 +27,21 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 from rouge_score import rouge_scorer
 
 from unlearn_core.analyses.quantization import check_int, recovery_rate
+from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
 from unlearn_core.scoring import length_batches, model_device, pad_id_of
+from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 Progress = Callable[[float, str], None]
+EVIDENCE_KEY = "extraction_recovery"
+PLAIN = "plain"
 COLUMNS = ("model", "role", "attack", "forget_rougeL", "retain_rougeL", "recovery_rougeL", "retain_rougeL_delta")
 
 
@@ -124,6 +136,24 @@ class ExtractionResult:
     model_hashes: dict[str, str]
     data_hash: str
     config: ExtractionConfig
+    original: str
+    # model -> attack ("plain" or "w<w>") -> ROUGE-L recall per forget QA item [n] (the original: plain only)
+    forget_rouge: dict[str, dict[str, np.ndarray]]
+
+    def headline_attack(self, model_name: str) -> str:
+        """The guidance weight with the largest forget recovery for this model (the first weight if none is finite)."""
+        rows = [r for r in self.summary if r["model"] == model_name and r["attack"] != PLAIN]
+        live = [r for r in rows if not math.isnan(r["recovery_rougeL"])]
+        return max(live, key=lambda r: r["recovery_rougeL"])["attack"] if live else f"w{self.config.weights[0]:g}"
+
+    def evidence_items(self) -> dict[str, ProbeItems]:
+        plain = {n: by[PLAIN] for n, by in self.forget_rouge.items()}
+        attacked = {n: (by[PLAIN] if n == self.original else by[self.headline_attack(n)])
+                    for n, by in self.forget_rouge.items()}
+        label = (f"guided decoding s_orig + w (s_orig - s_unl), tau {self.config.tau:g}, "
+                 + ("best w per model" if len(self.config.weights) > 1 else f"w={self.config.weights[0]:g}"))
+        return {EVIDENCE_KEY: ProbeItems(key=EVIDENCE_KEY, attack=label, metric="ROUGE-L recall",
+                                         forget_plain=plain, forget_attacked=attacked)}
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.summary), columns=list(COLUMNS))
@@ -155,6 +185,7 @@ def compute_extraction(models: ModelSet, data: AuditData, config: ExtractionConf
     total = 1 + len(targets) * (1 + len(config.weights))
     count = 0
     generations: list[dict] = []
+    forget_rouge: dict[str, dict[str, np.ndarray]] = {}
 
     def run(lm: LoadedModel, unl, attack: str, w: float) -> dict[str, float]:
         nonlocal count
@@ -180,6 +211,8 @@ def compute_extraction(models: ModelSet, data: AuditData, config: ExtractionConf
                 generations.append({"model": lm.name, "attack": attack, "split": split, "item": i, "gold": gold,
                                     "generated": g, "rougeL": v})
             means[split] = sum(vals) / len(vals)
+            if split == "forget":
+                forget_rouge.setdefault(lm.name, {})[attack] = np.asarray(vals, dtype=np.float64)
         return means
 
     orig = run(o, None, "plain", 0.0)
@@ -200,12 +233,13 @@ def compute_extraction(models: ModelSet, data: AuditData, config: ExtractionConf
     if progress is not None:
         progress(1.0, "extraction done")
     return ExtractionResult(tuple(rows), tuple(generations), {n: m.hash for n, m in models.all().items()},
-                            data.hash, config)
+                            data.hash, config, o.name, forget_rouge)
 
 
-def analysis_spec():
-    from unlearn_core.audit import Analysis
-
-    return Analysis("extraction", "Guided extraction probe", ExtractionConfig, compute_extraction,
-                    lambda r: {"extraction_summary": r.to_frame(), "extraction_generations": r.generations_frame()},
-                    lambda r, name: r.scores(name))
+SPEC = AnalysisSpec(
+    name="extraction", title="Guided extraction probe", default_config=ExtractionConfig, compute=compute_extraction,
+    tables=lambda r: {"extraction_summary": r.to_frame(), "extraction_generations": r.generations_frame()},
+    scores=lambda r, name: r.scores(name),
+    evidence=(Evidence(EVIDENCE_KEY, "extracted by decoding guided with the original", "reference"),),
+    evidence_items=lambda r: r.evidence_items(),
+)

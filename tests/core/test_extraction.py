@@ -1,0 +1,82 @@
+"""Guided extraction's per-item verdict evidence on the tiny demo lab.
+
+The guided decoder contains the original, so the evidence is controlled only by the retain-only reference decoded
+the same way; guiding the original by itself is plain greedy decoding (the identity attack).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from unlearn_core import registry
+from unlearn_core.analyses.extraction import SPEC, ExtractionConfig, compute_extraction, guided_greedy
+from unlearn_core.calibration import CONTROL_NONE, CONTROL_REFERENCE, calibrate
+from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.types import AuditData
+from unlearn_core.workspace import lab_workspace
+
+CFG = ExtractionConfig(weights=(0.0, 1.0), retain=False, max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_lab):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ws = lab_workspace(tiny_lab, unlearned=["suppressed_head"])
+    models, data = ws.load_models(), ws.load_data()
+    data = AuditData(data.forget[:8], (), data.holdout, data.prompt_format)
+    yield models, data, compute_extraction(models, data, CFG)
+    torch.set_num_threads(threads)
+
+
+def test_guiding_the_original_by_itself_is_greedy_decoding(lab):
+    models, data, _ = lab
+    o = models.original
+    prompts = [data.prompt_format.pair(it)[0] for it in data.forget]
+    for w in (1.0, 3.0):
+        assert guided_greedy(o.model, o.model, o.tokenizer, prompts, w, 5.0, 8, 4) == \
+            guided_greedy(o.model, None, o.tokenizer, prompts, 0.0, 5.0, 8, 4)
+
+
+def test_evidence_items_are_aligned_with_the_forget_split(lab):
+    models, data, res = lab
+    items = decode_result(encode_result(res)).evidence_items()["extraction_recovery"]
+    assert items.metric == "ROUGE-L recall" and items.holdout_plain == {}
+    assert set(items.forget_plain) == set(items.forget_attacked) == set(models.all())
+    for m in ("original", "suppressed_head", "retain_only"):
+        assert items.forget_plain[m].shape == items.forget_attacked[m].shape == (len(data.forget),)
+        assert ((items.forget_plain[m] >= 0) & (items.forget_plain[m] <= 1)).all()
+    np.testing.assert_array_equal(items.forget_attacked["original"], items.forget_plain["original"])
+    gens = res.generations_frame()
+    for m in ("suppressed_head", "retain_only"):  # attacked = the generations of this model's headline weight
+        a = res.headline_attack(m)
+        rec = {r["attack"]: r["recovery_rougeL"] for r in res.summary if r["model"] == m and r["attack"] != "plain"}
+        assert set(rec) == {"w0", "w1"} and rec[a] == max(rec.values())  # the same max-over-w rule for every model
+        got = gens[(gens.model == m) & (gens.attack == a) & (gens.split == "forget")].sort_values("item")
+        np.testing.assert_array_equal(items.forget_attacked[m], got.rougeL.to_numpy())
+        assert items.forget_attacked[m].mean() == pytest.approx(
+            res.to_frame().set_index(["model", "attack"]).loc[(m, a), "forget_rougeL"])
+
+
+def test_calibrated_against_the_reference_only(lab):
+    _, _, res = lab
+    items = res.evidence_items()["extraction_recovery"]
+    sup = calibrate(items, "suppressed_head", "original", "retain_only", "reference")
+    assert sup.control == CONTROL_REFERENCE and sup.lo <= sup.excess <= sup.hi
+    ref = calibrate(items, "retain_only", "original", None, "reference")
+    assert sup.control_value == pytest.approx(ref.raw)  # the control is the reference's own recovery
+    assert sup.excess == pytest.approx(sup.raw - ref.raw)
+    assert res.scores("suppressed_head")[f"extraction_recovery_{res.headline_attack('suppressed_head')}"] == \
+        pytest.approx(sup.raw)
+    alone = calibrate(items, "suppressed_head", "original", None, "reference")
+    assert alone.control == CONTROL_NONE and not alone.calibrated
+
+
+def test_spec_registered_with_reference_control(lab):
+    _, _, res = lab
+    spec = registry.get_spec("extraction")
+    assert spec is SPEC and [(e.key, e.control) for e in spec.evidence] == [("extraction_recovery", "reference")]
+    (key,) = registry.collect_evidence_items([("extraction", res)])
+    assert key == "extraction_recovery"
