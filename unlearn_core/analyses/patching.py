@@ -39,17 +39,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from unlearn_core.analyses.sae_training import block_output, replace_block_output
 from unlearn_core.arch import decoder_layers
 from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
+from unlearn_core.forward import answer_logprobs, answer_span_mask, hooked
 from unlearn_core.scoring import Encoded, encode, length_batches, model_device, pad_id_of, right_pad
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, ModelSet
@@ -147,52 +147,23 @@ def uds_score(d1: list[float], d2: list[float], threshold: float = 0.05) -> floa
     return num / den if den > 0 else math.nan
 
 
-def _answer_lp(logits: torch.Tensor, batch: list[Encoded]) -> torch.Tensor:
-    """[B] mean answer-token log-prob (float32) from logits [B, T, V]."""
-    out = []
-    for r, e in enumerate(batch):
-        p, a = len(e.prompt_ids), len(e.answer_ids)
-        logp = F.log_softmax(logits[r, p - 1 : p + a - 1].float(), -1)  # [a, V]
-        labels = torch.tensor(e.answer_ids, device=logp.device)
-        out.append(logp.gather(1, labels[:, None]).mean())
-    return torch.stack(out).cpu()
-
-
-def _span_mask(batch: list[Encoded], width: int, device) -> torch.Tensor:
-    """[B, T] bool: positions p-1 .. p+a-2 (their outputs predict the answer tokens)."""
-    mask = torch.zeros(len(batch), width, dtype=torch.bool, device=device)
-    for r, e in enumerate(batch):
-        p, a = len(e.prompt_ids), len(e.answer_ids)
-        mask[r, p - 1 : p + a - 1] = True
-    return mask
-
-
 @torch.no_grad()
-def _all_block_outputs(model, ids, mask) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Block outputs of every layer (list of [B, T, d]) and the logits [B, T, V], one forward pass."""
-    store: list = []
-    handles = [blk.register_forward_hook(lambda _m, _i, out: store.append(block_output(out)))
-               for blk in decoder_layers(model)]
-    try:
+def _states_and_lp(model, ids, mask, batch: list[Encoded]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Block outputs of every layer (list of [B, T, d]) and the model's own answer log-prob [B], one forward pass."""
+    n = len(decoder_layers(model))
+    store: list = [None] * n
+    with ExitStack() as stack:
+        for layer in range(n):
+            stack.enter_context(hooked(model, layer, lambda h, layer=layer: store.__setitem__(layer, h)))
         logits = model(input_ids=ids, attention_mask=mask).logits
-    finally:
-        for h in handles:
-            h.remove()
-    return store, logits
+    return store, answer_logprobs(logits, batch)
 
 
 @torch.no_grad()
 def _patched_lp(model, layer: int, ids, mask, span: torch.Tensor, source: torch.Tensor, batch) -> torch.Tensor:
-    def hook(_m, _i, out):
-        h = block_output(out)
-        new = torch.where(span[..., None], source.to(h.dtype), h)  # [B, T, d]
-        return replace_block_output(out, new)
-
-    handle = decoder_layers(model)[layer].register_forward_hook(hook)
-    try:
-        return _answer_lp(model(input_ids=ids, attention_mask=mask).logits, batch)
-    finally:
-        handle.remove()
+    """[B] answer log-prob of `model` with block `layer`'s output over the answer span taken from `source`."""
+    with hooked(model, layer, lambda h: torch.where(span[..., None], source.to(h.dtype), h)):  # [B, T, d]
+        return answer_logprobs(model(input_ids=ids, attention_mask=mask).logits, batch)
 
 
 def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig = PatchingConfig(),
@@ -223,14 +194,13 @@ def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig =
             progress(b / max(1, len(batches)), f"patching batch {b + 1}/{len(batches)}")
         batch = [enc[i] for i in idx]
         ids, mask = right_pad([e.ids for e in batch], pad, device)
-        span = _span_mask(batch, ids.shape[1], device)
-        base = _answer_lp(orig.model(input_ids=ids, attention_mask=mask).logits, batch)  # [B]
+        span = answer_span_mask(batch, ids.shape[1], device)
+        base = answer_logprobs(orig.model(input_ids=ids, attention_mask=mask).logits, batch)  # [B]
         base_sum += float(base.sum())
         own_lp[orig.name][idx] = base
         for n, lm in sources.items():
-            src, logits = _all_block_outputs(lm.model, ids.to(model_device(lm.model)),
-                                             mask.to(model_device(lm.model)))
-            own_lp[n][idx] = _answer_lp(logits, batch)
+            src, own_lp[n][idx] = _states_and_lp(lm.model, ids.to(model_device(lm.model)),
+                                                 mask.to(model_device(lm.model)), batch)
             for layer in range(n_layers):
                 lp = _patched_lp(orig.model, layer, ids, mask, span, src[layer].to(device), batch)
                 sums[n][layer] += float((base - lp).sum())

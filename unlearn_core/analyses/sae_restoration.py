@@ -62,20 +62,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from unlearn_core.analyses.patching import _answer_lp, _span_mask
 from unlearn_core.analyses.sae_training import (
     SAEQuality,
     SAETrainConfig,
-    block_output,
     get_sae,
     load_sae,
-    replace_block_output,
     sae_quality,
     training_texts,
 )
 from unlearn_core.arch import decoder_layers
 from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
+from unlearn_core.forward import answer_logprobs, answer_span_mask, hooked
 from unlearn_core.recovery import recovery_rate
 from unlearn_core.scoring import Encoded, encode, length_batches, model_device, pad_id_of, right_pad
 from unlearn_core.spec import AnalysisSpec, Evidence
@@ -250,26 +248,20 @@ class _Split:
 
 
 @torch.no_grad()
-def _run(model, layer: int, split: _Split, hook_for_batch=None) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """(p~ [n], acc [n], captured block-`layer` outputs per batch). hook_for_batch(b) -> hook fn or None."""
+def _run(model, layer: int, split: _Split, steer_for_batch=None) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(p~ [n], acc [n], captured block-`layer` outputs per batch). steer_for_batch(b) -> fn(h) -> new h, or None
+    to capture the block output instead."""
     n = len(split.enc)
     lp, acc = torch.zeros(n), torch.zeros(n)
     captured = []
-    blk = decoder_layers(model)[layer]
     for b, (idx, (ids, mask)) in enumerate(zip(split.batches, split.padded, strict=True)):
         store = {}
-
-        def capture(_m, _i, out, store=store):
-            store["h"] = block_output(out)
-
-        handle = blk.register_forward_hook(hook_for_batch(b) if hook_for_batch else capture)
-        try:
+        fn = steer_for_batch(b) if steer_for_batch else (lambda h, store=store: store.__setitem__("h", h))
+        with hooked(model, layer, fn):
             logits = model(input_ids=ids.to(model_device(model)), attention_mask=mask.to(model_device(model))).logits
-        finally:
-            handle.remove()
         captured.append(store.get("h"))
         batch = [split.enc[i] for i in idx]
-        lp[idx] = _answer_lp(logits, batch)
+        lp[idx] = answer_logprobs(logits, batch)
         for r, e in enumerate(batch):
             p, a = len(e.prompt_ids), len(e.answer_ids)
             pred = logits[r, p - 1 : p + a - 1].argmax(-1).cpu()
@@ -277,14 +269,13 @@ def _run(model, layer: int, split: _Split, hook_for_batch=None) -> tuple[torch.T
     return lp.exp(), acc, captured
 
 
-def _steer_hook(sae, mask: torch.Tensor, variant: str, alpha: float, h_orig: torch.Tensor | None):
-    """Forward hook adding W_dec^T dz at every position of the block output; mask [B, d_sae] (1 = steered feature,
-    one row per item, so every item can have its own feature set)."""
+def _steer(sae, mask: torch.Tensor, variant: str, alpha: float, h_orig: torch.Tensor | None):
+    """fn(h) adding W_dec^T dz at every position of the block output h [B, T, d]; mask [B, d_sae] (1 = steered
+    feature, one row per item, so every item can have its own feature set)."""
     zero = None
 
-    def hook(_m, _i, out):
+    def fn(h):
         nonlocal zero
-        h = block_output(out)  # [B, T, d]
         z_u = sae.encode(h.float())  # [B, T, d_sae]
         if variant == "inject":
             dz = alpha * (sae.encode(h_orig.float()) - z_u) * mask[:, None, :]
@@ -293,9 +284,9 @@ def _steer_hook(sae, mask: torch.Tensor, variant: str, alpha: float, h_orig: tor
         if zero is None:
             zero = sae.decode(torch.zeros_like(z_u[:1, :1]))  # [1, 1, d]
         delta = sae.decode(dz) - zero  # [B, T, d]: the linear part only
-        return replace_block_output(out, h + delta.to(h.dtype))
+        return h + delta.to(h.dtype)
 
-    return hook
+    return fn
 
 
 def _fact_sets(mean: torch.Tensor, grand: torch.Tensor, m: int, live: torch.Tensor, gen: torch.Generator
@@ -320,7 +311,7 @@ def _feature_stats(sae, split: _Split) -> tuple[torch.Tensor, torch.Tensor]:
     n, d_sae = len(split.enc), sae.cfg.d_sae
     mean, mx = torch.zeros(n, d_sae), torch.zeros(n, d_sae)
     for idx, (ids, _), h in zip(split.batches, split.padded, split.h_orig, strict=True):
-        span = _span_mask([split.enc[i] for i in idx], ids.shape[1], h.device)  # [B, T]
+        span = answer_span_mask([split.enc[i] for i in idx], ids.shape[1], h.device)  # [B, T]
         z = sae.encode(h.float()) * span[..., None]  # [B, T, d_sae]
         mean[idx] = (z.sum(1) / span.sum(1, keepdim=True)).cpu()
         mx[idx] = z.max(1).values.cpu()
@@ -411,7 +402,7 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
                     for sname, sp in splits.items():
                         batch_masks = [masks[sname][fname][b].to(device) for b in sp.batches]
                         p, acc, _ = _run(lm.model, layer, sp, lambda b, sp=sp, bm=batch_masks, variant=variant,
-                                         alpha=alpha: _steer_hook(sae, bm[b], variant, alpha, sp.h_orig[b]))
+                                         alpha=alpha: _steer(sae, bm[b], variant, alpha, sp.h_orig[b]))
                         rows.append(_row(cname, lm.role, variant, fname, alpha, sname,
                                          (float(p.mean()), float(acc.mean())), plain[sname], base[sname]))
                         if sname == "forget":

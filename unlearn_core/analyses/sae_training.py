@@ -32,8 +32,8 @@ from sae_lens import (
 )
 from sae_lens.config import LoggingConfig, SAETrainerConfig
 
-from unlearn_core.arch import decoder_layers
 from unlearn_core.codec import register_result
+from unlearn_core.forward import answer_span_mask, capture_block_outputs
 from unlearn_core.hashing import hash_json
 from unlearn_core.scoring import Encoded, length_batches, model_device, right_pad
 from unlearn_core.threads import few_threads
@@ -97,15 +97,6 @@ class SAEQuality:
     train_seconds: float  # 0.0 when loaded from the cache or a user folder
 
 
-def block_output(output) -> torch.Tensor:
-    """A decoder block's residual-stream output ([B, T, d]); HF blocks return a tensor or a tuple led by it."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-def replace_block_output(output, new: torch.Tensor):
-    return (new, *output[1:]) if isinstance(output, tuple) else new
-
-
 def training_texts(data: AuditData) -> list[tuple[str, str]]:
     """(prompt, answer) pairs of every split with gold, paraphrased and perturbed answers: forget, retain and
     general text, so the dictionary covers the concept and what it must be told apart from."""
@@ -127,23 +118,14 @@ def collect_residual(model, encoded: list[Encoded], layer: int, pad_id: int, bat
     """[n_tokens, d_model] float32 CPU: block-`layer` outputs at every non-pad position ("all") or at the positions
     predicting answer tokens ("answer"), length-batched."""
     device = model_device(model)
-    store: dict[str, torch.Tensor] = {}
-    handle = decoder_layers(model)[layer].register_forward_hook(
-        lambda _m, _i, out: store.__setitem__("h", block_output(out)))
     chunks = []
-    try:
-        for batch in length_batches([len(e.ids) for e in encoded], batch_size):
-            ids, mask = right_pad([encoded[i].ids for i in batch], pad_id, device)
-            model(input_ids=ids, attention_mask=mask)
-            keep = mask.bool()
-            if positions == "answer":
-                keep = torch.zeros_like(keep)
-                for r, i in enumerate(batch):
-                    p, a = len(encoded[i].prompt_ids), len(encoded[i].answer_ids)
-                    keep[r, p - 1 : p + a - 1] = True
-            chunks.append(store["h"][keep].float().cpu())  # [tokens kept, d]
-    finally:
-        handle.remove()
+    for batch in length_batches([len(e.ids) for e in encoded], batch_size):
+        ids, mask = right_pad([encoded[i].ids for i in batch], pad_id, device)
+        h = capture_block_outputs(model, ids, mask, [layer])[layer]  # [B, T, d]
+        keep = mask.bool()
+        if positions == "answer":
+            keep = answer_span_mask([encoded[i] for i in batch], ids.shape[1], device)
+        chunks.append(h[keep].float().cpu())  # [tokens kept, d]
     return torch.cat(chunks) if chunks else torch.zeros(0, model.config.hidden_size)
 
 
