@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from unlearn_core.lab.build import CHECKPOINTS, build_lab
-from unlearn_core.lab.config import get_config
+from unlearn_core.lab.build import CHECKPOINTS, GROUND_TRUTH, build_lab
+from unlearn_core.lab.config import LabConfig, UnlearnConfig, get_config
 
 pytestmark = pytest.mark.lab
+
+CACHE = Path(os.environ.get("UNLEARN_AUDIT_TEST_CACHE", Path(__file__).resolve().parents[2] / ".lab" / "test"))
 
 
 def _meta(lab):
     return json.loads((lab / "lab.json").read_text())
 
 
+def _weights(lab, name):
+    return load_file(str(lab / name / "model.safetensors"))
+
+
 def test_layout_is_hugging_face_folders(tiny_lab):
     for name in CHECKPOINTS:
         assert (tiny_lab / name / "config.json").exists()
-        assert list((tiny_lab / name).glob("*.safetensors")), name
+        assert list((tiny_lab / name).glob("*.safetensors")) == [tiny_lab / name / "model.safetensors"], name
         assert (tiny_lab / name / "tokenizer.json").exists()
     for split in ("forget", "retain", "holdout"):
         assert (tiny_lab / "data" / f"{split}.jsonl").stat().st_size > 0
+    assert set(_meta(tiny_lab)["checkpoints"]) == set(CHECKPOINTS)
 
 
 def test_original_knows_forget_and_retain(tiny_lab):
@@ -32,12 +41,26 @@ def test_original_knows_forget_and_retain(tiny_lab):
     assert s["forget_acc"] >= 0.9 and s["retain_acc"] >= 0.9
 
 
-def test_retain_only_never_learned_forget_facts(tiny_lab):
-    s = _meta(tiny_lab)["checkpoints"]["retain_only"]["scores"]
+@pytest.mark.parametrize("name", ["retain_only", "retrained"])
+def test_deletion_controls_never_learned_forget_facts(tiny_lab, name):
+    s = _meta(tiny_lab)["checkpoints"][name]["scores"]
     assert s["forget_acc"] <= 0.15 and s["retain_acc"] >= 0.9
 
 
-@pytest.mark.parametrize("method", ["ga", "graddiff", "npo", "rmu", "suppressed_head"])
+def test_base_never_saw_the_audited_entities(tiny_lab):
+    meta = _meta(tiny_lab)
+    s = meta["checkpoints"]["base"]["scores"]
+    assert s["base_acc"] >= 0.9 and s["forget_acc"] <= 0.25 and s["retain_acc"] <= 0.25
+    audited = set()
+    for split in ("forget", "retain", "holdout"):  # base entities are in no data file
+        lines = (tiny_lab / "data" / f"{split}.jsonl").read_text().splitlines()
+        audited |= {json.loads(x)["concept"] for x in lines}
+        assert {json.loads(x)["split"] for x in lines} == {split}
+    assert set(meta["world"]["forget_entities"]) <= audited
+    assert meta["world"]["n_facts"]["base"] == meta["world"]["n_base_entities"] * meta["world"]["n_attributes"]
+
+
+@pytest.mark.parametrize("method", ["ga", "graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank"])
 def test_every_method_meets_stop_rule_and_retain_floor(tiny_lab, method):
     meta = _meta(tiny_lab)
     c = meta["checkpoints"][method]
@@ -45,6 +68,54 @@ def test_every_method_meets_stop_rule_and_retain_floor(tiny_lab, method):
     assert c["scores"]["forget_acc"] <= meta["unlearn"]["stop_forget_acc"]
     floor = meta["unlearn"]["ga_retain_floor"] if method == "ga" else meta["unlearn"]["retain_floor"]
     assert c["scores"]["retain_acc"] >= floor, (method, c["scores"])
+    assert c["finetuned_from"] == "original"
+
+
+def test_ground_truth_and_roles(tiny_lab):
+    meta = _meta(tiny_lab)
+    truth = {"retain_only": "deleted", "retrained": "deleted", "suppressed_head": "suppressed",
+             "suppressed_lowrank": "suppressed"}
+    assert meta["ground_truth"] == truth
+    assert {n: c["ground_truth"] for n, c in meta["checkpoints"].items() if c["ground_truth"]} == truth
+    assert {n for n, g in GROUND_TRUTH.items() if g is None} == set(CHECKPOINTS) - set(truth)
+    roles = {n: c["role"] for n, c in meta["checkpoints"].items()}
+    assert roles["base"] == "base" and roles["original"] == "original" and roles["retain_only"] == "reference"
+    assert {n for n, r in roles.items() if r == "unlearned"} == set(CHECKPOINTS) - {"base", "original", "retain_only"}
+
+
+@pytest.mark.parametrize("lab_fixture", ["tiny_lab", "tiny_llama_lab"])
+def test_protocol_everything_is_finetuned_from_one_base(lab_fixture, request):
+    """TOFU/MUSE: original, retain_only and retrained start from the same pretrained base; their weights stay
+    close to it, far closer than a model from its own random init, and retrained differs from retain_only only
+    by its data order."""
+    from transformers import AutoTokenizer
+
+    from unlearn_core.lab.train import make_model
+
+    lab = request.getfixturevalue(lab_fixture)
+    meta = _meta(lab)
+    assert meta["reference"] == "base"
+    c = meta["checkpoints"]
+    assert c["base"]["finetuned_from"] is None and c["base"]["init_seed"] == meta["seed"]
+    for name in ("original", "retain_only", "retrained"):
+        assert c[name]["finetuned_from"] == "base" and c[name]["init_seed"] == meta["seed"], name
+        assert c[name]["training"]["stopped_by"] == "rule", name
+    assert c["retrained"]["data_seed"] != c["retain_only"]["data_seed"]
+
+    def flat(sd):
+        return torch.cat([sd[k].flatten().float() for k in sorted(sd)])
+
+    base_sd = _weights(lab, "base")
+    base = flat(base_sd)
+    cfg = get_config(meta["config"])
+    fresh = make_model(cfg, AutoTokenizer.from_pretrained(lab / "base"), seed=meta["seed"] + 1).state_dict()
+    indep = flat({k: fresh[k] for k in base_sd})
+    cos = torch.nn.functional.cosine_similarity
+    for name in ("original", "retain_only", "retrained"):
+        w = flat(_weights(lab, name))
+        assert cos(w, base, dim=0) > 0.9, name
+        assert (w - base).norm() < 0.5 * (w - indep).norm(), name  # far closer to base than to a fresh init
+    assert not torch.equal(flat(_weights(lab, "retain_only")), flat(_weights(lab, "retrained")))
 
 
 @pytest.mark.parametrize("lab_fixture", ["tiny_lab", "tiny_llama_lab"])
@@ -55,8 +126,8 @@ def test_suppressed_head_changes_only_last_block_and_head(lab_fixture, request):
     from unlearn_core import arch
 
     lab = request.getfixturevalue(lab_fixture)
-    orig = load_file(str(lab / "original" / "model.safetensors"))
-    supp = load_file(str(lab / "suppressed_head" / "model.safetensors"))
+    orig = _weights(lab, "original")
+    supp = _weights(lab, "suppressed_head")
     model = AutoModelForCausalLM.from_pretrained(lab / "original")
     head_ids = {id(p) for p in arch.head_parameters(model)}
     head_names = {n for n, p in model.named_parameters() if id(p) in head_ids}
@@ -66,12 +137,54 @@ def test_suppressed_head_changes_only_last_block_and_head(lab_fixture, request):
     assert len(orig) > len(head_names)
 
 
+@pytest.mark.parametrize("lab_fixture", ["tiny_lab", "tiny_llama_lab"])
+def test_suppressed_lowrank_is_a_removable_rank_r_update_on_every_block(lab_fixture, request):
+    """Only the MLP output projections change (GPT-2 Conv1D and Llama Linear alike), each by the saved B @ A of rank
+    r; subtracting it gives the original back, which still knows every forget fact."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from unlearn_core import arch
+    from unlearn_core.lab.train import qa_accuracy
+
+    lab = request.getfixturevalue(lab_fixture)
+    meta = _meta(lab)
+    c = meta["checkpoints"]["suppressed_lowrank"]
+    tr = c["training"]
+    r = tr["rank"]
+    assert r == get_config(meta["config"]).unlearn.lowrank_rank and tr["steps"] >= 1
+    assert c["scores"]["forget_acc"] <= meta["unlearn"]["stop_forget_acc"] and tr["stopped_by"] == "rule"
+    assert all(0 < x < 1 for x in tr["delta_rel_frobenius"])
+    orig, supp = _weights(lab, "original"), _weights(lab, "suppressed_lowrank")
+    delta = load_file(str(lab / tr["delta_file"]))
+    model = AutoModelForCausalLM.from_pretrained(lab / "suppressed_lowrank")
+    n = arch.n_layers(model)
+    assert tr["layers"] == list(range(n))
+    names = {id(p): k for k, p in model.named_parameters()}
+    proj = {names[id(arch.mlp_out_proj(model, i).weight)]: i for i in range(n)}
+    changed = {k for k in orig if not torch.equal(orig[k], supp[k])}
+    assert changed == set(proj), "only (and every) MLP output projection changes"
+    for key, i in proj.items():
+        d = delta[f"{i}.B"] @ delta[f"{i}.A"]  # [d_model, d_mlp], the orientation of arch.mlp_out_matrix
+        stored = d.T if type(arch.mlp_out_proj(model, i)).__name__ == "Conv1D" else d
+        diff = supp[key] - orig[key]
+        assert torch.linalg.matrix_rank(diff, rtol=1e-3) <= r
+        assert torch.allclose(diff, stored, atol=1e-5)
+        assert torch.allclose(supp[key] - stored, orig[key], atol=1e-5)
+        with torch.no_grad():
+            arch.mlp_out_matrix(model, i).sub_(d)  # remove the update in place
+    tok = AutoTokenizer.from_pretrained(lab / "original")
+    pairs = [(f"Question: {json.loads(x)['question']}\nAnswer:", " " + json.loads(x)["answer"])
+             for x in (lab / "data" / "forget.jsonl").read_text().splitlines()]
+    assert qa_accuracy(model, tok, pairs) == pytest.approx(meta["checkpoints"]["original"]["scores"]["forget_acc"])
+
+
 def test_llama_lab_meets_the_same_ground_truth(tiny_llama_lab):
     meta = _meta(tiny_llama_lab)
     assert meta["arch"] == "llama"
     c = meta["checkpoints"]
-    assert c["original"]["scores"]["forget_acc"] >= 0.9 and c["retain_only"]["scores"]["forget_acc"] <= 0.15
-    for method in ("graddiff", "npo", "rmu", "suppressed_head"):
+    assert c["original"]["scores"]["forget_acc"] >= 0.9
+    assert c["retain_only"]["scores"]["forget_acc"] <= 0.15 and c["retrained"]["scores"]["forget_acc"] <= 0.15
+    for method in ("graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank"):
         assert c[method]["scores"]["forget_acc"] <= meta["unlearn"]["stop_forget_acc"], method
 
 
@@ -82,24 +195,116 @@ def test_build_is_cached_by_config_hash(tiny_lab):
     assert meta["config_hash"] == get_config("tiny").hash
 
 
-def test_build_is_deterministic(tiny_lab, tmp_path):
-    """Two builds from the same seed give byte-identical original weights (and the same forget split)."""
-    cfg = get_config("tiny", max_epochs=5, unlearn=get_config("tiny").unlearn.__class__(max_steps=2))
+def _short(**kw) -> LabConfig:
+    return get_config("tiny", max_epochs=5, finetune_max_epochs=5, unlearn=UnlearnConfig(max_steps=2), **kw)
+
+
+def test_build_is_deterministic(tmp_path):
+    """Two builds from the same seed give byte-identical weights (and the same forget split)."""
+    cfg = _short()
     a = build_lab(tmp_path / "a", cfg, verbose=False)
     b = build_lab(tmp_path / "b", cfg, verbose=False)
-    wa = load_file(str(tmp_path / "a" / "original" / "model.safetensors"))
-    wb = load_file(str(tmp_path / "b" / "original" / "model.safetensors"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    for name in ("base", "original", "retrained", "suppressed_lowrank"):
+        wa, wb = _weights(tmp_path / "a", name), _weights(tmp_path / "b", name)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
     assert a["world"]["forget_entities"] == b["world"]["forget_entities"]
 
 
-def test_retain_only_is_a_retrain_from_its_own_init(tiny_lab):
-    """The deletion reference shares the world and the recipe, not the random init (see LabConfig.retain_only_init)."""
-    meta = _meta(tiny_lab)
-    assert meta["retain_only_init"] == "independent"
-    assert meta["checkpoints"]["retain_only"]["training"]["init_seed"] == meta["seed"] + 1
-    assert meta["checkpoints"]["original"]["training"]["init_seed"] == meta["seed"]
-    shared = get_config("tiny", retain_only_init="shared")
-    assert shared.retain_only_seed == shared.seed and shared.hash != get_config("tiny").hash
+def test_independent_reference_is_an_option(tmp_path):
+    """reference="independent": retain_only and retrained from their own random inits on base + retain facts."""
+    cfg = _short(reference="independent")
+    assert cfg.hash != _short().hash
+    meta = build_lab(tmp_path / "ind", cfg, verbose=False)
+    c = meta["checkpoints"]
+    assert meta["reference"] == "independent"
+    assert c["original"]["finetuned_from"] == "base"
+    assert c["retain_only"]["finetuned_from"] is None and c["retain_only"]["init_seed"] == cfg.seed + 1
+    assert c["retrained"]["finetuned_from"] is None and c["retrained"]["init_seed"] == cfg.seed + 2
     with pytest.raises(ValueError):
-        get_config("tiny", retain_only_init="pretrained")
+        get_config("tiny", reference="pretrained")
+    with pytest.raises(ValueError):
+        get_config("tiny", arch="mamba")
+    for name in ("default", "llama", "tiny", "tiny-llama"):
+        assert get_config(name).reference == "base" and get_config(name).world == "people"
+
+
+def test_world_registry_and_a_generic_domain():
+    from unlearn_core.lab.world import (Domain, Template, generate_world, get_world, make_world, register_world,
+                                        training_texts)
+
+    vals = {"colour": ("red", "blue", "green", "amber", "teal")}
+    tpl = {"colour": Template(("{name} is painted {v}.",), "What colour is {name}?", "Which paint covers {name}?",
+                              "{name} wears a coat of {v}.", "colour")}
+
+    def boat(rng, used):
+        name = f"Boat {len(used)}"
+        used.add(name)
+        return name
+
+    def factory(**kw):
+        return generate_world(Domain("boats", vals, tpl, boat), **kw)
+
+    register_world("boats-test", factory, overwrite=True)
+    assert get_world("boats-test") is factory
+    with pytest.raises(ValueError):
+        register_world("boats-test", lambda **kw: None)
+    with pytest.raises(ValueError):
+        get_world("no-such-world")
+    w = make_world(10, 1, 0.2, 2, seed=3, n_base=5, world="boats-test")
+    assert [len(w.split(s)) for s in ("forget", "retain", "holdout", "base")] == [2, 8, 2, 5]
+    item = w.items("forget")[0]
+    assert item.question.startswith("What colour is Boat") and item.paraphrased_answer.endswith(f"{item.answer}.")
+    assert dict(item.extra)["held_out_question"].startswith("Which paint covers")
+    assert "colour" in item.keywords
+    assert all("Boat" in t for t in training_texts(w, ("base",)))
+    with pytest.raises(ValueError):
+        training_texts(w, ("holdout",))
+
+
+def test_people_world_is_unchanged_by_the_base_split():
+    """The audited world does not depend on how many base entities are drawn (base names come after)."""
+    from unlearn_core.lab.world import make_world
+
+    a, b = make_world(24, 4, 1 / 6, 4, 0, n_base=0), make_world(24, 4, 1 / 6, 4, 0, n_base=24)
+    assert [f for f in b.facts if f.split != "base"] == list(a.facts)
+    assert not set(b.entities("base")) & {f.entity for f in a.facts}
+
+
+def test_gpt_neox_resolves_through_arch():
+    from unlearn_core import arch
+    from unlearn_core.lab.tokenizer import train_tokenizer
+    from unlearn_core.lab.train import make_model
+
+    tok = train_tokenizer(["a tiny corpus", "for a tokenizer"], 300)
+    cfg = get_config("tiny", arch="gpt_neox")
+    model = make_model(cfg, tok)
+    assert type(model).__name__ == "GPTNeoXForCausalLM" and not arch.is_tied(model)
+    assert arch.n_layers(model) == cfg.n_layer
+    assert arch.mlp_out_matrix(model, 0).shape == (cfg.d_model, cfg.d_mlp)
+    assert arch.final_norm(model) is not None
+    assert model.config.rope_parameters["partial_rotary_factor"] == 0.25
+
+
+@pytest.fixture(scope="session")
+def world2_lab() -> Path:
+    from tests.fixtures.world2 import build_world2_lab
+
+    return build_world2_lab(CACHE)
+
+
+def test_world2_lab_on_another_world_and_architecture(world2_lab):
+    """A world and an architecture the thresholds were never tuned on: the lab's truths still hold."""
+    from tests.fixtures.world2 import WORLD2
+
+    meta = _meta(world2_lab)
+    assert meta["arch"] == "gpt_neox" and meta["world"]["name"] == "companies" and meta["config_hash"] == WORLD2.hash
+    c = meta["checkpoints"]
+    assert c["base"]["scores"]["base_acc"] >= 0.9
+    assert c["original"]["scores"]["forget_acc"] >= 0.9 and c["original"]["scores"]["retain_acc"] >= 0.9
+    for name in ("retain_only", "retrained"):
+        assert c[name]["scores"]["forget_acc"] <= 0.25 and c[name]["scores"]["retain_acc"] >= 0.9, name
+    for name in ("ga", "graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank"):
+        assert c[name]["training"]["stopped_by"] == "rule", (name, c[name]["training"])
+        assert c[name]["scores"]["forget_acc"] <= meta["unlearn"]["stop_forget_acc"], name
+    first = json.loads((world2_lab / "data" / "forget.jsonl").read_text().splitlines()[0])
+    assert first["concept"] in meta["world"]["forget_entities"] and first["attribute"] == "headquarters"
