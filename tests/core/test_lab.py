@@ -184,8 +184,11 @@ def test_llama_lab_meets_the_same_ground_truth(tiny_llama_lab):
     c = meta["checkpoints"]
     assert c["original"]["scores"]["forget_acc"] >= 0.9
     assert c["retain_only"]["scores"]["forget_acc"] <= 0.15 and c["retrained"]["scores"]["forget_acc"] <= 0.15
-    for method in ("graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank"):
+    for method in ("ga", "graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank"):
+        assert c[method]["training"]["stopped_by"] == "rule", method
         assert c[method]["scores"]["forget_acc"] <= meta["unlearn"]["stop_forget_acc"], method
+        floor = meta["unlearn"]["ga_retain_floor"] if method == "ga" else meta["unlearn"]["retain_floor"]
+        assert c[method]["scores"]["retain_acc"] >= floor, (method, c[method]["scores"])
 
 
 def test_build_is_cached_by_config_hash(tiny_lab):
