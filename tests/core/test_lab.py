@@ -232,8 +232,15 @@ def test_independent_reference_is_an_option(tmp_path):
 
 
 def test_world_registry_and_a_generic_domain():
-    from unlearn_core.lab.world import (Domain, Template, generate_world, get_world, make_world, register_world,
-                                        training_texts)
+    from unlearn_core.lab.world import (
+        Domain,
+        Template,
+        generate_world,
+        get_world,
+        make_world,
+        register_world,
+        training_texts,
+    )
 
     vals = {"colour": ("red", "blue", "green", "amber", "teal")}
     tpl = {"colour": Template(("{name} is painted {v}.",), "What colour is {name}?", "Which paint covers {name}?",

@@ -1,5 +1,9 @@
 """Builds the demo lab folder: one Hugging Face folder per checkpoint, the data files, and lab.json.
 
+Protocol (TOFU, MUSE): `base` is pretrained on other entities of the world; `original` is base fine-tuned on the
+forget + retain facts, `retain_only` (the deletion reference) and `retrained` (an audited deletion control, another
+data order) are base fine-tuned on the retain facts only; the methods and planted controls start from `original`.
+
 Deterministic under the config's seed and cached by the config hash: a second build with the same config is a
 no-op. A file lock makes concurrent builders (test workers, the app and the CLI) wait for one another.
 """
@@ -11,7 +15,6 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import torch

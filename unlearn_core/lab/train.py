@@ -6,8 +6,7 @@ import random
 from collections.abc import Callable
 
 import torch
-from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
-                          LlamaForCausalLM)
+from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from unlearn_core.lab.config import LabConfig
 from unlearn_core.scoring import encode, pad_id_of, right_pad, score_encoded
