@@ -44,6 +44,17 @@ class ProbeItems:
     forget_attacked: dict[str, np.ndarray]
     holdout_plain: dict[str, np.ndarray] = field(default_factory=dict)
     holdout_attacked: dict[str, np.ndarray] = field(default_factory=dict)
+    # what 100% recovery means: "plain" = the original's own score (attacks that restore behaviour); "attacked" =
+    # the original under the same probe (read-out probes: no model can be decoded better than the original is)
+    ceiling: str = "plain"
+
+    def __post_init__(self):
+        if self.ceiling not in ("plain", "attacked"):
+            raise ValueError(f"ceiling must be 'plain' or 'attacked', got {self.ceiling!r}")
+
+    def original_scores(self, original: str) -> np.ndarray:
+        src = self.forget_attacked if self.ceiling == "attacked" else self.forget_plain
+        return np.asarray(src[original], dtype=np.float64)
 
     def has_holdout(self, model: str) -> bool:
         return model in self.holdout_plain and len(self.holdout_plain[model]) > 0
@@ -102,7 +113,7 @@ def calibrate(items: ProbeItems, model: str, original: str, reference: str | Non
     """
     f = {k: np.asarray(v, dtype=np.float64) for k, v in (("att", items.forget_attacked[model]),
                                                           ("plain", items.forget_plain[model]),
-                                                          ("orig", items.forget_plain[original]))}
+                                                          ("orig", items.original_scores(original)))}
     n = len(f["att"])
     raw = float(_rec(f["att"], f["plain"], f["orig"]))
     rng = np.random.default_rng(seed)

@@ -48,13 +48,13 @@ def probe_validity(items_by_key: dict[str, tuple[object, object]], truth: dict[s
         neg = np.concatenate([item_gains(items, m) for m in dele])
         rows.append(_row(key, UNCALIBRATED, sup, dele, {m: (raw[m], raw[m], raw[m]) for m in raw}, rule,
                          auc=_auc(pos, neg)))
-        for control, reference in ((CONTROL_REFERENCE, ref), (CONTROL_HOLDOUT, None)):
+        for control, against in ((CONTROL_REFERENCE, ref), (CONTROL_HOLDOUT, None)):
             if control == CONTROL_REFERENCE and ref is None:
                 continue
             if control == CONTROL_HOLDOUT and (ev.control != "reference+holdout"
                                                or not all(items.has_holdout(m) for m in sup + dele)):
                 continue
-            cal = {m: calibrate(items, m, original, reference, ev.control, rule.n_boot, rule.seed, rule.ci)
+            cal = {m: calibrate(items, m, original, against, ev.control, rule.n_boot, rule.seed, rule.ci)
                    for m in sup + dele}
             rows.append(_row(key, control, sup, dele, {m: (c.excess, c.lo, c.hi) for m, c in cal.items()}, rule))
     cols = ["evidence", "control", "suppressed_controls", "deletion_controls", "suppressed_worst", "deletion_worst",

@@ -17,8 +17,8 @@ from unlearn_core.registry import DEFAULT_EVIDENCE_SET
 
 # The headline page runs the default evidence set first (the CLI's default too); the other evidence on request.
 FAST = DEFAULT_EVIDENCE_SET
-MORE = tuple(a for a in ("keyword_recovery", "perturbation", "sae_restoration", "extraction", "concept_vectors")
-             if a not in FAST)
+MORE = tuple(a for a in ("relearning", "quantization", "keyword_recovery", "perturbation", "sae_restoration",
+                         "extraction") if a not in FAST)
 
 
 @dataclass(frozen=True)

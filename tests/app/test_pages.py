@@ -15,7 +15,8 @@ from unlearn_core.workspace import lab_workspace
 
 pytestmark = pytest.mark.lab
 
-CHECKPOINTS = {"original", "ga", "graddiff", "npo", "rmu", "suppressed_head", "retain_only"}
+CHECKPOINTS = {"original", "ga", "graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank", "retrained",
+               "retain_only"}
 
 
 def _chart_titles(at) -> list[str]:
@@ -76,62 +77,97 @@ def test_representation_picker_switches_logit_lens_split(app):
     assert any("Logit lens on retain prompts" in t for t in _chart_titles(app))
 
 
-def test_headline_page_fast_path_verdicts(app, tiny_lab):
+def test_headline_page_default_evidence_verdicts(app, tiny_lab):
     from pages._shared import nav
 
     assert nav.available()[1][0] == "pages/verdict.py"  # first after Workspace
     app.switch_page("pages/verdict.py").run()
     _no_exception(app)
     assert "Suppression vs deletion" in [t.value for t in app.title]
-    assert app.button(key="run_verdict_fast").label == "Run scorecard + patching"
+    assert app.button(key="run_verdict_fast").label == "Run scorecard + decodability + patching"
     app.button(key="run_verdict_fast").click().run()
     _no_exception(app)
-    verdicts = _frame(app, "model", "verdict", "looks_forgotten", "retention", "reason")
+    verdicts = _frame(app, "model", "verdict", "looks_forgotten", "retention_excess", "ci_low", "ci_high", "control")
     by_model = dict(zip(verdicts["model"], verdicts["verdict"]))
-    assert by_model["suppressed_head"] == "suppressed"  # ground truth of the planted control
-    assert by_model["retain_only"] == "deleted"  # the deletion reference never saw the forget set
-    assert "original" not in by_model
-    assert "patching_retention" in verdicts.columns
-    assert "suppressed if r >=" in _texts(app)  # the rule is written on the page
+    # ground truth of the planted controls (lab.json)
+    assert by_model["suppressed_head"] == "suppressed" and by_model["suppressed_lowrank"] == "suppressed", by_model
+    assert by_model["retrained"] == "deleted", by_model
+    assert "original" not in by_model and "retain_only" not in by_model  # the reference is the control
+    row = verdicts.set_index("model").loc["suppressed_head"]
+    assert row["ci_low"] >= 0.25 and row["ci_low"] <= row["retention_excess"] <= row["ci_high"]
+    assert row["control"] == "retain-only reference"
+    assert "lower bound" in _texts(app) and "bootstrap" in _texts(app)  # the rule is written on the page
     titles = _chart_titles(app)
-    assert "Looks forgotten vs still inside" in titles and "Retention evidence per checkpoint" in titles
+    assert "Looks forgotten vs still inside" in titles
+    assert "Excess recovery over the control, per probe and checkpoint" in titles
+    assert "Probe validity on the planted controls" in titles  # the demo lab's truth is known
+    validity = _frame(app, "evidence", "control", "separates", "false_calls")
+    dec = validity[(validity["evidence"] == "decodability") & (validity["control"] == "retain-only reference")]
+    assert bool(dec["separates"].iloc[0]) and dec["false_calls"].iloc[0] == 0
     sources = _frame(app, "analysis", "in store")
     assert sources.set_index("analysis").loc["Layer-wise patching (UDS)", "in store"]
-    # a second visit reads the store: the fast button has nothing left to run
+    # a second visit reads the store: the default button has nothing left to run
     app.switch_page("pages/workspace.py").run()
     app.switch_page("pages/verdict.py").run()
     assert app.button(key="run_verdict_fast").disabled
 
 
-def test_headline_page_retain_only_as_unlearned_checkpoint_is_deleted(app, tiny_lab):
-    """The retain-only model entered as one more unlearned checkpoint ("retrained") reads as deleted."""
+def test_cli_and_dashboard_give_identical_verdicts(app, tiny_lab, tmp_path):
+    """One workspace, two front ends: the page's verdict table equals the CLI's verdicts.csv, number for number."""
+    import pandas as pd
+
+    from unlearn_core.cli import main
+
+    app.switch_page("pages/verdict.py").run()
+    app.button(key="run_verdict_fast").click().run()
+    _no_exception(app)
+    page = _frame(app, "model", "verdict", "retention_excess", "ci_low", "ci_high").set_index("model")
+    assert main(["audit", "--lab", str(tiny_lab), "--out", str(tmp_path / "cli")]) == 0
+    cli = pd.read_csv(tmp_path / "cli" / "verdicts.csv").set_index("model")
+    assert sorted(page.index) == sorted(cli.index)
+    assert (page["verdict"] == cli.loc[page.index, "verdict"]).all(), (page, cli)
+    for col in ("retention_excess", "ci_low", "ci_high"):
+        assert (page[col] - cli.loc[page.index, col]).abs().max() < 1e-9, col
+
+
+def test_headline_page_without_reference(app, tiny_lab):
+    """No retain-only model: self-contained probes are calibrated on the holdout split, patching needs a reference
+    and does not count, and no planted control gets the wrong call."""
     from dataclasses import replace
 
     from pages._shared import state
 
-    spec = lab_workspace(tiny_lab, unlearned=["suppressed_head"])
-    spec = replace(spec, unlearned=(*spec.unlearned, ("retrained", str(tiny_lab / "retain_only"))))
+    spec = replace(lab_workspace(tiny_lab, unlearned=["suppressed_head", "retrained"]), retain_only=None)
     app.session_state["workspace"] = state.Workspace(spec, spec.load_data(), app.session_state["workspace"].store_path)
     app.switch_page("pages/verdict.py").run()
     app.button(key="run_verdict_fast").click().run()
     _no_exception(app)
-    verdicts = _frame(app, "model", "verdict")
-    by_model = dict(zip(verdicts["model"], verdicts["verdict"]))
-    assert by_model == {"suppressed_head": "suppressed", "retrained": "deleted", "retain_only": "deleted"}, by_model
+    assert "No retain-only reference" in _texts(app)
+    df = _frame(app, "model", "verdict")
+    verdicts = dict(zip(df["model"], df["verdict"]))
+    assert verdicts["suppressed_head"] in ("suppressed", "inconclusive"), verdicts
+    assert verdicts["retrained"] in ("deleted", "inconclusive"), verdicts
+    ev = _frame(app, "model", "evidence", "control", "counted", "why_not_counted")
+    patch = ev[ev["evidence"] == "patching_retention"]
+    assert len(patch) and not patch["counted"].any()
+    assert patch["why_not_counted"].str.contains("needs a deletion reference").all()
+    dec = ev[ev["evidence"] == "decodability"]
+    assert (dec["control"] == "holdout split").all()
 
 
 def test_headline_page_with_sae_restoration(app):
-    """More evidence: SAE restoration. The planted controls keep their verdicts, suppressed_head now with high
-    restoration and retain_only with none, and the dose-response and expert-feature charts appear."""
+    """More evidence: SAE restoration. It is shown with its calibrated excess but not counted by default (it does not
+    separate the planted controls), the page says why, the verdicts stay, and its charts appear."""
     app.switch_page("pages/verdict.py").run()
     app.multiselect(key="vd_more").set_value(["sae_restoration"]).run()
     app.button(key="run_verdict_more").click().run()
     _no_exception(app)
-    verdicts = _frame(app, "model", "verdict", "retention", "sae_restoration").set_index("model")
-    assert verdicts.loc["suppressed_head", "verdict"] == "suppressed"
-    assert verdicts.loc["suppressed_head", "sae_restoration"] >= 0.5
-    assert verdicts.loc["retain_only", "verdict"] == "deleted"
-    assert verdicts.loc["retain_only", "sae_restoration"] < 0.05
+    verdicts = _frame(app, "model", "verdict").set_index("model")["verdict"]
+    assert verdicts["suppressed_head"] == "suppressed" and verdicts["retrained"] == "deleted"
+    ev = _frame(app, "model", "evidence", "counted", "why_not_counted")
+    sae = ev[ev["evidence"] == "sae_restoration"]
+    assert len(sae) and not sae["counted"].any() and sae["why_not_counted"].str.contains("original").all()
+    assert "Not counted by default" in _texts(app)
     titles = _chart_titles(app)
     assert any(t.startswith("SAE restoration dose-response") for t in titles), titles
     assert any(t.startswith("Expert SAE features") for t in titles), titles

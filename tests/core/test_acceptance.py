@@ -74,8 +74,9 @@ def test_all_analyses(tiny_lab, tmp_path, reference):
 
 
 def test_second_world_never_tuned_on(tmp_path):
+    from tests.conftest import CACHE
     from tests.fixtures.world2 import build_world2_lab
 
-    lab = build_world2_lab(tmp_path.parent / "world2-lab")
+    lab = build_world2_lab(CACHE)
     _check(_audit(lab, tmp_path / "ref"), True)
     _check(_audit(lab, tmp_path / "noref", "--no-reference"), False)

@@ -30,11 +30,16 @@ def test_audit_writes_report_and_serves_repeats_from_store(tiny_lab, tmp_path, c
     # planted truth: head-only suppression is judged suppressed, the retain-only model (as unlearned) deleted
     assert supp["verdict"] == "suppressed", supp
     assert report["checkpoints"]["ro"]["verdict"] == "deleted", report["checkpoints"]["ro"]
-    assert "patching_retention" in supp["evidence"] and "r = " in supp["verdict_reason"]
+    ev = supp["evidence"]["patching_retention"]
+    assert ev["control"] == "retain-only reference" and ev["interval"][0] <= ev["excess"] <= ev["interval"][1]
+    assert supp["retention_from"] == "patching_retention" and "excess" in supp["verdict_reason"]
+    # ro is the reference model's own folder: its evidence against itself is exactly zero
+    assert report["checkpoints"]["ro"]["evidence"]["patching_retention"]["excess"] == 0.0
     assert report["checkpoints"]["original"]["scores"]["forget_acc"] > 0.9
     assert supp["scores"]["forget_acc"] < 0.2
     assert (out / "scorecard_summary.csv").exists() and (out / "scorecard_items.csv").exists()
     assert report["analyses"]["scorecard"]["from_store"] is False
+    assert (out / "verdicts.csv").exists() and (out / "evidence.csv").exists()
     assert main(args) == 0
     again = json.loads((out / "report.json").read_text())
     assert again["analyses"]["scorecard"]["from_store"] is True

@@ -13,8 +13,11 @@ decode; a deleted one decodes forget facts no better than holdout facts it never
 Headline layer (no forget labels): per checkpoint, the block below the last whose probe has the highest
 cross-validated retain accuracy (ties go to the deeper block). The last block output is excluded because that is
 where the model's own readout lives: a head-only suppression rewrites exactly that, and the probe is meant to look
-past it. The evidence is attacked = max(own output p, probe p) on the first answer token, so the probe only counts
-where it reads more than the model already says.
+past it. The evidence is attacked = the probe's p of the true first token, its baseline ("plain") the uninformed
+probe (the token's frequency among retain answers), and the ceiling of recovery the probe on the ORIGINAL
+(calibration.ProbeItems.ceiling = "attacked"): 100% = as decodable as in the original, whatever the probe's own
+accuracy. The model's own output p is not the baseline: a model is confidently wrong on facts it never learned, so
+"probe minus output" is positive on holdout facts too (measured: 0.36 of the forget scale on the tiny lab).
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ class DecodabilityConfig:
 class DecodabilityResult:
     """Per checkpoint m: plain[m][split] = own output p of the first answer token [n_split]; probe[m][split] =
     probe p of it per block [L, n_split] (retain: out-of-fold); correct[m][split] = probe argmax hits [L, n_split];
-    layer[m] = headline block; C[m] = chosen strength per block."""
+    layer[m] = headline block; C[m] = chosen strength per block; prior[m][split] = the uninformed probe's p of the
+    true first token (its frequency among the retain set's first answer tokens): the baseline of recovery."""
 
     roles: dict[str, str]
     plain: dict[str, dict[str, np.ndarray]]
@@ -94,10 +98,11 @@ class DecodabilityResult:
     model_hashes: dict[str, str]
     data_hash: str
     config: DecodabilityConfig
+    prior: dict[str, dict[str, np.ndarray]]
 
     def attacked(self, model: str, split: str) -> np.ndarray:
-        """max(own p, probe p at the headline block): the probe only counts above what the model already says."""
-        return np.maximum(self.plain[model][split], self.probe[model][split][self.layer[model]])
+        """The probe's p of the correct first answer token at the model's headline block."""
+        return self.probe[model][split][self.layer[model]]
 
     def layers_frame(self) -> pd.DataFrame:
         rows = []
@@ -130,8 +135,8 @@ class DecodabilityResult:
     def _recovery(self, m: str) -> float:
         if m == self.original:
             return math.nan
-        return recovery_rate(_mean(self.attacked(m, "forget")), _mean(self.plain[m]["forget"]),
-                             _mean(self.plain[self.original]["forget"]))
+        return recovery_rate(_mean(self.attacked(m, "forget")), _mean(self.prior[m]["forget"]),
+                             _mean(self.attacked(self.original, "forget")))
 
     def scores(self, model_name: str) -> dict[str, float]:
         if model_name not in self.roles:
@@ -150,10 +155,10 @@ class DecodabilityResult:
                 f"{m}: {li}" for m, li in self.layer.items()) + ")")
         return {EVIDENCE_KEY: ProbeItems(
             key=EVIDENCE_KEY, attack=attack, metric=METRIC,
-            forget_plain={m: self.plain[m]["forget"] for m in self.roles},
+            forget_plain={m: self.prior[m]["forget"] for m in self.roles},
             forget_attacked={m: self.attacked(m, "forget") for m in self.roles},
-            holdout_plain={m: self.plain[m]["holdout"] for m in self.roles},
-            holdout_attacked={m: self.attacked(m, "holdout") for m in self.roles})}
+            holdout_plain={m: self.prior[m]["holdout"] for m in self.roles},
+            holdout_attacked={m: self.attacked(m, "holdout") for m in self.roles}, ceiling="attacked")}
 
 
 def _mean(a: np.ndarray) -> float:
@@ -274,7 +279,7 @@ def compute_decodability(models: ModelSet, data: AuditData, config: Decodability
     prompts = [p for s in SPLITS for p, _ in pairs[s]]
     answers = [a for s in SPLITS for _, a in pairs[s]]
     checkpoints = list(models.all().values())
-    roles, plain, probe, correct, layer, Cs, n_classes = {}, {}, {}, {}, {}, {}, {}
+    roles, plain, probe, correct, layer, Cs, n_classes, prior = {}, {}, {}, {}, {}, {}, {}, {}
     for mi, lm in enumerate(checkpoints):
         if progress is not None:
             progress(mi / len(checkpoints), f"{lm.name}: hidden states and probes")
@@ -295,6 +300,9 @@ def compute_decodability(models: ModelSet, data: AuditData, config: Decodability
                 per[s][1].append(out[s][1])
         roles[lm.name] = lm.role
         plain[lm.name] = {s: own[sl[s]] for s in SPLITS}
+        vals, counts = np.unique(yr, return_counts=True)
+        freq = dict(zip(vals.tolist(), (counts / counts.sum()).tolist(), strict=True))
+        prior[lm.name] = {s: np.array([freq.get(int(y), 0.0) for y in first[sl[s]]], np.float64) for s in SPLITS}
         probe[lm.name] = {s: np.stack(per[s][0]).astype(np.float64) for s in SPLITS}
         correct[lm.name] = {s: np.stack(per[s][1]).astype(bool) for s in SPLITS}
         layer[lm.name] = headline_layer(correct[lm.name]["retain"].mean(1), config.layer)
@@ -302,7 +310,7 @@ def compute_decodability(models: ModelSet, data: AuditData, config: Decodability
     if progress is not None:
         progress(1.0, "decodability done")
     return DecodabilityResult(roles, plain, probe, correct, layer, Cs, n_classes, models.original.name,
-                              {n: m.hash for n, m in models.all().items()}, data.hash, config)
+                              {n: m.hash for n, m in models.all().items()}, data.hash, config, prior)
 
 
 SPEC = AnalysisSpec(
