@@ -87,7 +87,7 @@ with st.container(border=True):
         label = ("Run " + " + ".join(missing_fast)) if missing_fast else "Default evidence is in the store"
         run_fast = st.button(label, type="primary", key="run_verdict_fast", icon=":material/play_arrow:",
                              disabled=not missing_fast, help="The default evidence set (the CLI's default): "
-                             "scorecard and the probes that can be calibrated without a reference")
+                             "the scorecard and the probes that separate the demo lab's planted controls")
     with c2:
         more = st.multiselect("More evidence (slower probes, default settings)", offer, default=[],
                               format_func=lambda a: get_analysis(a).title, key="vd_more",

@@ -32,7 +32,7 @@ ANALYSES: dict[str, str] = {
 
 # The evidence the headline page runs first and the CLI runs by default: the behavioural half and the probes that
 # separate the demo lab's planted controls (unlearn_core.validity), in seconds on the demo lab.
-DEFAULT_EVIDENCE_SET: tuple[str, ...] = ("scorecard", "decodability", "patching")
+DEFAULT_EVIDENCE_SET: tuple[str, ...] = ("scorecard", "decodability", "patching", "relearning")
 
 
 def names() -> list[str]:

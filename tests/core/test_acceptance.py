@@ -32,11 +32,19 @@ def _check(report: dict, with_reference: bool) -> None:
     cps = report["checkpoints"]
     table = {n: (c.get("verdict"), c.get("retention_from"), c.get("retention"), c.get("retention_interval"),
                  c.get("control")) for n, c in cps.items() if "verdict" in c}
+    if with_reference:
+        for name in SUPPRESSED:
+            assert cps[name]["verdict"] == "suppressed", table
+        for name in DELETED:
+            assert cps[name]["verdict"] == "deleted", table
+        return
+    # without a reference: never the wrong call; "inconclusive" where the holdout control is too weak to decide,
+    # and at least one planted suppression must still be caught
     for name in SUPPRESSED:
-        assert cps[name]["verdict"] == "suppressed", table
+        assert cps[name]["verdict"] in ("suppressed", "partially suppressed", "inconclusive"), table
+    assert any(cps[name]["verdict"] == "suppressed" for name in SUPPRESSED), table
     for name in DELETED:
-        allowed = {"deleted"} if with_reference else {"deleted", "inconclusive", "unknown"}
-        assert cps[name]["verdict"] in allowed, table
+        assert cps[name]["verdict"] in ("deleted", "inconclusive"), table
 
 
 @pytest.fixture(scope="module", params=LABS)

@@ -208,14 +208,20 @@ def test_relearning_recovers_suppression_faster_than_deletion(lab):
     assert [list(res.holdout_learn_items), list(res.holdout_held_items)] == list(
         split_forget(data.holdout, cfg.learn_fraction, cfg.split_by, cfg.seed))
     items = res.evidence_items()["relearning_recovery"]
-    check_items(items, len(res.held_items), len(res.holdout_held_items), original_attacked=("holdout",))
+    # two folds: every forget and holdout item is held out once
+    check_items(items, len(data.forget), len(data.holdout), original_attacked=("holdout",))
     assert set(res.holdout_frame().model) == set(models.all())
-    h = res.holdout_frame().set_index(["model", "step"])
-    assert h.loc[("original", cfg.steps), "held_p"] == pytest.approx(items.holdout_attacked["original"].mean())
     assert not np.allclose(items.forget_attacked["suppressed_head"], items.forget_plain["suppressed_head"])
     cal = check_calibrates(items)
     assert cal["reference"].lo > 0  # suppressed_head recovers more than the deletion reference, with confidence
-    assert cal["reference"].raw == pytest.approx(res.scores("suppressed_head")["relearning_recovery"])
+    # one fold, last step: the evidence is exactly the held part at the end of the stored curve
+    one = compute_relearning(models, data, RelearningConfig(folds=1, headline="last"))
+    it1 = one.evidence_items()["relearning_recovery"]
+    check_items(it1, len(one.held_items), len(one.holdout_held_items), original_attacked=("holdout",))
+    h = one.holdout_frame().set_index(["model", "step"])
+    assert h.loc[("original", cfg.steps), "held_p"] == pytest.approx(it1.holdout_attacked["original"].mean())
+    assert calibrate(it1, "suppressed_head", "original", None, "reference").raw == pytest.approx(
+        one.scores("suppressed_head")["relearning_recovery"])
     assert "relearning_holdout_gain_p" in res.scores("retain_only")
     assert same_items(decode_result(encode_result(res)).evidence_items()["relearning_recovery"], items)
     s_sh, s_ro = res.scores("suppressed_head"), res.scores("retain_only")

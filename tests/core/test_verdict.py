@@ -61,7 +61,7 @@ def test_holdout_control_without_reference_and_injection_needs_reference():
     assert no_holdout.control == CONTROL_NONE
 
 
-def _verdict(reference="ref", rule=VerdictConfig(counted=("probe",), n_boot=1000)):
+def _verdict(reference="ref", rule=VerdictConfig(counted=("probe",), n_boot=1000, suppressed_at=0.25, partial_at=0.1)):
     it = _items()
     names = ["original", "sup", "deleted", "leaky", "kept"] + ([reference] if reference else [])
     items = {"probe": (Evidence("probe", "synthetic", "reference+holdout"), it)}
@@ -95,7 +95,7 @@ def test_verdict_without_reference_and_uncounted_probe():
     assert res.get("sup").verdict == "suppressed" and res.get("sup").control == CONTROL_HOLDOUT
     assert res.get("deleted").verdict == "deleted"
     # the same evidence not counted by the rule: no verdict from it, and the page/report says why
-    res = _verdict(rule=VerdictConfig(counted=(), n_boot=1000))
+    res = _verdict(rule=VerdictConfig(counted=(), n_boot=1000, suppressed_at=0.25))
     assert res.get("sup").verdict == "unknown" and "probe" in res.get("sup").not_counted
 
 

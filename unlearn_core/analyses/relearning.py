@@ -64,6 +64,8 @@ class RelearningConfig:
     seed: int = 0
     eval_every: int = 1
     score_batch_size: int = 32
+    folds: int = 2  # 2: also relearn on the held part and score the learn part, so every item is held out once
+    headline: str = "best"  # evidence at the step with the highest mean held-out p~ ("best"), or the last step
 
     def __post_init__(self):
         check_int("steps", self.steps)
@@ -78,6 +80,10 @@ class RelearningConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.folds not in (1, 2):
+            raise ValueError(f"folds must be 1 or 2, got {self.folds!r}")
+        if self.headline not in ("best", "last"):
+            raise ValueError(f"headline must be 'best' or 'last', got {self.headline!r}")
         if self.split_by not in SPLIT_BY:
             raise ValueError(f"split_by must be one of {SPLIT_BY}, got {self.split_by!r}")
 
@@ -102,7 +108,7 @@ def split_forget(items, fraction: float, split_by: str, seed: int) -> tuple[list
 
 def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig):
     """Fine-tune a deep copy; returns (model, curve rows [(step, held p~, held acc, loss)], per-item held p~ before
-    and after [n_held] each)."""
+    and after [n_held] each, per-item held p~ at every evaluated step [n_evals, n_held])."""
     model = copy.deepcopy(lm.model).eval()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -112,13 +118,14 @@ def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = random.Random(cfg.seed)
     order: list[int] = []
-    curve, first, last = [], None, None
+    curve, first, last, steps = [], None, None, []
     loss_value = math.nan
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
             p, a = split_scores(model, lm.tokenizer, held_items, fmt, cfg.score_batch_size)
             curve.append((step, mean(p), mean(a), loss_value))
             first, last = (p if first is None else first), p
+            steps.append(p)
         if step == cfg.steps:
             break
         batch = []
@@ -133,7 +140,35 @@ def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig
         loss.backward()
         opt.step()
         loss_value = float(loss.detach())
-    return model.eval(), curve, first, last
+    return model.eval(), curve, first, last, torch.stack(steps)
+
+
+def headline_scores(per_step: torch.Tensor, rule: str) -> torch.Tensor:
+    """Per-item p~ at the headline step of one model's run [n]: the step whose MEAN p~ is highest, or the last.
+    The same rule for every model (the reference and the holdout control too), so the selection cancels out."""
+    return per_step[int(per_step.mean(1).argmax())] if rule == "best" else per_step[-1]
+
+
+def cross_relearn(lm: LoadedModel, items, learn_idx: list[int], held_idx: list[int], first: torch.Tensor,
+                  per_step: torch.Tensor, fmt, cfg: RelearningConfig) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """(item indices covered, per-item p~ before, per-item p~ at the headline step), from the run that learned
+    `learn_idx` (its `first` and `per_step` on `held_idx`) and, with cfg.folds == 2, a second run with the parts
+    swapped, so every item is held out once: twice the items, the same number of facts given to the attack."""
+    runs = [(held_idx, first, per_step)]
+    if cfg.folds == 2 and learn_idx:
+        tuned, _, first2, _, per_step2 = relearn(lm, [items[i] for i in held_idx], [items[i] for i in learn_idx],
+                                                 fmt, cfg)
+        del tuned
+        runs.append((learn_idx, first2, per_step2))
+    covered = sorted(i for idx, _, _ in runs for i in idx)
+    pos = {i: k for k, i in enumerate(covered)}
+    before = torch.zeros(len(covered))
+    curves = torch.zeros(per_step.shape[0], len(covered))
+    for idx, f, ps in runs:
+        cols = [pos[i] for i in idx]
+        before[cols] = f.float()
+        curves[:, cols] = ps.float()
+    return covered, before, headline_scores(curves, cfg.headline)
 
 
 @register_result
@@ -178,7 +213,9 @@ class RelearningResult:
 
     def evidence_items(self) -> dict:
         c = self.config
-        label = f"{c.steps} fine-tuning steps on {c.learn_fraction:g} of the split, scored on the rest"
+        label = (f"up to {c.steps} fine-tuning steps on {c.learn_fraction:g} of the split, scored on the rest"
+                 + (" and the parts swapped (every item held out once)" if c.folds == 2 else "")
+                 + ("; the step with the best mean p~ per model" if c.headline == "best" else "; last step"))
         return {EVIDENCE.key: probe_items(self.items, EVIDENCE.key, self.attack, label)}
 
 
@@ -225,26 +262,32 @@ def compute_relearning(models: ModelSet, data: AuditData, config: RelearningConf
         if not h_held:
             return
         tell(f"{lm.name}: {config.steps} relearning steps on the holdout split (control)")
-        tuned, pts, first, last = relearn(lm, h_learn, h_held, fmt, config)
+        tuned, pts, first, _, per_step = relearn(lm, h_learn, h_held, fmt, config)
         del tuned
-        put(items, "holdout", lm.name, PLAIN, first)
-        put(items, "holdout", lm.name, attack, last)
+        _, before, after = cross_relearn(lm, data.holdout, h_learn_idx, h_held_idx, first, per_step, fmt, config)
+        put(items, "holdout", lm.name, PLAIN, before)
+        put(items, "holdout", lm.name, attack, after)
         holdout_curve.extend({"model": lm.name, "role": lm.role, "step": step, "held_p": hp, "held_acc": ha,
                               "loss": loss, "gain_p": hp - pts[0][1]} for step, hp, ha, loss in pts)
 
     tell("original: held-out scores")
     o = models.original
     orig_plain = summary_row(o.name, o.role, PLAIN, *scored(o, o.model), None, None)
+    if config.folds == 2:  # the evidence covers every forget item: the original's p~ on all of them
+        put(items, "forget", o.name, PLAIN, split_scores(o.model, o.tokenizer, data.forget, fmt,
+                                                         config.score_batch_size)[0])
     holdout_control(o)
     rows, curve = [orig_plain], []
     for lm in targets:
         tell(f"{lm.name}: plain scores")
         plain = summary_row(lm.name, lm.role, PLAIN, *scored(lm, lm.model), None, None)
         tell(f"{lm.name}: {config.steps} relearning steps")
-        tuned, pts, _, last = relearn(lm, learn, held, fmt, config)
-        put(items, "forget", lm.name, attack, last)
+        tuned, pts, first, _, per_step = relearn(lm, learn, held, fmt, config)
         rp, ra = split_scores(tuned, lm.tokenizer, data.retain, fmt, config.score_batch_size)
         del tuned
+        _, before, after = cross_relearn(lm, data.forget, learn_idx, held_idx, first, per_step, fmt, config)
+        put(items, "forget", lm.name, PLAIN, before)
+        put(items, "forget", lm.name, attack, after)
         fp_end, fa_end = pts[-1][1], pts[-1][2]
         rows += [plain, summary_row(lm.name, lm.role, attack, (fp_end, fa_end), (mean(rp), mean(ra)), plain,
                                     orig_plain)]

@@ -44,7 +44,7 @@ NOT_COUNTED_WHY: dict[str, str] = {
 @dataclass(frozen=True)
 class VerdictConfig:
     forgotten_ratio: float = 0.5
-    suppressed_at: float = 0.25  # the lower bound of the excess recovery must clear this
+    suppressed_at: float = 0.15  # the lower bound of the excess recovery must clear this
     partial_at: float = 0.1
     counted: tuple[str, ...] = COUNTED_BY_DEFAULT  # evidence keys that count
     n_boot: int = 2000  # bootstrap resamples
