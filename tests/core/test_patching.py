@@ -65,7 +65,8 @@ def test_suppressed_head_keeps_lower_layers(lab):
     d1 = res.drops["retain_only"]
     # only the last layer counts: D1_last * min(1, D2_last / D1_last) / sum(D1)
     assert res.uds["suppressed_head"] == pytest.approx(min(d1[-1], drops[-1]) / sum(d1))
-    assert res.uds["suppressed_head"] < 0.25 and res.uds["retain_only"] == 1.0
+    # the reference shares the base with the original (TOFU protocol), so its last-layer drop is a small share
+    assert res.uds["suppressed_head"] < 0.5 and res.uds["retain_only"] == 1.0
     assert res.scores("suppressed_head")["patching_retention"] > 0.4
 
 
@@ -116,10 +117,11 @@ def test_calibrated_evidence_suppressed_exceeds_the_reference(lab):
     sup = calibrate(items, "suppressed_head", "original", "retain_only", "reference")
     assert sup.control == CONTROL_REFERENCE and sup.n_items == len(items.forget_plain["original"])
     assert sup.lo <= sup.excess <= sup.hi
-    assert sup.excess > 0.5 and sup.lo > 0.4  # two of three layers still carry everything the original needs
+    assert sup.excess > 0.3 and sup.lo > 0.2  # two of three layers still carry everything the original needs
     ref_gain = items.forget_attacked["retain_only"] - items.forget_plain["retain_only"]
     sup_gain = items.forget_attacked["suppressed_head"] - items.forget_plain["suppressed_head"]
-    assert sup_gain.mean() > 0.3 > 0 > ref_gain.mean()  # the original cannot read the scratch model's states
+    # the reference, fine-tuned from the same base, is partly readable by the original: that is why it is the control
+    assert sup_gain.mean() > ref_gain.mean() + 0.2
     # the probe copies the original into the checkpoint: without the reference it does not count
     alone = calibrate(items, "suppressed_head", "original", None, "reference")
     assert alone.control == CONTROL_NONE and not alone.calibrated and alone.raw == pytest.approx(sup.raw)

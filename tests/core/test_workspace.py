@@ -29,7 +29,9 @@ def test_lab_workspace_loads_every_checkpoint(tiny_lab):
     spec = lab_workspace(tiny_lab)
     models = spec.load_models()
     data = spec.load_data()
-    assert set(models.unlearned) == {"ga", "graddiff", "npo", "rmu", "suppressed_head"}
+    # every audited checkpoint of lab.json; the pretrained base and the reference are not "unlearned"
+    assert set(models.unlearned) == {"ga", "graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank",
+                                     "retrained"}
     assert models.retain_only is not None and models.retain_only.role == "retain_only"
     assert len(data.forget) > 0 and len(data.retain) > len(data.forget) and len(data.holdout) > 0
     assert not any(p.requires_grad for p in models.original.model.parameters())

@@ -28,15 +28,21 @@ from unlearn_core.codec import register_result
 
 VERDICTS = ("deleted", "partially suppressed", "suppressed", "inconclusive", "not forgotten", "unknown")
 
-# Evidence that counts by default, and why the rest does not: measured on the demo lab's planted controls with
-# unlearn_core.validity (report in benchmarks/ and the issue notes), never on the test world.
-COUNTED_BY_DEFAULT: tuple[str, ...] = ("decodability", "relearning_recovery", "patching_retention",
-                                       "quantization_recovery", "keyword_recovery", "perturbation_recovery",
-                                       "extraction_recovery")
+# Evidence that counts by default, and why the rest does not: measured with unlearn_core.validity on the demo lab's
+# planted controls (default, tiny, llama, tiny-llama labs; never on the test world), numbers in the issue notes.
+# Counted: the probes that catch at least one planted suppression and never call a deletion control suppressed.
+COUNTED_BY_DEFAULT: tuple[str, ...] = ("decodability", "patching_retention", "relearning_recovery")
+_MISSES = ("recovers no more from the planted suppressions than from the deletion controls on the demo lab "
+           "(probe-validity table): its number is shown, not counted")
 NOT_COUNTED_WHY: dict[str, str] = {
-    "sae_restoration": "injecting the original's late-layer SAE features restores a model retrained from the same "
-                       "base about as much as a planted suppression: it measures 'can read the original's "
-                       "features', not 'still stores the answer' (probe-validity table)",
+    "sae_restoration": "injecting the original's late-layer SAE features restores a model fine-tuned from the same "
+                       "base without the forget set about as much as a planted suppression (raw 0.80 vs 0.38 on the "
+                       "default lab): it measures 'can read the original's features', not 'still stores the answer'",
+    "quantization_recovery": _MISSES,
+    "keyword_recovery": _MISSES,
+    "perturbation_recovery": _MISSES,
+    "extraction_recovery": "guided decoding recovers every forget answer from every checkpoint, the deletion "
+                           "reference included (ROUGE-L 1.0): no separation left to measure",
 }
 
 
@@ -160,10 +166,10 @@ def _decide(evidence: list[CalibratedEvidence], rule: VerdictConfig) -> tuple[st
                                                                              list[str], dict[str, str]]:
     counted, why = [], {}
     for e in evidence:
-        if e.key not in rule.counted:
-            why[e.key] = NOT_COUNTED_WHY.get(e.key, "not among the counted probes of this rule")
-        elif e.control == CONTROL_NONE:
+        if e.control == CONTROL_NONE:
             why[e.key] = "needs a deletion reference (it copies the original's states; no self-contained control)"
+        elif e.key not in rule.counted:
+            why[e.key] = NOT_COUNTED_WHY.get(e.key, "not among the counted probes of this rule")
         elif not e.calibrated:
             why[e.key] = "the checkpoint did not forget on this probe's items (no recovery to measure)"
         else:
