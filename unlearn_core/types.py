@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from unlearn_core.items import PromptFormat, QAItem
@@ -37,9 +38,10 @@ class AuditData:
     holdout: tuple[QAItem, ...] = ()
     prompt_format: PromptFormat = field(default_factory=PromptFormat)
 
-    @property
+    @cached_property
     def hash(self) -> str:
-        """Content hash of every item and the prompt format: equal data give equal keys in the results store."""
+        """Content hash of every item and the prompt format: equal data give equal keys in the results store.
+        Computed once per (immutable) instance: pages read it on every rerun."""
         payload = {
             split: [asdict(it) for it in getattr(self, split)] for split in ("forget", "retain", "holdout")
         }

@@ -212,7 +212,9 @@ def run_with_progress(analysis, config, ws: Workspace | None = None, label: str 
 
 def was_stopped(analysis_name: str) -> bool:
     """True on the rerun that follows a click on this analysis' Stop button."""
-    if st.session_state.get(f"stop_{analysis_name}"):
+    prefix = f"stop_{analysis_name}"  # run_with_progress(part=...) suffixes the key (one per layer of a sweep)
+    if any(k.startswith(prefix) and st.session_state.get(k) for k in list(st.session_state.keys())
+           if isinstance(k, str)):
         st.session_state.pop("running", None)
         return True
     return False

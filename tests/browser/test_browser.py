@@ -119,14 +119,15 @@ def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_
         go(page, title)
         assert not page.get_by_test_id("stException").count()
         shot(page, f"10_{re.sub(r'[^a-z]+', '_', title.lower())}")
-    # the headline page: the scorecard is already in the store, so the fast path only runs the patching
+    # the headline page: the scorecard is already in the store, so the default set runs the three probes
     go(page, "Suppression vs deletion")
-    fast = page.get_by_role("button", name=re.compile("Run patching"))
+    fast = page.get_by_role("button", name=re.compile("Run decodability"))
     fast.click()
-    page.get_by_text(re.compile("Computed patching")).wait_for(timeout=SCORECARD_TIMEOUT_MS)
+    page.get_by_text(re.compile("Computed decodability")).wait_for(timeout=SCORECARD_TIMEOUT_MS)
     page.get_by_text("Verdict per checkpoint").wait_for()
+    page.get_by_text("Probe validity on the planted controls").wait_for()
     wait_idle(page)
-    assert page.locator(".js-plotly-plot").count() >= 2
+    assert page.locator(".js-plotly-plot").count() >= 3
     page.get_by_text("Evidence sources in the results store").wait_for()
     assert not page.get_by_test_id("stException").count()
     shot(page, "06_verdict")

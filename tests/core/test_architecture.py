@@ -67,3 +67,26 @@ def test_evidence_keys_are_unique_and_default_set_is_registered():
     assert evidence["sae_restoration"][1].control == "reference"  # it copies the original's states
     assert evidence["relearning_recovery"][1].control == "reference+holdout"
     assert set(registry.DEFAULT_EVIDENCE_SET) <= set(registry.ANALYSES)
+
+
+def test_sae_training_leaves_the_global_rng_alone():
+    import torch
+
+    from unlearn_core.analyses.sae_training import SAETrainConfig, train_sae
+
+    acts = torch.randn(64, 8, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = train_sae(acts, SAETrainConfig(steps=3, batch_size=16, expansion=2, k=2))
+    assert torch.equal(before, torch.random.get_rng_state())
+    b = train_sae(acts, SAETrainConfig(steps=3, batch_size=16, expansion=2, k=2))
+    assert torch.equal(a.W_dec, b.W_dec)  # seeded: the same SAE twice
+
+
+def test_audit_data_hash_is_computed_once():
+    from unlearn_core.items import QAItem
+    from unlearn_core.types import AuditData
+
+    data = AuditData((QAItem("q?", "a"),))
+    assert data.hash is data.hash and "hash" in data.__dict__
+    assert AuditData((QAItem("q?", "b"),)).hash != data.hash

@@ -7,8 +7,6 @@ decode them no better than the holdout facts it never saw either.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 

@@ -139,10 +139,17 @@ def _epoch_iterator(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[
 
 
 def train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None = None) -> SAE:
-    """Train on `acts` [n_tokens, d_model] with sae-lens' SAETrainer; returns the inference SAE (CPU, float32)."""
+    """Train on `acts` [n_tokens, d_model] with sae-lens' SAETrainer; returns the inference SAE (CPU, float32).
+
+    Seeded inside a forked RNG: the caller's (and other sessions') global torch random state is left untouched."""
     if len(acts) < 2:
         raise ValueError("need at least two activation vectors to train an SAE")
-    torch.manual_seed(cfg.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return _train_sae(acts, cfg, metadata)
+
+
+def _train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None) -> SAE:
     d_in = acts.shape[1]
     common = dict(d_in=d_in, d_sae=cfg.expansion * d_in, dtype="float32", device="cpu")
     if cfg.architecture == "topk":
