@@ -31,7 +31,8 @@ def _bad_forget_file(tiny_lab) -> tuple[bytes, int, int]:
 def test_every_page_renders(app):
     assert "Workspace" in [t.value for t in app.title]
     # the demo lab's checkpoints are offered and preselected
-    assert set(app.multiselect(key="lab_unlearned").value) == {"ga", "graddiff", "npo", "rmu", "suppressed_head"}
+    assert set(app.multiselect(key="lab_unlearned").value) == {"ga", "graddiff", "npo", "rmu", "suppressed_head",
+                                                                "suppressed_lowrank", "retrained"}
     assert app.selectbox(key="lab_retain_only").value == "retain_only"
     app.switch_page("pages/scorecard.py").run()
     _no_exception(app)
@@ -41,10 +42,27 @@ def test_every_page_renders(app):
 
     for file, _title, _ in nav.available()[2:]:  # the other analyses' pages, where their modules exist
         app.switch_page(file).run()
-        _no_exception(app)
-        assert app.title and app.title[0].value  # its own title (or a clear "not available" error)
+        _page_renders_cleanly(app)
         # nothing is computed just by opening a page: a Run button, or a result already in the store
-        assert any(b.label.startswith("Run ") for b in app.button) or "results store" in _texts(app) or app.error
+        assert any(b.label.startswith("Run ") for b in app.button) or "results store" in _texts(app)
+
+
+def _page_renders_cleanly(at) -> None:
+    """No exception, no error box, and the page's own title: an error box is a broken page, not a rendering."""
+    _no_exception(at)
+    assert not at.error, [str(e.value) for e in at.error]
+    assert at.title and at.title[0].value
+
+
+def test_page_check_catches_a_broken_page():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).parent / "fixtures" / "broken_page.py")).run()
+    assert at.title[0].value == "Broken page"  # it renders, with a title ...
+    with pytest.raises(AssertionError, match="ModuleNotFoundError"):
+        _page_renders_cleanly(at)  # ... and the check still fails it
 
 
 def test_bad_forget_row_is_reported_with_its_line(app, tiny_lab):

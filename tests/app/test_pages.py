@@ -188,6 +188,6 @@ def test_sae_page_runs_and_sweeps_layers(app):
     assert any(t.startswith("SAE restoration per layer") for t in _chart_titles(app))
     sweep = _frame(app, "model", "layer", "sae_restoration", "explained_variance")
     sup = sweep[sweep["model"] == "suppressed_head"].set_index("layer")["sae_restoration"]
-    assert sup[0] == 0.0 and sup[2] >= 0.5, sup.to_dict()  # restorable only where it was changed
+    assert sup[0] == 0.0 and sup[2] >= 0.3, sup.to_dict()  # restorable only where it was changed
     _served_from_store(app, "pages/sae_restoration.py")
     assert any(t.startswith("SAE restoration per layer") for t in _chart_titles(app))  # every layer from the store
