@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearn_core.arch import decoder_layers
-from unlearn_core.scoring import Encoded
+from unlearn_core.scoring import Encoded, right_pad
 
 
 def block_output(output) -> torch.Tensor:
@@ -76,3 +76,16 @@ def capture_block_outputs(model, ids: torch.Tensor, mask: torch.Tensor, layers: 
         for h in handles:
             h.remove()
     return store
+
+
+def answer_logprob_sums(model, batch: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable sum of answer-token log-probs per item [B] and answer lengths [B] (for fine-tuning attacks;
+    scoring without gradients is scoring.score_encoded)."""
+    ids, mask = right_pad([e.ids for e in batch], pad_id, next(model.parameters()).device)
+    logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    logp = F.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None])[..., 0]  # [B, T-1]
+    span = torch.zeros_like(logp)
+    for r, e in enumerate(batch):
+        p, a = len(e.prompt_ids), len(e.answer_ids)
+        span[r, p - 1 : p + a - 1] = 1.0
+    return (logp * span).sum(1), span.sum(1)

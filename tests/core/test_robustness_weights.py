@@ -23,7 +23,7 @@ from unlearn_core.analyses.quantization import (
 from unlearn_core.analyses.relearning import RelearningConfig, compute_relearning, split_forget
 from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, ProbeItems, calibrate
 from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.lab.unlearn import answer_logprob_sums
+from unlearn_core.forward import answer_logprob_sums
 from unlearn_core.registry import get_spec
 from unlearn_core.scoring import encode, pad_id_of
 from unlearn_core.types import AuditData, LoadedModel, ModelSet

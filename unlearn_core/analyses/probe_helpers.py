@@ -13,12 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from unlearn_core.calibration import ProbeItems
 from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.recovery import recovery_rate
-from unlearn_core.scoring import Encoded, encode, pad_id_of, right_pad, score_encoded
+from unlearn_core.scoring import encode, pad_id_of, score_encoded
 
 Progress = Callable[[float, str], None]
 PLAIN = "plain"
@@ -37,19 +36,6 @@ def split_scores(model, tokenizer, items: tuple[QAItem, ...] | list[QAItem], fmt
     enc = encode(tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
     sc = score_encoded(model, enc, pad_id_of(tokenizer), batch_size=batch_size)
     return sc.prob(), sc.accuracy()
-
-
-def answer_logprob_sums(model, batch: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable sum of answer-token log-probs per item [B] and answer lengths [B] (for fine-tuning attacks;
-    scoring without gradients is scoring.score_encoded)."""
-    ids, mask = right_pad([e.ids for e in batch], pad_id, next(model.parameters()).device)
-    logits = model(input_ids=ids, attention_mask=mask).logits.float()
-    logp = F.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None])[..., 0]  # [B, T-1]
-    span = torch.zeros_like(logp)
-    for r, e in enumerate(batch):
-        p, a = len(e.prompt_ids), len(e.answer_ids)
-        span[r, p - 1 : p + a - 1] = 1.0
-    return (logp * span).sum(1), span.sum(1)
 
 
 def mean(t: torch.Tensor) -> float:

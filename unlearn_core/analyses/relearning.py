@@ -31,7 +31,6 @@ from unlearn_core.analyses.probe_helpers import (
     SUMMARY_COLUMNS,
     ItemTable,
     Progress,
-    answer_logprob_sums,
     check_int,
     mean,
     probe_items,
@@ -42,6 +41,7 @@ from unlearn_core.analyses.probe_helpers import (
     summary_row,
 )
 from unlearn_core.codec import register_result
+from unlearn_core.forward import answer_logprob_sums
 from unlearn_core.scoring import encode, pad_id_of
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet

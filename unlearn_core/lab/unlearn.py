@@ -20,23 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from unlearn_core import arch
+from unlearn_core.forward import answer_logprob_sums
 from unlearn_core.lab.config import UnlearnConfig
 from unlearn_core.scoring import Encoded, pad_id_of, right_pad, score_encoded
 
 METHODS = ("ga", "graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank")
-
-
-def answer_logprob_sums(model, batch: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable sum of answer-token log-probs per item [B] and answer lengths [B]."""
-    device = next(model.parameters()).device
-    ids, mask = right_pad([e.ids for e in batch], pad_id, device)
-    logits = model(input_ids=ids, attention_mask=mask).logits.float()
-    logp = F.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None])[..., 0]  # [B, T-1]
-    span = torch.zeros_like(logp)
-    for r, e in enumerate(batch):
-        p, a = len(e.prompt_ids), len(e.answer_ids)
-        span[r, p - 1 : p + a - 1] = 1.0
-    return (logp * span).sum(1), span.sum(1)
 
 
 def _nll(model, batch, pad_id) -> torch.Tensor:
