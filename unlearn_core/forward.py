@@ -62,20 +62,38 @@ def hooked(model, layer: int, fn: Callable[[torch.Tensor], torch.Tensor | None])
 
 
 @torch.no_grad()
-def capture_block_outputs(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int] | None = None
-                          ) -> dict[int, torch.Tensor]:
-    """{layer: [B, T, d]} block outputs of the requested layers (default all), from ONE forward pass."""
+def capture_block_outputs(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int] | None = None,
+                          with_logits: bool = False):
+    """{layer: [B, T, d]} block outputs of the requested layers (default all), from ONE forward pass; with
+    with_logits, (that dict, logits [B, T, V]) from the same pass."""
     blocks = decoder_layers(model)
     layers = list(range(len(blocks))) if layers is None else list(layers)
     store: dict[int, torch.Tensor] = {}
     handles = [blocks[i].register_forward_hook(lambda _m, _i, out, i=i: store.__setitem__(i, block_output(out)))
                for i in layers]
     try:
-        model(input_ids=ids, attention_mask=mask)
+        logits = model(input_ids=ids, attention_mask=mask).logits
     finally:
         for h in handles:
             h.remove()
-    return store
+    return (store, logits) if with_logits else store
+
+
+@contextmanager
+def edited_blocks(model, layers: list[int] | tuple[int, ...], fn: Callable[[torch.Tensor], torch.Tensor]
+                  ) -> Iterator[None]:
+    """While the block runs, every listed block's output h [B, T, d] is replaced by fn(h)."""
+    blocks = decoder_layers(model)
+
+    def hook(_m, _i, out):
+        return replace_block_output(out, fn(block_output(out)))
+
+    handles = [blocks[i].register_forward_hook(hook) for i in layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def answer_logprob_sums(model, batch: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,6 +34,7 @@ import torch
 from unlearn_core import arch
 from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
+from unlearn_core.forward import capture_block_outputs
 from unlearn_core.recovery import recovery_rate
 from unlearn_core.scoring import encode, length_batches, model_device, pad_id_of, right_pad
 from unlearn_core.spec import AnalysisSpec, Evidence
@@ -172,37 +173,23 @@ def last_token_states(lm: LoadedModel, prompts: list[str], answers: list[str], b
     model, tok = lm.model, lm.tokenizer
     enc = encode(tok, prompts, answers)
     first = np.array([e.answer_ids[0] if e.answer_ids else -1 for e in enc], dtype=np.int64)
-    layers = arch.decoder_layers(model)
-    captured: dict[int, torch.Tensor] = {}
-
-    def hook(i):
-        def fn(_mod, _inp, out):
-            captured[i] = out[0] if isinstance(out, tuple) else out
-        return fn
-
-    n, L = len(enc), len(layers)
+    n, L = len(enc), arch.n_layers(model)
     states = None
     plain = np.zeros(n, np.float64)
-    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
-    try:
-        for batch in length_batches([len(e.prompt_ids) for e in enc], batch_size):
-            ids, mask = right_pad([list(enc[i].prompt_ids) for i in batch], pad_id_of(tok), model_device(model))
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            pos = torch.tensor([len(enc[i].prompt_ids) - 1 for i in batch], device=ids.device)
-            rows = torch.arange(len(batch), device=ids.device)
-            probs = torch.softmax(logits[rows, pos].float(), -1)
-            gold = torch.tensor([max(int(first[i]), 0) for i in batch], device=ids.device)
-            p = probs.gather(1, gold[:, None])[:, 0].cpu().double().numpy()
-            plain[batch] = np.where(first[batch] >= 0, p, 0.0)
-            for li in range(L):
-                h = captured[li][rows, pos].float().cpu().numpy()
-                if states is None:
-                    states = np.zeros((L, n, h.shape[1]), np.float32)
-                states[li, batch] = h
-            captured.clear()
-    finally:
-        for hd in handles:
-            hd.remove()
+    for batch in length_batches([len(e.prompt_ids) for e in enc], batch_size):
+        ids, mask = right_pad([list(enc[i].prompt_ids) for i in batch], pad_id_of(tok), model_device(model))
+        captured, logits = capture_block_outputs(model, ids, mask, with_logits=True)
+        pos = torch.tensor([len(enc[i].prompt_ids) - 1 for i in batch], device=ids.device)
+        rows = torch.arange(len(batch), device=ids.device)
+        probs = torch.softmax(logits[rows, pos].float(), -1)
+        gold = torch.tensor([max(int(first[i]), 0) for i in batch], device=ids.device)
+        p = probs.gather(1, gold[:, None])[:, 0].cpu().double().numpy()
+        plain[batch] = np.where(first[batch] >= 0, p, 0.0)
+        for li in range(L):
+            h = captured[li][rows, pos].float().cpu().numpy()
+            if states is None:
+                states = np.zeros((L, n, h.shape[1]), np.float32)
+            states[li, batch] = h
     return states, plain, first
 
 

@@ -21,7 +21,6 @@ draws are seeded identically for every model, so checkpoint and reference see th
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +41,7 @@ from unlearn_core.analyses.probe_helpers import (
     summary_row,
 )
 from unlearn_core.codec import register_result
+from unlearn_core.forward import edited_blocks
 from unlearn_core.scoring import encode, model_device, pad_id_of, score_encoded
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
@@ -49,26 +49,17 @@ from unlearn_core.types import AuditData, LoadedModel, ModelSet
 HEADLINE_SIGMA = 0.3
 
 
-@contextmanager
 def activation_noise(model, layers: tuple[int, ...], sigma: float, seed: int):
     """Within the block, add sigma * ||h|| * u to the outputs of `layers` (hooks; the model itself is untouched)."""
     gen = torch.Generator(device=model_device(model)).manual_seed(seed)
 
-    def fn(_mod, _inp, out):
-        h = out[0] if isinstance(out, tuple) else out  # [B, T, d]
+    def noisy(h: torch.Tensor) -> torch.Tensor:  # h [B, T, d]
         u = torch.randn(h.shape, generator=gen, device=h.device, dtype=torch.float32)
         u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         hf = h.float()
-        noisy = (hf + sigma * hf.norm(dim=-1, keepdim=True) * u).to(h.dtype)
-        return (noisy, *out[1:]) if isinstance(out, tuple) else noisy
+        return (hf + sigma * hf.norm(dim=-1, keepdim=True) * u).to(h.dtype)
 
-    blocks = arch.decoder_layers(model)
-    handles = [blocks[i].register_forward_hook(fn) for i in layers]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    return edited_blocks(model, layers, noisy)
 
 
 @register_result

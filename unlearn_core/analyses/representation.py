@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from unlearn_core import arch
-from unlearn_core.analyses.quantization import check_int, recovery_rate
+from unlearn_core.analyses.probe_helpers import check_int, recovery_rate
 from unlearn_core.codec import register_result
+from unlearn_core.forward import capture_block_outputs
 from unlearn_core.scoring import encode, length_batches, model_device, pad_id_of, right_pad
 from unlearn_core.spec import AnalysisSpec
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
@@ -65,38 +66,26 @@ def block_features(lm: LoadedModel, prompts: list[str], pooling: str, max_rows: 
     layers = arch.decoder_layers(model)
     lens_model = model if lens_model is None else lens_model
     norm, head = arch.final_norm(lens_model), lens_model.get_output_embeddings()
-    captured: dict[int, torch.Tensor] = {}
-
-    def hook(i):
-        def fn(_mod, _inp, out):
-            captured[i] = out[0] if isinstance(out, tuple) else out  # [B, T, d]
-        return fn
-
-    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
     n, L = len(prompts), len(layers)
     feats: list[list] = [[None] * n for _ in range(L)]
     lens = torch.zeros(L, n, 2) if gold_first is not None else None
-    try:
-        for batch in length_batches([len(s) for s in ids_list], batch_size):
-            ids, mask = right_pad([ids_list[i] for i in batch], pad_id_of(tok), device)
-            model(input_ids=ids, attention_mask=mask)
-            for li in range(L):
-                h = captured[li]
-                for r, i in enumerate(batch):
-                    t = len(ids_list[i])
-                    hs = h[r, :t].float()  # [t, d]
-                    feats[li][i] = {"tokens": hs, "mean": hs.mean(0, keepdim=True), "last": hs[-1:]}[pooling].cpu()
-                if lens is not None:
-                    last = torch.stack([h[r, len(ids_list[i]) - 1] for r, i in enumerate(batch)])  # [B, d]
-                    z = head(norm(last) if norm is not None else last).float()  # [B, V]
-                    gold = torch.tensor([gold_first[i] for i in batch], device=z.device)
-                    zg = z.gather(1, gold[:, None])  # [B, 1]
-                    lens[li, batch, 0] = F.softmax(z, -1).gather(1, gold[:, None])[:, 0].cpu()
-                    lens[li, batch, 1] = (z > zg).sum(1).float().cpu()  # 0 = top-1
-            captured.clear()
-    finally:
-        for hd in handles:
-            hd.remove()
+    # one forward per length batch; every block output captured by the kernel
+    for batch in length_batches([len(s) for s in ids_list], batch_size):
+        ids, mask = right_pad([ids_list[i] for i in batch], pad_id_of(tok), device)
+        captured = capture_block_outputs(model, ids, mask)  # {layer: [B, T, d]}
+        for li in range(L):
+            h = captured[li]
+            for r, i in enumerate(batch):
+                t = len(ids_list[i])
+                hs = h[r, :t].float()  # [t, d]
+                feats[li][i] = {"tokens": hs, "mean": hs.mean(0, keepdim=True), "last": hs[-1:]}[pooling].cpu()
+            if lens is not None:
+                last = torch.stack([h[r, len(ids_list[i]) - 1] for r, i in enumerate(batch)])  # [B, d]
+                z = head(norm(last) if norm is not None else last).float()  # [B, V]
+                gold = torch.tensor([gold_first[i] for i in batch], device=z.device)
+                zg = z.gather(1, gold[:, None])  # [B, 1]
+                lens[li, batch, 0] = F.softmax(z, -1).gather(1, gold[:, None])[:, 0].cpu()
+                lens[li, batch, 1] = (z > zg).sum(1).float().cpu()  # 0 = top-1
     out = [torch.cat(f) for f in feats]
     if max_rows is not None and out and out[0].shape[0] > max_rows:
         keep = torch.linspace(0, out[0].shape[0] - 1, max_rows).round().long()
