@@ -112,21 +112,36 @@ with st.expander("Example files (formats: JSONL, JSON, CSV/TSV, TXT)"):
                                        on_click="ignore", icon=":material/download:")
 
 
+def _keep_upload(raw: bytes, name: str) -> str:
+    """Uploaded bytes saved content-addressed beside the results store, so the workspace names a real file (its
+    forget/retain/holdout fields are paths, never display labels) and the audit can be re-run from it."""
+    import hashlib
+
+    folder = Path(store_path.strip() or str(lab / "results.sqlite")).expanduser().parent / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in {f".{t}" for t in UPLOAD_TYPES} else ".txt"
+    path = folder / f"{hashlib.sha256(raw).hexdigest()[:16]}{suffix}"
+    if not path.exists():
+        path.write_bytes(raw)
+    return str(path)
+
+
 def load_split(split: str):
-    """(items or None, label, ok). Shows the validation report row by row for an upload with bad rows."""
+    """(items or None, label, path or None, ok). Shows the validation report row by row for an upload with bad
+    rows. `path` is the file the items came from (an upload is kept beside the results store)."""
     lab_file = lab / meta["data"][split]
     choices = ["Demo lab file", "Upload"] + ([] if split == "forget" else ["None"])
     how = st.radio(SPLITS[split], choices, horizontal=True, key=f"src_{split}")
     if how == "None":
-        return (), "none", True
+        return (), "none", None, True
     if how == "Demo lab file":
         st.caption(f"`{lab_file}`")
-        return load_items(lab_file).items, f"demo lab {split} set", True
+        return load_items(lab_file).items, f"demo lab {split} set", str(lab_file), True
     up = st.file_uploader(f"Upload the {split} set", type=UPLOAD_TYPES, key=f"up_{split}",
                           label_visibility="collapsed")
     if up is None:
         st.info(f"Upload a {split} file, or pick the demo lab file.")
-        return None, "", split != "forget"
+        return None, "", None, split != "forget"
     raw = up.getvalue()
     try:
         report = load_items(raw, name=up.name)
@@ -136,7 +151,7 @@ def load_split(split: str):
             st.error(str(e))
             if report is not None and len(report.errors):
                 st.dataframe(report.to_frame(), hide_index=True, width="stretch")
-            return None, "", False
+            return None, "", None, False
         n_bad = len(report.rejected_lines)
         where = ("line " if n_bad == 1 else "lines ") + ", ".join(map(str, report.rejected_lines))
         st.error(f"{up.name}: {n_bad} of {report.n_rows} rows rejected ({where}). "
@@ -144,20 +159,21 @@ def load_split(split: str):
         st.dataframe(report.to_frame(), hide_index=True, width="stretch", key=f"issues_{split}")
         keep = st.checkbox(f"Keep the {len(report.items)} valid rows", key=f"keep_{split}")
         if not keep:
-            return None, "", False
+            return None, "", None, False
         report = load_items(raw, name=up.name, accept_partial=True)
     st.success(f"{up.name}: {report.summary()}")
     if report.warnings:
         with st.expander(f"{len(report.warnings)} warnings"):
             st.dataframe(report.to_frame(), hide_index=True, width="stretch")
-    return report.items, f"upload {up.name}", True
+    return report.items, f"upload {up.name}", _keep_upload(raw, up.name), True
 
 
 loaded = {}
+paths: dict[str, str | None] = {}
 ok = True
 for split in SPLITS:
     with st.container(border=True):
-        items, label, split_ok = load_split(split)
+        items, label, paths[split], split_ok = load_split(split)
     loaded[split] = (items, label)
     ok = ok and split_ok and items is not None
 
@@ -182,8 +198,8 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
         from unlearn_core.types import AuditData
 
         spec = WorkspaceSpec(
-            original=original_path.strip(), unlearned=tuple(unlearned), forget=loaded["forget"][1],
-            retain_only=retain_only_path, retain=loaded["retain"][1] or None, holdout=loaded["holdout"][1] or None,
+            original=original_path.strip(), unlearned=tuple(unlearned), forget=paths["forget"] or "",
+            retain_only=retain_only_path, retain=paths["retain"], holdout=paths["holdout"],
             device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
             prompt_format=PromptFormat(template, ws.spec.prompt_format.answer_prefix),
         )

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -93,6 +94,11 @@ def test_main_flow_scorecard(app, app_env, tiny_lab):
     app.radio(key="src_retain").set_value("None").run()  # keeps the test fast: retain scoring is the slow part
     app.button(key="apply").click().run()
     _no_exception(app)
+    # the workspace names files, never display labels: the upload is kept beside the results store
+    spec = app.session_state["workspace"].spec
+    assert spec.retain is None and spec.holdout == str(tiny_lab / "data" / "holdout.jsonl")
+    kept = Path(spec.forget)
+    assert kept.parent == app_env.parent / "uploads" and kept.read_bytes() == content
     assert "Workspace applied: 4 checkpoints (original, ga, rmu, retain_only)" in _texts(app)
     assert f"forget {n_valid}" in _texts(app)
 
