@@ -7,9 +7,6 @@ unlearn_core.analyses.verdict through the CLI's own code path (audit.verdict_fro
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
@@ -18,29 +15,11 @@ from unlearn_core.analyses.verdict import COUNTED_BY_DEFAULT, NOT_COUNTED_WHY, V
 from unlearn_core.audit import get_analysis
 from unlearn_core.registry import ANALYSES, all_evidence
 from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
+from unlearn_core.workspace import planted_truth
 
 PAGE = "verdict"
 NUM = st.column_config.NumberColumn(format="%.3f")
 
-
-
-def _lab_truth(ws) -> dict[str, str]:
-    """Planted ground truth when the workspace's checkpoints are a demo lab's folders (lab.json beside them)."""
-    meta_path = Path(ws.spec.original).parent / "lab.json"
-    if not meta_path.exists():
-        return {}
-    try:
-        cps = json.loads(meta_path.read_text())["checkpoints"]
-    except (ValueError, KeyError):
-        return {}
-    by_path = {str((meta_path.parent / c["path"]).resolve()): (n, c.get("ground_truth")) for n, c in cps.items()}
-    out = {}
-    paths = [*ws.spec.unlearned, *((("retain_only", ws.spec.retain_only),) if ws.spec.retain_only else ())]
-    for name, path in paths:
-        hit = by_path.get(str(Path(path).resolve()))
-        if hit and hit[1] in ("suppressed", "deleted"):
-            out[name] = hit[1]
-    return out
 
 
 export.start_page(PAGE)
@@ -146,7 +125,7 @@ export.table(verdict.evidence_frame(), "verdict evidence", "verdict_evidence_tab
              width="stretch", column_config={k: NUM for k in ("raw_recovery", "control_recovery", "excess",
                                                               "ci_low", "ci_high")})
 
-truth = _lab_truth(ws)
+truth = planted_truth(ws.spec)
 if truth:
     from unlearn_core.registry import collect_evidence_items
     from unlearn_core.validity import probe_validity

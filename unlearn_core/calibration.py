@@ -144,7 +144,8 @@ def calibrate(items: ProbeItems, model: str, original: str, reference: str | Non
 
 
 def item_gains(items: ProbeItems, model: str) -> np.ndarray:
-    """Per-item recovery share att - plain over orig - plain of the forget split, clipped to [0, 1]: for AUCs."""
+    """Per-item gain attacked - plain on the forget split (unnormalised: per-item denominators are unstable), for
+    the probe-validity AUC over items."""
     att = np.asarray(items.forget_attacked[model], np.float64)
     plain = np.asarray(items.forget_plain[model], np.float64)
     return att - plain

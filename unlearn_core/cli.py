@@ -69,15 +69,17 @@ def _lab_build(args) -> int:
     return 0
 
 
-def _truth(path: Path | None) -> dict[str, str] | None:
+def _truth(path: Path | None, spec) -> dict[str, str] | None:
     import json
+
+    from unlearn_core.workspace import planted_truth
 
     if path is None:
         return None
     raw = json.loads(path.read_text())
-    if "checkpoints" in raw:  # a lab.json
-        raw = {n: c.get("ground_truth") for n, c in raw["checkpoints"].items()}
-    truth = {n: t for n, t in raw.items() if t in ("suppressed", "deleted")}
+    # a lab.json: matched to this workspace's checkpoints by folder, whatever names they were given
+    truth = planted_truth(spec, path) if "checkpoints" in raw else {
+        n: t for n, t in raw.items() if t in ("suppressed", "deleted")}
     if not truth:
         raise ValueError(f"{path}: no checkpoint with ground truth 'suppressed' or 'deleted'")
     return truth
@@ -130,13 +132,13 @@ def _audit(args) -> int:
     for a in analyses:
         get_spec(a)
     rule = _rule(args)
-    truth = _truth(args.truth)
     spec = WorkspaceSpec(
         original=args.original, unlearned=_parse_unlearned(args.unlearned), forget=args.forget,
         retain_only=args.retain_model, retain=args.retain, holdout=args.holdout, device=args.device,
         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
         prompt_format=PromptFormat(args.prompt_template.replace("\\n", "\n")),
     )
+    truth = _truth(args.truth, spec)
     data = spec.load_data(accept_partial=args.accept_partial)
     models = spec.load_models()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -257,3 +257,19 @@ def lab_workspace(lab_dir: str | Path, unlearned: list[str] | None = None, devic
         device=device,
         prompt_format=PromptFormat(meta.get("prompt_template", PromptFormat.template)),
     )
+
+
+def planted_truth(spec: WorkspaceSpec, lab_json: str | Path | None = None) -> dict[str, str]:
+    """{checkpoint name in this workspace: "suppressed" | "deleted"} for checkpoints that are folders of a demo lab
+    (matched by resolved path, so any display name works); {} when there is no lab.json (real checkpoints)."""
+    meta_path = Path(lab_json) if lab_json else Path(spec.original).parent / "lab.json"
+    if not meta_path.is_file():
+        return {}
+    try:
+        cps = json.loads(meta_path.read_text())["checkpoints"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    by_path = {str((meta_path.parent / c["path"]).resolve()): c.get("ground_truth") for c in cps.values()}
+    named = [*spec.unlearned, *((("retain_only", spec.retain_only),) if spec.retain_only else ())]
+    return {name: by_path[key] for name, path in named
+            if by_path.get(key := str(Path(path).resolve())) in ("suppressed", "deleted")}

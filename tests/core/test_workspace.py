@@ -101,3 +101,18 @@ def test_remote_code_is_not_trusted_by_default(tiny_lab, tmp_path):
     info = inspect_checkpoint(other)
     with pytest.raises(CheckpointError, match="custom code"):
         ws.load_model(info, "x", "unlearned", torch.device("cpu"), torch.float32)
+
+
+def test_planted_truth_follows_folders_not_names(tiny_lab, tmp_path):
+    from dataclasses import replace
+
+    from unlearn_core.workspace import planted_truth
+
+    spec = lab_workspace(tiny_lab, unlearned=["suppressed_head", "retrained", "npo"])
+    renamed = replace(spec, unlearned=(("mine", str(tiny_lab / "suppressed_lowrank")),
+                                       ("again", str(tiny_lab / "retain_only"))))
+    assert planted_truth(spec) == {"suppressed_head": "suppressed", "retrained": "deleted",
+                                   "retain_only": "deleted"}  # npo has no ground truth
+    assert planted_truth(renamed) == {"mine": "suppressed", "again": "deleted", "retain_only": "deleted"}
+    elsewhere = replace(spec, original=str(tmp_path / "original"))  # real checkpoints: no lab.json beside them
+    assert planted_truth(elsewhere) == {}
