@@ -118,7 +118,7 @@ export.table(frame, "verdict per checkpoint", "verdict_table", PAGE, hide_index=
                             "original_forget_acc": NUM, "looks_forgotten": NUM, "retention_excess": NUM,
                             "ci_low": NUM, "ci_high": NUM})
 st.subheader("Evidence behind the verdicts")
-export.chart(plot_evidence_matrix(verdict, EVIDENCE), "verdict_evidence", PAGE)
+export.chart(plot_evidence_matrix(verdict), "verdict_evidence", PAGE)  # short keys: the table names them in full
 st.caption("Each cell: excess recovery over the control [95% interval]. Blank: that probe has not been run for this "
            "workspace (add it above).")
 export.table(verdict.evidence_frame(), "verdict evidence", "verdict_evidence_table", PAGE, hide_index=True,

@@ -22,9 +22,9 @@ LAYER_METRICS = {
 }
 _SUMMARY_BARS = {
     "forget_plain_p": "forget: own output",
-    "forget_attacked_p": "forget: max(own, probe)",
+    "forget_attacked_p": "forget: probe",
     "holdout_plain_p": "holdout: own output",
-    "holdout_attacked_p": "holdout: max(own, probe)",
+    "holdout_attacked_p": "holdout: probe",
 }
 
 
@@ -51,7 +51,7 @@ def plot_decodability_layers(result, metric: str = "forget_acc") -> go.Figure:
 
 
 def plot_decodability_summary(result) -> go.Figure:
-    """Mean first-answer-token p: the model's own output vs max(own, probe) at the headline block, per split."""
+    """Mean first-answer-token p: the model's own output vs the retain-trained probe at the headline block."""
     s = result.to_frame()
     long = s.melt(id_vars=["model"], value_vars=list(_SUMMARY_BARS), var_name="measure", value_name="p")
     long["measure"] = long.measure.map(_SUMMARY_BARS)
@@ -64,7 +64,7 @@ def plot_decodability_summary(result) -> go.Figure:
                              hovertemplate=f"{n}<br>%{{x}}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(barmode="group", legend_title_text="checkpoint")
     fig.update_xaxes(categoryorder="array", categoryarray=list(_SUMMARY_BARS.values()))
-    return apply_plotly(fig, "Decodability at the headline block: own output vs retain-trained probe",
+    return apply_plotly(fig, "Headline block: own output vs probe",
                         "split and readout", "mean p of the first answer token (0-1)")
 
 

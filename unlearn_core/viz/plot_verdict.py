@@ -63,16 +63,17 @@ def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside
                 hovertemplate="excess %{y:.3f} [%{customdata[2]:.3f}, %{customdata[3]:.3f}]<br>%{customdata[0]} "
                               "vs %{customdata[1]}<extra>still inside</extra>")
     cfg = verdict.config
-    for yv, label in ((cfg.suppressed_at, f"suppressed<br>lo >= {cfg.suppressed_at:g}"),
-                      (cfg.partial_at, f"partially<br>lo >= {cfg.partial_at:g}")):
+    # the two lines are close: the upper label sits above its line, the lower one below, so they never overlap
+    for yv, label, anchor in ((cfg.suppressed_at, f"suppressed: lo >= {cfg.suppressed_at:g}", "bottom"),
+                              (cfg.partial_at, f"partially: lo >= {cfg.partial_at:g}", "top")):
         fig.add_hline(y=yv, line_dash="dash", line_color="#777777", line_width=1.5)
         fig.add_annotation(x=1.01, xref="paper", y=yv, yref="y", text=label, showarrow=False, xanchor="left",
-                           align="left", font={"size": 11, "color": "#777777"})
+                           yanchor=anchor, align="left", font={"size": 11, "color": "#777777"})
     fig.add_hline(y=0, line_color="#333333", line_width=1)
     lo = min([0.0] + [_nan0(v.retention_lo) for v in rows])
     fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.05, yaxis_range=[max(-1.0, lo - 0.05), 1.12],
                       height=460, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left",
-                                          "x": 0}, margin={"t": 90, "b": 70, "r": 150})
+                                          "x": 0}, margin={"t": 90, "b": 70, "r": 170})
     fig.update_xaxes(tickangle=0)
     return apply_plotly(fig, title, "checkpoint and verdict", "share of the original's answer mass (1 = all)")
 
@@ -107,11 +108,11 @@ def plot_evidence_matrix(verdict, labels: dict[str, str] | None = None,
     fig = go.Figure(go.Heatmap(
         z=z, x=[v.model for v in rows], y=ylabels, text=text, texttemplate="%{text}", zmin=0, zmax=1,
         colorscale=scale, colorbar={"title": {"text": "excess", "side": "right"}, "thickness": 12},
-        hovertemplate="%{x} · %{y}: %{z:.3f}<extra></extra>", xgap=2, ygap=2,
+        hovertemplate="%{x} · %{y}: %{z:.3f}<extra></extra>", xgap=2, ygap=2, textfont={"size": 11},
     ))
     fig.update_yaxes(autorange="reversed", showgrid=False)
-    fig.update_xaxes(showgrid=False, tickangle=0)
-    fig.update_layout(height=max(260, 140 + 54 * len(keys)))
+    fig.update_xaxes(showgrid=False, tickangle=-30 if len(rows) > 5 else 0)
+    fig.update_layout(height=max(300, 170 + 64 * len(keys)), margin={"b": 110})
     return apply_plotly(fig, title, "checkpoint", "probe")
 
 
@@ -124,9 +125,9 @@ def plot_probe_validity(validity, title: str = "Probe validity on the planted co
                 marker_color="#D55E00")
     fig.add_bar(x=labels, y=validity["deletion_worst"], name="deletion controls (strongest upper bound)",
                 marker_color=RETAIN_ONLY_COLOR, marker_pattern_shape="/")
-    fig.update_layout(barmode="group", height=440, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02,
-                                                          "x": 0})
-    fig.update_xaxes(tickangle=-30)
+    fig.update_layout(barmode="group", height=500, margin={"b": 150},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    fig.update_xaxes(tickangle=-35, automargin=True)
     return apply_plotly(fig, title, "probe and control", "recovery / excess (share of answer mass)")
 
 
