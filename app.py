@@ -3,6 +3,8 @@
 Opens on the demo lab (built on first start, then cached); UNLEARN_AUDIT_LAB_CONFIG (default "default") and
 UNLEARN_AUDIT_LAB_DIR point it at another lab, UNLEARN_AUDIT_STORE at another results store. Nothing heavy is
 imported here: models load when a page needs them. Pages are listed in pages/_shared/nav.py.
+Bound to 127.0.0.1 (.streamlit/config.toml); on any other address it serves nothing unless UNLEARN_AUDIT_ROOT
+confines typed paths (unlearn_core.guard).
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ st.set_page_config(page_title="Unlearning audit", page_icon=":material/policy:",
 css = ROOT / "assets" / "style.css"
 if css.exists():
     st.html(f"<style>{css.read_text()}</style>")
+
+from unlearn_core.guard import PathOutsideRoot, check_serving, workspace_root  # noqa: E402 - no torch import
+
+try:
+    check_serving(st.get_option("server.address"), workspace_root())
+except PathOutsideRoot as e:
+    st.error(f"Not serving: {e}")
+    st.stop()
 
 pages = [st.Page(file, title=title, icon=icon, default=i == 0) for i, (file, title, icon) in enumerate(nav.available())]
 current = st.navigation(pages)

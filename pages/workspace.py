@@ -1,7 +1,12 @@
-"""Workspace: which checkpoints and which forget / retain / holdout sets this audit compares."""
+"""Workspace: which checkpoints and which forget / retain / holdout sets this audit compares.
+
+Every typed path (checkpoint folders, results store) goes through unlearn_core.guard before anything reads it: with a
+workspace root (UNLEARN_AUDIT_ROOT) a path outside it is refused here, and Apply stays disabled.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +14,7 @@ import streamlit as st
 
 from pages._shared import sidebar, state
 from unlearn_core.data import DataError, example_files, load_items
+from unlearn_core.guard import PathOutsideRoot, checkpoint_source, store_location, workspace_root
 from unlearn_core.items import PromptFormat
 from unlearn_core.workspace import CheckpointError, WorkspaceSpec
 
@@ -17,6 +23,17 @@ LAB, FOLDERS = "Demo lab", "Local folders"
 UPLOAD_TYPES = ["jsonl", "ndjson", "json", "csv", "tsv", "txt"]
 
 ws = state.workspace()
+root = workspace_root()
+refused: list[str] = []  # typed paths the guard refused: shown as errors, and Apply stays disabled
+
+
+def _guarded(check, typed, *args):
+    """check(typed, ...) or None with the refusal recorded (the path is then never read or written)."""
+    try:
+        return check(typed, *args)
+    except PathOutsideRoot as e:
+        refused.append(str(e))
+        return None
 lab = state.lab_dir()
 meta = state.lab_meta(lab)
 lab_ckpts = {n: str(lab / c["path"]) for n, c in meta["checkpoints"].items()}
@@ -67,7 +84,8 @@ if source == LAB:
     unlearned = [(n, lab_ckpts[n]) for n in chosen]
     retain_only_path = None if ro == "(none)" else lab_ckpts[ro]
 else:
-    st.caption("Hugging Face causal-LM folders (config.json + safetensors) or hub ids already in the local cache.")
+    st.caption("Hugging Face causal-LM folders (config.json + safetensors) or hub ids already in the local cache."
+               + (f" Paths must stay inside the workspace root `{root}`." if root else ""))
     original_path = st.text_input("Original checkpoint folder", value=ws.spec.original, key="path_original")
     default_lines = "\n".join(f"{n}={p}" for n, p in ws.spec.unlearned)
     lines = st.text_area("Unlearned checkpoints, one per line as NAME=FOLDER", value=default_lines,
@@ -85,6 +103,11 @@ else:
         st.error(f"Line(s) {', '.join(map(str, bad_lines))}: write NAME=FOLDER, e.g. `npo=/models/npo`")
     retain_only_path = st.text_input("Retain-only checkpoint folder (optional)", value=ws.spec.retain_only or "",
                                      key="path_retain_only").strip() or None
+    if original_path.strip():
+        original_path = _guarded(checkpoint_source, original_path, root, "Original checkpoint folder") or ""
+    unlearned = [(n, g) for n, p in unlearned if (g := _guarded(checkpoint_source, p, root, f"Unlearned {n}"))]
+    if retain_only_path:
+        retain_only_path = _guarded(checkpoint_source, retain_only_path, root, "Retain-only checkpoint folder")
 
 with st.expander("Advanced: device, loading, prompt format, results store"):
     a1, a2 = st.columns(2)
@@ -96,7 +119,12 @@ with st.expander("Advanced: device, loading, prompt format, results store"):
     template = a2.text_input("Prompt template (must contain {question})", value=ws.spec.prompt_format.template,
                              key="prompt_template")
     store_path = a2.text_input("Results store (SQLite file)", value=ws.store_path, key="store_path",
-                               help="Results computed once are served from here, across sessions and restarts")
+                               help="Results computed once are served from here, across sessions and restarts"
+                               + (f"; on this server only under `{root}` or the app's data folder" if root else ""))
+# the store a server admin configured (env or the lab default) is always allowed, typed paths only under the root
+store_file = _guarded(store_location, store_path.strip() or str(lab / "results.sqlite"), root,
+                      (os.environ.get(state.ENV_STORE, ""), str(lab / "results.sqlite"), ws.store_path),
+                      "Results store")
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -117,7 +145,7 @@ def _keep_upload(raw: bytes, name: str) -> str:
     forget/retain/holdout fields are paths, never display labels) and the audit can be re-run from it."""
     import hashlib
 
-    folder = Path(store_path.strip() or str(lab / "results.sqlite")).expanduser().parent / "uploads"
+    folder = Path(store_file or ws.store_path).parent / "uploads"  # a refused store path is never written to
     folder.mkdir(parents=True, exist_ok=True)
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in {f".{t}" for t in UPLOAD_TYPES} else ".txt"
     path = folder / f"{hashlib.sha256(raw).hexdigest()[:16]}{suffix}"
@@ -190,6 +218,10 @@ if not ok:
     problems.append("the data above needs attention")
 if "{question}" not in template:
     problems.append("the prompt template must contain {question}")
+for msg in refused:
+    st.error(f"Refused: {msg}")
+if refused:
+    problems.append("a path above is not allowed on this server")
 if problems:
     st.warning("Cannot apply yet: " + "; ".join(problems) + ".")
 
@@ -206,7 +238,7 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
         spec.inspect()  # compatibility (tokenizer, vocabulary, shapes) before anything is loaded
         data = AuditData(loaded["forget"][0], loaded["retain"][0] or (), loaded["holdout"][0] or (),
                          spec.prompt_format)
-        new = state.Workspace(spec, data, store_path.strip() or str(lab / "results.sqlite"),
+        new = state.Workspace(spec, data, str(store_file),
                               {s: loaded[s][1] for s in SPLITS})
         state.set_workspace(new)
         try:

@@ -1,7 +1,23 @@
 #!/usr/bin/env bash
 # Installs everything and opens the dashboard on the demo lab (built on first start, then cached).
+# Listens on 127.0.0.1 only. `--network` (or UNLEARN_AUDIT_SERVE_NETWORK=1) serves on every interface, and only
+# with a workspace root (UNLEARN_AUDIT_ROOT=/folder): every path typed in the browser must then stay inside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+args=()
+network="${UNLEARN_AUDIT_SERVE_NETWORK:-0}"
+for a in "$@"; do
+    if [ "$a" = "--network" ]; then network=1; else args+=("$a"); fi
+done
+address=(--server.address 127.0.0.1)
+if [ "$network" = "1" ]; then
+    if [ -z "${UNLEARN_AUDIT_ROOT:-}" ] || [ ! -d "${UNLEARN_AUDIT_ROOT}" ]; then
+        echo "refusing to serve on the network without a workspace root: set UNLEARN_AUDIT_ROOT to an existing" \
+             "folder (every path typed in the browser must stay inside it)" >&2
+        exit 2
+    fi
+    address=(--server.address 0.0.0.0)
+fi
 bash scripts/setup.sh requirements.txt
 . .venv/bin/activate
-exec streamlit run app.py "$@"
+exec streamlit run app.py "${address[@]}" ${args[@]+"${args[@]}"}

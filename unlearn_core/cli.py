@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--config", default="default")
     b.add_argument("--force", action="store_true", help="rebuild even if a build with this config hash exists")
+    b.add_argument("--root", help=ROOT_HELP)
     a = sub.add_parser("audit", help="run analyses and write OUT/report.json plus CSV tables")
     a.add_argument("--lab", type=Path, help="a demo-lab folder: fills --original/--unlearned/--retain-model/data "
                    "from its lab.json and adds the probe-validity table from its planted ground truth")
@@ -57,12 +58,42 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--accept-partial", action="store_true", help="keep the valid rows of a data file with bad rows")
     a.add_argument("--allow-pickle", action="store_true", help="allow pickle weight files (can run code)")
     a.add_argument("--trust-remote-code", action="store_true")
+    a.add_argument("--root", help=ROOT_HELP)
     return p
+
+
+ROOT_HELP = ("workspace root (default $UNLEARN_AUDIT_ROOT): every path argument must resolve (symlinks too) inside "
+             "it; the results store may also be in the app's data folder")
+
+
+def _confine(args, names: tuple[str, ...]) -> None:
+    """With a workspace root, every path argument resolved inside it (hub ids stay ids), else exit 2 saying which."""
+    from unlearn_core.guard import checkpoint_source, resolve_inside, store_location, workspace_root
+
+    root = workspace_root(args.root)
+    if root is None:
+        return
+    for name in names:
+        value = getattr(args, name, None)
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if name == "unlearned":
+            args.unlearned = [f"{n}={checkpoint_source(p, root, f'{flag} {n}')}"
+                              for n, p in _parse_unlearned(value)]
+        elif name in ("original", "retain_model"):
+            setattr(args, name, checkpoint_source(value, root, flag))
+        elif name == "store":
+            args.store = store_location(value, root, what=flag)
+        else:
+            resolved = resolve_inside(value, root, flag)
+            setattr(args, name, resolved if isinstance(value, Path) else str(resolved))
 
 
 def _lab_build(args) -> int:
     from unlearn_core.lab.build import build_lab, scores_table
 
+    _confine(args, ("out",))
     meta = build_lab(args.out, args.config, force=args.force)
     print(scores_table(meta))
     print(f"built in {meta['build_seconds']} s -> {args.out}")
@@ -121,8 +152,10 @@ def _audit(args) -> int:
     from unlearn_core.store import ResultsStore
     from unlearn_core.workspace import WorkspaceSpec
 
+    _confine(args, ("lab", "out", "store", "truth"))  # --lab first: the paths it fills in are checked below
     if args.lab is not None:
         _from_lab(args)
+    _confine(args, ("original", "unlearned", "retain_model", "forget", "retain", "holdout"))
     missing = [f"--{k}" for k in ("original", "unlearned", "forget") if not getattr(args, k)]
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or give --lab DIR)")

@@ -85,6 +85,17 @@ def _field_widget(page: str, f, default, container):
     return default
 
 
+def _confined(values: dict) -> dict:
+    """Path settings (e.g. sae_path) resolved inside the workspace root; PathOutsideRoot (a ValueError) if not."""
+    from unlearn_core.guard import resolve_inside, workspace_root
+
+    root = workspace_root()
+    if root is None:  # a local single user: settings stay as typed (they are part of the result's key)
+        return values
+    return {k: str(resolve_inside(v, root, k.replace("_", " "))) if k.endswith(("_path", "_dir")) and isinstance(v, str)
+            and v.strip() else v for k, v in values.items()}
+
+
 def _config(analysis, page: str, main: tuple[str, ...] = ()):
     """The analysis' config as widgets: the `main` fields on the page, the rest under "More settings"."""
     default = analysis.default_config()
@@ -101,7 +112,7 @@ def _config(analysis, page: str, main: tuple[str, ...] = ()):
             cols = st.columns(3)
             for i, f in enumerate(rest):
                 values[f.name] = _field_widget(page, f, getattr(default, f.name), cols[i % 3])
-        return replace(default, **values)
+        return replace(default, **_confined(values))
     except (ValueError, TypeError) as e:
         st.error(f"Invalid settings, using the defaults: {e}")
         return default
