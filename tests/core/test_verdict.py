@@ -140,3 +140,21 @@ def test_probe_validity_and_plots():
     assert head.layout.yaxis.title.text and len(head.data) == 2 and head.data[1].error_y.array is not None
     mat = plot_evidence_matrix(res)
     assert list(mat.data[0].y) == ["probe"] and "needs reference" not in str(mat.data[0].text)
+
+
+def test_nothing_to_audit_when_the_original_never_knew_the_forget_set():
+    """A forget set the original answers 0 of: no checkpoint may 'look forgotten', whatever the probes say."""
+    rule = VerdictConfig(counted=("probe",), n_boot=500, suppressed_at=0.25, partial_at=0.1)
+    it = _items()
+    names = ["original", "sup", "deleted", "ref"]
+    ev = calibrate_all({"probe": (Evidence("probe", "s", "reference+holdout"), it)}, names, "original", "ref", rule)
+    behaviour = {n: {"forget_acc": 0.0} for n in names}
+    res = compute_verdict(behaviour, ev, rule, reference="ref")
+    for name in ("sup", "deleted"):
+        v = res.get(name)
+        assert v.verdict == "nothing to audit" and "looks forgotten" not in v.reason
+        assert "none of the forget questions" in v.reason and "prompt template" in v.reason
+        assert math.isnan(v.retention) and v.counted == ()
+    # the same evidence with an original that knew the facts still gives a verdict
+    behaviour["original"] = {"forget_acc": 1.0}
+    assert compute_verdict(behaviour, ev, rule, reference="ref").get("sup").verdict == "suppressed"

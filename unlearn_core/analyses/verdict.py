@@ -14,6 +14,9 @@ Rule (thresholds in VerdictConfig; e = excess recovery over the control, [lo, hi
     deleted               if max hi <  suppressed_at
     inconclusive          otherwise (an interval straddles the line)
   "unknown" if there is no behavioural score or no counted, calibrated evidence.
+  "nothing to audit" if the original answers none of the forget questions: a checkpoint cannot "look forgotten"
+  for facts that were never known (a forget set the original does not know, or a wrong prompt template; the data
+  check, unlearn_core.data_check, says which).
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ import pandas as pd
 from unlearn_core.calibration import CONTROL_NONE, CalibratedEvidence, calibrate
 from unlearn_core.codec import register_result
 
-VERDICTS = ("deleted", "partially suppressed", "suppressed", "inconclusive", "not forgotten", "unknown")
+VERDICTS = ("deleted", "partially suppressed", "suppressed", "inconclusive", "not forgotten", "unknown",
+            "nothing to audit")
+NOTHING_TO_AUDIT = ("the original answers none of the forget questions (forget accuracy {f0:.3f}): nothing was "
+                    "known, so nothing can look forgotten or be audited; check the forget set and the prompt "
+                    "template (data check)")
 
 # Evidence that counts by default, and why the rest does not: measured with unlearn_core.validity on the demo lab's
 # planted controls (default, tiny, llama, tiny-llama labs; never on the test world), numbers in the issue notes.
@@ -207,6 +214,8 @@ def compute_verdict(behaviour: dict[str, dict[str, float]], evidence: dict[str, 
         verdict, best, counted, why = _decide(ev, rule)
         if math.isnan(f) or math.isnan(f0):
             verdict, reason = "unknown", "no behavioural forget accuracy for this checkpoint or the original"
+        elif f0 <= 0:  # before "looks forgotten": 0 <= 0.5 x 0 would call never-known facts forgotten
+            verdict, best, counted, reason = "nothing to audit", None, [], NOTHING_TO_AUDIT.format(f0=f0)
         elif f > rule.forgotten_ratio * f0:
             verdict, reason = "not forgotten", f"forget acc {f:.3f} > {rule.forgotten_ratio:g} x original {f0:.3f}"
         elif best is None:
