@@ -27,12 +27,14 @@ from unlearn_core.analyses.behaviour import (
     aggregate_truth_ratio,
     compute_scorecard,
     extraction_strength,
+    extraction_strength_ou,
     forget_quality,
+    privleak,
     rouge_l_recall,
     truth_ratio,
 )
 from unlearn_core.items import PromptFormat, QAItem
-from unlearn_core.scoring import score_answers
+from unlearn_core.scoring import Encoded, encode, score_encoded
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 FORGET = (
@@ -123,14 +125,17 @@ def _data(holdout=HOLDOUT) -> AuditData:
     return AuditData(forget=FORGET, retain=RETAIN, holdout=holdout, prompt_format=FMT)
 
 
-@pytest.fixture(scope="module")
-def result(toy) -> ScorecardResult:
-    ms = ModelSet(
+def result_models(toy) -> ModelSet:
+    return ModelSet(
         original=_lm(toy, "memorised", "original", "original"),
         unlearned={"uniform": _lm(toy, "uniform")},
         retain_only=_lm(toy, "retain_only", role="retain_only"),
     )
-    return compute_scorecard(ms, _data())
+
+
+@pytest.fixture(scope="module")
+def result(toy) -> ScorecardResult:
+    return compute_scorecard(result_models(toy), _data())
 
 
 # ------------------------------------------------------------------------------------------ pure definitions
@@ -186,6 +191,7 @@ def test_config_validation():
         {"min_k": 0.0},
         {"min_k": 1.5},
         {"mia_text": "raw"},
+        {"definition": "tofu"},
     ):
         with pytest.raises(ValueError):
             ScorecardConfig(**bad)
@@ -202,7 +208,11 @@ def test_uniform_model_hand_values(toy, result):
     uni = items[items.model == "uniform"]
     np.testing.assert_allclose(uni.p, 1.0 / v, rtol=1e-5)
     # argmax of all-zero logits is token 0 ([PAD]) which never occurs in an answer
-    assert (uni.acc == 0).all() and (uni.token_acc == 0).all() and (uni.es == 0).all()
+    assert (uni.acc == 0).all() and (uni.token_acc == 0).all()
+    # OU's extraction-strength loop stops at k = |y| - 1 when even the last token is wrong: 1/|y|, never 0
+    n_tokens = [len(toy["tok"](" " + a, add_special_tokens=False)["input_ids"]) for a in uni.gold_answer]
+    np.testing.assert_allclose(uni.es, [1.0 / n for n in n_tokens])
+    assert (uni.definition == "open-unlearning").all()
     assert (uni.generated_answer == "").all() and (uni.rougeL_recall == 0).all()
     tr = uni.truth_ratio.dropna()
     assert len(tr) == 4
@@ -225,7 +235,19 @@ def test_memorised_model_is_exact(result):
     assert s["forget_p"] > 0.9 and s["retain_ppl"] < 1.2
 
 
-def test_truth_ratio_matches_score_answers(toy, result):
+def _mean_lps(toy, prompt: str, answers: list[str], eos: bool) -> list[float]:
+    """Mean answer log-prob per answer, with the EOS appended to the answer span when `eos` (OU's span)."""
+    tok = toy["tok"]
+    enc = encode(tok, [prompt] * len(answers), answers)
+    if eos:
+        enc = [Encoded(e.prompt_ids, (*e.answer_ids, tok.eos_token_id)) for e in enc]
+    return [float(lp.mean()) for lp in score_encoded(toy["memorised"], enc, 0).logprobs]
+
+
+@pytest.mark.parametrize("definition", ["open-unlearning", "own"])
+def test_truth_ratio_matches_score_answers(toy, result, definition):
+    if definition == "own":
+        result = compute_scorecard(result_models(toy), _data(), ScorecardConfig(generate=False, definition="own"))
     items = result.items_frame()
     for split, data in (("forget", FORGET), ("retain", RETAIN)):
         for i, it in enumerate(data):
@@ -234,9 +256,9 @@ def test_truth_ratio_matches_score_answers(toy, result):
                 assert math.isnan(got)
                 continue
             alts = [FMT.answer(a) for a in (it.paraphrased_answer, *it.perturbed_answers)]
-            lps = score_answers(toy["memorised"], toy["tok"], [FMT.prompt(it)] * len(alts), alts).mean_logprob()
-            p_correct = math.exp(float(lps[0]))
-            p_wrong = math.exp(float(lps[1:].mean()))  # geometric mean of p~ = exp(mean log p~)
+            lps = _mean_lps(toy, FMT.prompt(it), alts, eos=definition == "open-unlearning")
+            p_correct = math.exp(lps[0])
+            p_wrong = math.exp(float(np.mean(lps[1:])))  # geometric mean of p~ = exp(mean log p~)
             assert got == pytest.approx(p_wrong / p_correct, rel=1e-4)
 
 
@@ -249,10 +271,21 @@ def test_membership_inference_separates_memorised_members(result):
     assert curve.fpr.iloc[0] == 0.0 and curve.tpr.iloc[-1] == 1.0 and (curve.auc == 1.0).all()
     mia = result.mia_frame()
     assert set(mia.split) == {"forget", "holdout"} and len(mia) == 3 * 4 * (len(FORGET) + len(HOLDOUT))
-    # PrivLeak relative to the retain-only model: zero for itself by construction
+    # PrivLeak (MUSE/OU): (AUC_ref - AUC) / (1 - AUC_ref) x 100; zero for the reference itself by construction,
+    # negative for a model whose forget set reads as training data (AUC 1 -> -100 whatever the reference)
     assert result.scores("retain_only")["privleak_loss"] == 0.0
     ref = result.scores("retain_only")["mia_auc_loss"]
-    assert s["privleak_loss"] == pytest.approx((1.0 - ref) / ref * 100)
+    assert ref < 1.0
+    assert s["privleak_loss"] == pytest.approx((ref - 1.0) / (1.0 - ref) * 100) == pytest.approx(-100.0)
+    assert s["privleak_loss"] < 0
+
+
+def test_privleak_definition():
+    assert privleak(1.0, 0.5) == pytest.approx(-100.0)  # memorising model vs a chance-level reference
+    assert privleak(0.5, 0.5) == 0.0
+    assert privleak(0.25, 0.5) == pytest.approx(50.0)  # under-memorised: positive
+    assert privleak(0.9, 0.6, ou=True) == pytest.approx((0.6 - 0.9) / (1 - 0.6) * 100)
+    assert math.isnan(privleak(0.7, 1.0)) and math.isnan(privleak(math.nan, 0.5))
 
 
 def test_result_tables_and_metadata(result):
@@ -260,7 +293,8 @@ def test_result_tables_and_metadata(result):
     assert list(summary.columns) == list(SUMMARY_COLUMNS)
     assert list(summary.model) == ["original", "uniform", "retain_only"]
     assert list(summary.role) == ["original", "unlearned", "retain_only"]
-    assert list(result.items_frame().columns) == list(ITEM_COLUMNS)
+    assert list(result.items_frame().columns) == [*ITEM_COLUMNS, "definition"]
+    assert set(summary.definition) == {"open-unlearning"} and result.variants["definition"] == "open-unlearning"
     assert len(result.items) == 3 * (len(FORGET) + len(RETAIN))
     assert result.variants["rougeL_recall"].startswith("rougeL_recall_stemmed")
     assert "min_k_0.4" in result.variants["mia_mink"]
@@ -298,7 +332,7 @@ def test_batch_size_invariance(toy, result):
         np.testing.assert_allclose(a[num].to_numpy(float), b[num].to_numpy(float), rtol=1e-5, atol=1e-5, equal_nan=True)
         other = [c for c in a.columns if c not in num]
         assert a[other].equals(b[other])
-    np.testing.assert_allclose(one.mia_frame().score, result.mia_frame().score, atol=1e-5)
+    np.testing.assert_allclose(one.mia_frame().score, result.mia_frame().score, rtol=1e-5, atol=1e-5)
 
 
 def test_without_holdout_or_reference(toy):
@@ -358,3 +392,42 @@ def test_scorecard_spec_is_declared_in_its_module(result):
     assert set(tables) == {"scorecard_summary", "scorecard_items", "scorecard_roc"}
     assert tables["scorecard_summary"].equals(result.to_frame())
     assert spec.scores(result, "uniform") == result.scores("uniform")
+
+
+def test_own_definition_pins_its_deliberate_differences(toy, result):
+    """The "own" variant differs from OU on purpose in two places: extraction strength by the paper (a wrong last
+    token gives 0, OU's loop 1/|y|) and the membership-inference text (prompt + answer, no EOS, zlib over the summed
+    loss, vs OU's answer + EOS with the mean loss); it also scores p~ without the EOS OU appends."""
+    t, f = True, False
+    assert extraction_strength(torch.tensor([t, t, t, f])) == 0.0
+    assert extraction_strength_ou(torch.tensor([t, t, t, f])) == pytest.approx(0.25)
+    assert extraction_strength(torch.tensor([t, f, t, t])) == extraction_strength_ou(torch.tensor([t, f, t, t])) == 0.5
+    own = compute_scorecard(result_models(toy), _data(), ScorecardConfig(definition="own"))
+    assert own.config.new_tokens == 24 and result.config.new_tokens == 200
+    assert own.config.mia_mode == "prompt_answer" and result.config.mia_mode == "answer"
+    items_own, items_ou = own.items_frame(), result.items_frame()
+    assert set(items_own.definition) == {"own"} and set(own.to_frame().definition) == {"own"}
+    uni = items_own[items_own.model == "uniform"]
+    assert (uni.es == 0).all()  # the paper's ES: nothing extractable
+    assert (items_ou[items_ou.model == "uniform"].es > 0).all()
+    # p~ over the answer only (own) vs answer + EOS (OU), checked against an independent scoring call
+    tok, it = toy["tok"], FORGET[0]
+    prompt, answer = FMT.pair(it)
+    no_eos = math.exp(_mean_lps(toy, prompt, [answer], eos=False)[0])
+    with_eos = math.exp(_mean_lps(toy, prompt, [answer], eos=True)[0])
+    got = {d: df[(df.model == "original") & (df.split == "forget") & (df.item == 0)].p.item()
+           for d, df in (("own", items_own), ("ou", items_ou))}
+    assert got["own"] == pytest.approx(no_eos, rel=1e-5) and got["ou"] == pytest.approx(with_eos, rel=1e-5)
+    # zlib: own = -(summed NLL of the prompt + answer text after its first token) / zlib bytes of that text
+    text = prompt + answer
+    ids = tok(text)["input_ids"]
+    enc = [Encoded(tuple(ids[:1]), tuple(ids[1:]))]
+    nll_sum = -float(score_encoded(toy["memorised"], enc, 0).logprobs[0].sum())
+    mia = own.mia_frame()
+    z = mia[(mia.model == "original") & (mia.metric == "zlib") & (mia.split == "forget") & (mia.item == 0)].score
+    assert z.item() == pytest.approx(-nll_sum / len(zlib.compress(text.encode())), rel=1e-5)
+    mia_ou = result.mia_frame()
+    z_ou = mia_ou[(mia_ou.model == "original") & (mia_ou.metric == "zlib") & (mia_ou.split == "forget")
+                  & (mia_ou.item == 0)].score
+    answer_text = tok.decode(tok(answer, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
+    assert z_ou.item() == pytest.approx(math.log(with_eos) / len(zlib.compress(answer_text.encode())), rel=1e-5)
