@@ -24,6 +24,8 @@ __all__ = [
     "FORMATS",
     "ExportError",
     "bundle_zip",
+    "csv_cell",
+    "csv_safe",
     "figure_bytes",
     "figures_bytes",
     "find_chrome",
@@ -212,8 +214,37 @@ def _keeps_index(df: pd.DataFrame) -> bool:
 
 
 def table_csv(df: pd.DataFrame) -> bytes:
-    """UTF-8 CSV with full precision (for re-analysis; the LaTeX table is the rounded, human one)."""
-    return df.to_csv(index=_keeps_index(df)).encode("utf-8")
+    """UTF-8 CSV with full precision (for re-analysis; the LaTeX table is the rounded, human one), formula-safe.
+
+    CRLF rows (RFC 4180): with '\n' rows Python's writer leaves a cell holding a bare CR unquoted, which a
+    spreadsheet reads as a row break."""
+    return csv_safe(df).to_csv(index=_keeps_index(df), lineterminator="\r\n").encode("utf-8")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(x: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula ('=HYPERLINK(...)', '+cmd|...', '@SUM') gets a leading "'"
+    (OWASP's CSV-injection advice); numbers, and text that is just a number such as '-0.5', are left as they are."""
+    if not isinstance(x, str) or not x.startswith(_FORMULA_START):
+        return x
+    try:
+        float(x)
+    except ValueError:
+        return "'" + x
+    return x
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every text cell, column name and index label passed through csv_cell (numeric columns untouched)."""
+    out = df.rename(index=csv_cell, columns=csv_cell)
+    text_cols = [i for i in range(out.shape[1]) if not pd.api.types.is_numeric_dtype(out.iloc[:, i])]
+    if text_cols:
+        out = out.copy(deep=False)
+        for i in text_cols:  # whole columns replaced: a categorical column gains its quoted labels as plain text
+            out.isetitem(i, out.iloc[:, i].map(csv_cell).astype(object))
+    return out
 
 
 _LATEX_SPECIAL = {
