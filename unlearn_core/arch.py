@@ -41,6 +41,18 @@ def n_layers(model) -> int:
     return len(decoder_layers(model))
 
 
+def n_layers_from_config(cfg: dict) -> int:
+    """Decoder blocks from a config.json dict (no model loaded): HF families name the field differently."""
+    for key in ("num_hidden_layers", "n_layer", "num_layers", "n_layers"):
+        v = cfg.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    text = cfg.get("text_config")
+    if isinstance(text, dict):
+        return n_layers_from_config(text)
+    raise UnsupportedArchitecture(f"config.json of model_type {cfg.get('model_type')!r} names no layer count")
+
+
 def mlp_out_proj(model, layer: int) -> nn.Module:
     block = decoder_layers(model)[layer]
     mlp = getattr(block, "mlp", None) or getattr(block, "feed_forward", None)

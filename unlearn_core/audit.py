@@ -15,7 +15,8 @@ from pathlib import Path
 from unlearn_core import registry
 from unlearn_core.analyses.verdict import VerdictConfig, VerdictResult, calibrate_all, compute_verdict
 from unlearn_core.hashing import hash_config
-from unlearn_core.spec import AnalysisSpec
+from unlearn_core.arch import n_layers
+from unlearn_core.spec import AnalysisSpec, Shape
 from unlearn_core.store import ResultsStore
 from unlearn_core.threads import few_threads, model_params
 from unlearn_core.types import AuditData, ModelSet
@@ -28,14 +29,20 @@ def get_analysis(name: str) -> AnalysisSpec:
     return registry.get_spec(name)
 
 
+def shape_of(models: ModelSet, data: AuditData) -> Shape:
+    return Shape(n_layers(models.original.model), len(data.forget))
+
+
 def result_key(analysis: str, models: ModelSet, data: AuditData, config) -> str:
-    return registry.store_key(analysis, {n: m.hash for n, m in models.all().items()}, data.hash, config)
+    return registry.store_key(analysis, {n: m.hash for n, m in models.all().items()}, data.hash, config,
+                              shape_of(models, data))
 
 
 def run_analysis(analysis: AnalysisSpec, models: ModelSet, data: AuditData, store: ResultsStore | None,
                  config=None, progress: Progress | None = None) -> tuple[object, bool]:
-    """(result, served_from_store). Results are computed at most once per (checkpoints, data, config)."""
+    """(result, served_from_store). Results are computed at most once per (checkpoints, data, resolved config)."""
     config = config if config is not None else analysis.default_config()
+    config = registry.resolve_config(analysis.name, config, shape_of(models, data))
 
     def compute():
         with few_threads(model_params(models)):

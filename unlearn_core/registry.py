@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Iterable
 
 from unlearn_core.hashing import hash_config
-from unlearn_core.spec import AnalysisSpec, Evidence
+from unlearn_core.spec import AnalysisSpec, Evidence, Shape
 from unlearn_core.store import make_key
 
 # analysis name -> module under unlearn_core.analyses; the order is the order of the CLI help and of score merging
@@ -59,8 +59,15 @@ def all_evidence() -> dict[str, tuple[str, Evidence]]:
     return out
 
 
-def store_key(name: str, checkpoint_hashes: dict[str, str], data_hash: str, config) -> str:
-    return make_key(name, checkpoint_hashes, data_hash, hash_config(config))
+def resolve_config(name: str, config, shape: Shape):
+    """The config with its automatic defaults resolved for these models and data (unchanged if it has none)."""
+    spec = get_spec(name)
+    return spec.resolve(config, shape) if spec.resolve is not None else config
+
+
+def store_key(name: str, checkpoint_hashes: dict[str, str], data_hash: str, config, shape: Shape) -> str:
+    """The results-store key of one computation: content hashes and the RESOLVED config."""
+    return make_key(name, checkpoint_hashes, data_hash, hash_config(resolve_config(name, config, shape)))
 
 
 def collect_scores(results: Iterable[tuple[str, object]], model_names: Iterable[str]) -> dict[str, dict[str, float]]:

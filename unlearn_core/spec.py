@@ -30,6 +30,14 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Shape:
+    """What a config's model-dependent defaults are resolved against, known before any model is loaded."""
+
+    n_layers: int  # decoder blocks of the original
+    n_forget: int  # forget items
+
+
+@dataclass(frozen=True)
 class AnalysisSpec:
     name: str
     title: str
@@ -40,6 +48,9 @@ class AnalysisSpec:
     evidence: tuple[Evidence, ...] = ()  # verdict evidence this analysis provides
     # result -> {evidence key: calibration.ProbeItems}: the per-item numbers the calibrated verdict reads
     evidence_items: Callable[[object], dict[str, object]] | None = None
+    # (config, Shape) -> the same config with its automatic defaults made explicit (layer=None -> the layer it
+    # means), so one computation has one store key whether the user left the default or typed its value
+    resolve: Callable[[object, Shape], object] | None = None
 
     def __post_init__(self):
         if self.evidence and self.evidence_items is None:

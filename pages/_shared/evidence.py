@@ -48,13 +48,14 @@ def stored_evidence(ws: state.Workspace | None = None) -> dict[str, Stored]:
         return {}
     mine = listing[(listing["data_hash"] == ws.data.hash) & listing["checkpoints"].map(lambda c: c == hashes)]
     memo = st.session_state.setdefault("results", {})
+    shape = state.shape(ws)
     out: dict[str, Stored] = {}
     for name in ANALYSES:
         rows = mine[mine["analysis"] == name]
         if rows.empty:
             continue
         try:
-            default_key = store_key(name, hashes, ws.data.hash, get_spec(name).default_config())
+            default_key = store_key(name, hashes, ws.data.hash, get_spec(name).default_config(), shape)
         except Exception:  # noqa: BLE001 - an analysis that cannot even build its config is simply skipped
             continue
         ordered = pd.concat([rows[rows["key"] == default_key], rows[rows["key"] != default_key]])  # newest next

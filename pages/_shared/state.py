@@ -155,16 +155,29 @@ def checkpoint_hashes(ws: Workspace) -> dict[str, str] | None:
         return None
 
 
+def shape(ws: Workspace):
+    """What config defaults resolve against (unlearn_core.spec.Shape), from the original's config.json when it can
+    be read (no model loaded), else from the loaded original."""
+    from unlearn_core.arch import n_layers, n_layers_from_config
+    from unlearn_core.spec import Shape
+    from unlearn_core.workspace import resolve_source
+
+    try:
+        layers = n_layers_from_config(json.loads((resolve_source(ws.spec.original) / "config.json").read_text()))
+    except Exception:  # noqa: BLE001 - an unusual config: ask the model itself
+        layers = n_layers(models(ws).original.model)
+    return Shape(layers, len(ws.data.forget))
+
+
 def stored_result(analysis_name: str, config, ws: Workspace | None = None):
     """(result, key) if the results store already has it (decoded once per session), else (None, key)."""
     from unlearn_core.audit import result_key
-    from unlearn_core.hashing import hash_config
-    from unlearn_core.store import make_key
+    from unlearn_core.registry import store_key
 
     ws = ws or workspace()
     hashes = checkpoint_hashes(ws)
     if hashes is not None:  # same key as audit.result_key, without loading the models
-        key = make_key(analysis_name, hashes, ws.data.hash, hash_config(config))
+        key = store_key(analysis_name, hashes, ws.data.hash, config, shape(ws))
     else:
         key = result_key(analysis_name, models(ws), ws.data, config)
     memo = st.session_state.setdefault("results", {})

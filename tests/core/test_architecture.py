@@ -90,3 +90,38 @@ def test_audit_data_hash_is_computed_once():
     data = AuditData((QAItem("q?", "a"),))
     assert data.hash is data.hash and "hash" in data.__dict__
     assert AuditData((QAItem("q?", "b"),)).hash != data.hash
+
+
+def test_config_defaults_are_resolved_before_the_store_key(tiny_lab):
+    """layer=None, the layer it means and the same layer counted from the end are one computation: one key."""
+    from unlearn_core.analyses.perturbation import PerturbationConfig
+    from unlearn_core.analyses.sae_restoration import RestorationConfig, default_layer, default_n_expert
+    from unlearn_core.registry import resolve_config, store_key
+    from unlearn_core.spec import Shape
+
+    shape = Shape(n_layers=3, n_forget=16)
+    hashes, data = {"original": "a", "ga": "b"}, "d"
+    layer = default_layer(3)
+    keys = {store_key("sae_restoration", hashes, data, RestorationConfig(layer=x), shape) for x in (None, layer,
+                                                                                                     layer - 3)}
+    assert len(keys) == 1
+    assert store_key("sae_restoration", hashes, data, RestorationConfig(layer=0), shape) not in keys
+    resolved = resolve_config("sae_restoration", RestorationConfig(), shape)
+    assert (resolved.layer, resolved.n_expert) == (layer, default_n_expert(16))
+    p = resolve_config("perturbation", PerturbationConfig(), shape)
+    assert p.layers == (1,) and p.headline_sigma == PerturbationConfig().headline
+    assert (store_key("perturbation", hashes, data, PerturbationConfig(), shape)
+            == store_key("perturbation", hashes, data, PerturbationConfig(layers=(1,), headline_sigma=0.3), shape))
+
+
+def test_the_stored_result_carries_its_resolved_config(tiny_lab):
+    """run_analysis computes with the resolved config, so a result says which layer it used."""
+    from unlearn_core.audit import run_analysis
+    from unlearn_core.registry import get_spec
+    from unlearn_core.workspace import lab_workspace
+
+    spec = lab_workspace(tiny_lab, unlearned=["ga"])
+    models, data = spec.load_models(), spec.load_data()
+    result, _ = run_analysis(get_spec("perturbation"), models, data, None,
+                             config=get_spec("perturbation").default_config().__class__(sigmas=(0.3,), k=1))
+    assert result.config.layers == (1,) and result.config.headline_sigma == 0.3

@@ -21,7 +21,7 @@ draws are seeded identically for every model, so checkpoint and reference see th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,7 @@ from unlearn_core.analyses.probe_helpers import (
 from unlearn_core.codec import register_result
 from unlearn_core.forward import edited_blocks
 from unlearn_core.scoring import encode, model_device, pad_id_of, score_encoded
-from unlearn_core.spec import AnalysisSpec, Evidence
+from unlearn_core.spec import AnalysisSpec, Evidence, Shape
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 HEADLINE_SIGMA = 0.3
@@ -162,6 +162,12 @@ def _encoded(lm: LoadedModel, items, fmt) -> list:
     return encode(lm.tokenizer, [p for p, _ in pairs], [a for _, a in pairs]) if pairs else []
 
 
+def resolve_perturbation(config: PerturbationConfig, shape: Shape) -> PerturbationConfig:
+    """layers None -> (the middle block,); headline_sigma None -> the sigma it picks."""
+    layers = config.layers if config.layers is not None else (shape.n_layers // 2,)
+    return replace(config, layers=layers, headline_sigma=config.headline)
+
+
 def compute_perturbation(models: ModelSet, data: AuditData, config: PerturbationConfig = PerturbationConfig(),
                          progress: Progress | None = None) -> PerturbationResult:
     if not isinstance(config, PerturbationConfig):
@@ -220,4 +226,5 @@ SPEC = AnalysisSpec(
     lambda r, name: r.scores(name),
     evidence=(EVIDENCE,),
     evidence_items=lambda r: r.evidence_items(),
+    resolve=resolve_perturbation,
 )

@@ -76,7 +76,7 @@ from unlearn_core.codec import register_result
 from unlearn_core.forward import answer_logprobs, answer_span_mask, hooked
 from unlearn_core.recovery import recovery_rate
 from unlearn_core.scoring import Encoded, encode, length_batches, model_device, pad_id_of, right_pad
-from unlearn_core.spec import AnalysisSpec, Evidence
+from unlearn_core.spec import AnalysisSpec, Evidence, Shape
 from unlearn_core.types import AuditData, ModelSet
 
 Progress = Callable[[float, str], None]
@@ -318,6 +318,15 @@ def _feature_stats(sae, split: _Split) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, mx
 
 
+def resolve_restoration(config: RestorationConfig, shape: Shape) -> RestorationConfig:
+    """layer None / negative -> the block index it means; n_expert None -> its value for this forget set."""
+    n = shape.n_layers
+    layer = default_layer(n) if config.layer is None else config.layer
+    layer = layer + n if layer < 0 else layer
+    n_expert = default_n_expert(shape.n_forget) if config.n_expert is None else config.n_expert
+    return replace(config, layer=layer, n_expert=n_expert)
+
+
 def compute_restoration(models: ModelSet, data: AuditData, config: RestorationConfig = RestorationConfig(),
                         progress: Progress | None = None) -> RestorationResult:
     if not isinstance(config, RestorationConfig):
@@ -411,8 +420,9 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
     say(1.0, "restoration done")
     note = (f"steered the output of decoder block {layer} of {n_layers} (residual stream before the next block"
             f"{' / the final norm' if layer == n_layers - 1 else ''}); "
-            + ("user-chosen layer" if config.layer is not None else
-               f"default round(2/3 * {n_layers}) capped at the last block")
+            + (f"the default layer, round(2/3 * {n_layers}) capped at the last block"
+               if layer == default_layer(n_layers) else "a chosen layer (default: "
+               f"{default_layer(n_layers)})")
             + ". Restoration at layer l only sees changes made at or below l: a checkpoint whose edits all sit above "
               "l (or whose states at l equal the original's) cannot be restored there; use a layer sweep.")
     headline = "max over alphas" if config.headline_alpha is None else f"alpha={config.headline_alpha:g}"
@@ -511,4 +521,5 @@ SPEC = AnalysisSpec(
     scores=lambda r, name: r.scores(name),
     evidence=(Evidence(EVIDENCE_KEY, "restored by injecting the original's fact features (SAE)", "reference"),),
     evidence_items=lambda r: r.evidence_items(),
+    resolve=resolve_restoration,
 )
