@@ -14,8 +14,8 @@ from pathlib import Path
 
 from unlearn_core import registry
 from unlearn_core.analyses.verdict import VerdictConfig, VerdictResult, calibrate_all, compute_verdict
-from unlearn_core.hashing import hash_config
 from unlearn_core.arch import n_layers
+from unlearn_core.hashing import hash_config
 from unlearn_core.spec import AnalysisSpec, Shape
 from unlearn_core.store import ResultsStore
 from unlearn_core.threads import few_threads, model_params
