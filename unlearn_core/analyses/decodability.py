@@ -17,7 +17,7 @@ past it. The evidence is attacked = the probe's p of the true first token, its b
 probe (the token's frequency among retain answers), and the ceiling of recovery the probe on the ORIGINAL
 (calibration.ProbeItems.ceiling = "attacked"): 100% = as decodable as in the original, whatever the probe's own
 accuracy. The model's own output p is not the baseline: a model is confidently wrong on facts it never learned, so
-"probe minus output" is positive on holdout facts too (measured: 0.36 of the forget scale on the tiny lab).
+"probe minus output" is positive on holdout facts too (benchmarks/MEASUREMENTS.md).
 """
 
 from __future__ import annotations

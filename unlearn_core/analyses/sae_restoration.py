@@ -30,20 +30,9 @@ everything below the last block is byte-identical to the original (z_o = z_u, so
 for the lab's 3-4 block models the 2/3 rule lands on the last block's output, where the change is visible. For
 other models run `layer_sweep` and read the restoration per layer.
 
-Measured on the tiny demo lab at the last block (SAE 1024 features, k 32, explained variance 0.94), restoration of
-forget p~ at alpha 0.5 / 1 / 2 / 5: suppressed_head fact 0.07 / 0.16 / 0.35 / 0.60 (concept set, m 32: 0.02 / 0.04 /
-0.09 / 0.29; random 0.07 at alpha 5), retain-only retrained from scratch 0.00 at every alpha (Llama lab: 0.77 vs
-0.00). A retain-only model trained from the ORIGINAL's init (lab option retain_only_init="shared") restores 0.44 /
-0.51 / 0.47 at alpha 1 / 2 / 5 with fact features: a shared starting point shares the feature basis, the paper's
-"retraining from a pretrained checkpoint still restores". Injecting into a model with a foreign basis damages it
-(retain p~ falls with alpha): that side effect is reported next to every number.
-
 Read the layer sweep, not only the default layer: at the last block an injection is close to an edit of the logits,
-and any checkpoint fine-tuned from the original can read the original's answer features there. Default lab (4
-blocks), best-alpha restoration at block outputs 0 / 1 / 2 / 3: ga .58 / .62 / .73 / .81, graddiff .63 / .67 / .75 /
-.79, npo .66 / .71 / .76 / .80, rmu .00 / .52 / .59 / .70 (its edit is block 1's MLP), suppressed_head .00 / .00 / .00
-/ .62 (its edit is the last block), retrained from scratch .00 / .00 / .00 / .01; random features <= .09 everywhere.
-GA, GradDiff and NPO are restorable from the first block on: their downstream still reads the forgotten features.
+and any checkpoint fine-tuned from the original can read the original's answer features there (measurements per
+lab and layer: benchmarks/MEASUREMENTS.md).
 
 Verdict evidence "sae_restoration" (control "reference"): per forget item, the answer p~ plain and under fact-feature
 injection at the alpha of each model's own headline restoration (the same max-over-alpha rule for every model,
