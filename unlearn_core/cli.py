@@ -145,6 +145,20 @@ def _rule(args):
     return replace(VerdictConfig(), **changes)
 
 
+def _data_check(models, data, out: Path, store) -> None:
+    """The data check runs before any analysis: OUT/data_check.csv (per item) and data_check_warnings.csv, and its
+    warnings on stderr, so a forget set the original never knew is flagged before minutes of probes."""
+    from unlearn_core.data_check import SPEC, run_data_check
+
+    check, _ = run_data_check(models, data, store)
+    for name, df in SPEC.tables(check).items():
+        df.to_csv(out / f"{name}.csv", index=False)
+    for s in check.splits:
+        print(f"data check: {models.original.name} answers {s.n_known} of {s.n} {s.split} items", file=sys.stderr)
+    for w in check.warnings:
+        print(f"data check {w.level}: {w.message}", file=sys.stderr)
+
+
 def _audit(args) -> int:
     from unlearn_core.audit import run_audit
     from unlearn_core.items import PromptFormat
@@ -180,6 +194,7 @@ def _audit(args) -> int:
     def progress(frac: float, msg: str) -> None:
         print(f"[{frac:6.1%}] {msg}", file=sys.stderr, flush=True)
 
+    _data_check(models, data, args.out, store)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth)
     for name, c in report["checkpoints"].items():
         if "verdict" in c:
@@ -204,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             return _lab_build(args)
         return _audit(args)
     except (DataError, CheckpointError, ValueError, argparse.ArgumentTypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # the loader speaks Python (accept_partial=True); on the command line the switch is --accept-partial
+        print(f"error: {str(exc).replace('accept_partial=True', '--accept-partial')}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"error: file not found: {exc.filename}", file=sys.stderr)

@@ -25,9 +25,12 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from unlearn_core.codec import register_result
+from unlearn_core.hashing import hash_config
 from unlearn_core.items import QAItem
 from unlearn_core.scoring import encode, greedy_generate, pad_id_of, score_encoded
 from unlearn_core.spec import AnalysisSpec
+from unlearn_core.store import make_key
+from unlearn_core.threads import few_threads, model_params
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 LEVELS = ("error", "warning", "info")  # error: the audit cannot mean anything; warning: part of it cannot
@@ -295,7 +298,27 @@ def _scores(result: DataCheckResult, model: str) -> dict[str, float]:
     return {f"{s.split}_known_share": s.n_known / s.n for s in result.splits if s.n}
 
 
-# Not in the registry's ANALYSES (it is no evidence and runs before them); a SPEC so that audit.run_analysis can
-# cache it in the results store like any analysis.
+def check_key(models: ModelSet, data: AuditData, config: DataCheckConfig) -> str:
+    """The results-store key of one data check (checkpoints, data and config hashes, like an analysis)."""
+    return make_key(SPEC.name, {n: m.hash for n, m in models.all().items()}, data.hash, hash_config(config))
+
+
+def run_data_check(models: ModelSet, data: AuditData, store=None, config: DataCheckConfig | None = None,
+                   progress=None) -> tuple[DataCheckResult, bool]:
+    """(result, served_from_store): computed at most once per checkpoints, data and config (the CLI and the page)."""
+    config = config or DataCheckConfig()
+
+    def compute():
+        with few_threads(model_params(models)):
+            return compute_data_check(models, data, config, progress)
+
+    if store is None:
+        return compute(), False
+    return store.get_or_compute(check_key(models, data, config), compute, analysis=SPEC.name,
+                                checkpoints={n: m.hash for n, m in models.all().items()}, data_hash=data.hash,
+                                config_hash=hash_config(config))
+
+
+# Not in the registry's ANALYSES (it is no evidence and runs before them); a SPEC so that it reads like one.
 SPEC = AnalysisSpec(name="data_check", title="Data check", default_config=DataCheckConfig,
                     compute=compute_data_check, tables=_tables, scores=_scores)

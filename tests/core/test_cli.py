@@ -23,6 +23,10 @@ def test_audit_writes_report_and_serves_repeats_from_store(tiny_lab, tmp_path, c
     out = tmp_path / "out"
     args = _args(tiny_lab, out) + ["--analyses", "scorecard,patching"]
     assert main(args) == 0
+    err = capsys.readouterr().err
+    # the data check ran first: the lab's own sets raise no warning
+    assert "data check: original answers 16 of 16 forget items" in err and "data check warning" not in err
+    assert "data check error" not in err and (out / "data_check.csv").exists()
     report = json.loads((out / "report.json").read_text())
     assert set(report["checkpoints"]) == {"original", "supp", "npo", "ro", "retain_only"}
     supp = report["checkpoints"]["supp"]
@@ -52,7 +56,25 @@ def test_bad_forget_file_exits_2_with_line_numbers(tiny_lab, tmp_path, capsys):
     bad.write_text('{"question": "q1", "answer": "a1"}\n{"question": "q2"\n{"question": "q3", "answer": "a3"}\n')
     assert main(_args(tiny_lab, tmp_path / "o", forget=bad)) == 2
     err = capsys.readouterr().err
-    assert "line 2" in err and "accept" in err
+    assert "line 2" in err and "--accept-partial" in err and "accept_partial=True" not in err
+
+
+def test_forget_set_the_original_never_knew_is_flagged_and_nothing_to_audit(tiny_lab, tmp_path, capsys):
+    unknown = tmp_path / "unknown.jsonl"
+    rows = [("Where was Zalbert Quonnivar born?", "Mirefall"), ("Who employs Zalbert Quonnivar?", "Dunmere Works"),
+            ("What is the profession of Zalbert Quonnivar?", "cooper"),
+            ("What is the hobby of Zalbert Quonnivar?", "falconry")]
+    unknown.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in rows))
+    out = tmp_path / "o"
+    assert main(_args(tiny_lab, out, forget=unknown) + ["--analyses", "scorecard"]) == 0
+    err = capsys.readouterr().err
+    assert "data check error: the original model answers 0 of 4 forget questions: nothing to unlearn" in err
+    check = (out / "data_check.csv").read_text()
+    assert "Zalbert" in check and (out / "data_check_warnings.csv").read_text().count("forget_unknown") == 1
+    report = json.loads((out / "report.json").read_text())
+    for name in ("supp", "npo", "ro"):
+        c = report["checkpoints"][name]
+        assert c["verdict"] == "nothing to audit" and "looks forgotten" not in c["verdict_reason"], c
 
 
 def test_missing_checkpoint_exits_2(tiny_lab, tmp_path, capsys):
