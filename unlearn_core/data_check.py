@@ -298,9 +298,24 @@ def _scores(result: DataCheckResult, model: str) -> dict[str, float]:
     return {f"{s.split}_known_share": s.n_known / s.n for s in result.splits if s.n}
 
 
-def check_key(models: ModelSet, data: AuditData, config: DataCheckConfig) -> str:
-    """The results-store key of one data check (checkpoints, data and config hashes, like an analysis)."""
-    return make_key(SPEC.name, {n: m.hash for n, m in models.all().items()}, data.hash, hash_config(config))
+def verdict_before_audit(result: DataCheckResult, names: list[str], reference: str | None, rule=None):
+    """The verdict the data check alone already decides: "nothing to audit" for every checkpoint when the original
+    knows none of the forget set (through compute_verdict, so the page shows the same state and reason the audit
+    gives later), else None."""
+    from unlearn_core.analyses.verdict import VerdictConfig, compute_verdict
+
+    forget = result.split("forget")
+    if result.nothing_to_audit is None or forget is None:
+        return None
+    behaviour: dict[str, dict[str, float]] = {n: {} for n in names}
+    behaviour[result.model] = {"forget_acc": forget.n_known / forget.n if forget.n else 0.0}
+    return compute_verdict(behaviour, {}, rule or VerdictConfig(), original=result.model, reference=reference)
+
+
+def check_key(checkpoint_hashes: dict[str, str], data_hash: str, config: DataCheckConfig) -> str:
+    """The results-store key of one data check (checkpoint, data and config hashes, like an analysis): the page
+    finds a stored check from the folders' hashes without loading a model."""
+    return make_key(SPEC.name, checkpoint_hashes, data_hash, hash_config(config))
 
 
 def run_data_check(models: ModelSet, data: AuditData, store=None, config: DataCheckConfig | None = None,
@@ -314,8 +329,9 @@ def run_data_check(models: ModelSet, data: AuditData, store=None, config: DataCh
 
     if store is None:
         return compute(), False
-    return store.get_or_compute(check_key(models, data, config), compute, analysis=SPEC.name,
-                                checkpoints={n: m.hash for n, m in models.all().items()}, data_hash=data.hash,
+    hashes = {n: m.hash for n, m in models.all().items()}
+    return store.get_or_compute(check_key(hashes, data.hash, config), compute, analysis=SPEC.name,
+                                checkpoints=hashes, data_hash=data.hash,
                                 config_hash=hash_config(config))
 
 

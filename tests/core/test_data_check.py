@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.data_check import DataCheckConfig, compute_data_check
+from unlearn_core.data_check import DataCheckConfig, compute_data_check, verdict_before_audit
 from unlearn_core.items import PromptFormat, QAItem
 
 pytestmark = pytest.mark.lab
@@ -48,6 +48,11 @@ def test_a_forget_set_the_original_never_knew_is_nothing_to_audit(lab):
     assert err.level == "error" and err.code == "forget_unknown"
     assert "answers 0 of 4 forget questions: nothing to unlearn" in err.message and "prompt template" in err.message
     assert res.nothing_to_audit == err.message and res.split("forget").n_known == 0
+    # the headline page's verdict before any probe ran: "nothing to audit" for every checkpoint, never "unknown"
+    early = verdict_before_audit(res, ["original", "ga", "retain_only"], "retain_only")
+    assert [(v.model, v.verdict) for v in early.verdicts] == [("ga", "nothing to audit")]
+    assert "none of the forget questions" in early.get("ga").reason
+    assert verdict_before_audit(compute_data_check(models, data), ["original", "ga"], None) is None
 
 
 def test_a_wrong_prompt_template_is_caught(lab):

@@ -155,6 +155,9 @@ def test_nothing_to_audit_when_the_original_never_knew_the_forget_set():
         assert v.verdict == "nothing to audit" and "looks forgotten" not in v.reason
         assert "none of the forget questions" in v.reason and "prompt template" in v.reason
         assert math.isnan(v.retention) and v.counted == ()
+    # no behavioural score for the checkpoints yet: still "nothing to audit", not "unknown"
+    early = compute_verdict({"original": {"forget_acc": 0.0}, "sup": {}}, {}, rule)
+    assert early.get("sup").verdict == "nothing to audit"
     # the same evidence with an original that knew the facts still gives a verdict
     behaviour["original"] = {"forget_acc": 1.0}
     assert compute_verdict(behaviour, ev, rule, reference="ref").get("sup").verdict == "suppressed"

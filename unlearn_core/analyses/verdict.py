@@ -212,10 +212,10 @@ def compute_verdict(behaviour: dict[str, dict[str, float]], evidence: dict[str, 
         f = _num(behaviour[name].get("forget_acc"))
         lf = min(max(1 - f / f0, 0.0), 1.0) if f0 > 0 and not math.isnan(f) else math.nan
         verdict, best, counted, why = _decide(ev, rule)
-        if math.isnan(f) or math.isnan(f0):
-            verdict, reason = "unknown", "no behavioural forget accuracy for this checkpoint or the original"
-        elif f0 <= 0:  # before "looks forgotten": 0 <= 0.5 x 0 would call never-known facts forgotten
+        if not math.isnan(f0) and f0 <= 0:  # first: 0 <= 0.5 x 0 would call never-known facts "forgotten"
             verdict, best, counted, reason = "nothing to audit", None, [], NOTHING_TO_AUDIT.format(f0=f0)
+        elif math.isnan(f) or math.isnan(f0):
+            verdict, reason = "unknown", "no behavioural forget accuracy for this checkpoint or the original"
         elif f > rule.forgotten_ratio * f0:
             verdict, reason = "not forgotten", f"forget acc {f:.3f} > {rule.forgotten_ratio:g} x original {f0:.3f}"
         elif best is None:
