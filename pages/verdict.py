@@ -10,9 +10,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._shared import evidence, export, sidebar, state
+from pages._shared import datacheck, evidence, export, sidebar, state
 from unlearn_core.analyses.verdict import COUNTED_BY_DEFAULT, NOT_COUNTED_WHY, VerdictConfig
 from unlearn_core.audit import get_analysis
+from unlearn_core.data_check import verdict_before_audit
 from unlearn_core.registry import ANALYSES, all_evidence
 from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
 from unlearn_core.workspace import planted_truth
@@ -33,6 +34,20 @@ st.caption("**Looks forgotten** (behaviour: 1 - forget accuracy / the original's
            "its bootstrap interval. Suppressed = the interval clears the line; deleted = it stays under it.")
 bundle_slot = st.container()
 EVIDENCE = {k: ev.label for k, (_, ev) in all_evidence().items()}
+check = datacheck.result(ws)
+datacheck.render(check, PAGE)
+early = verdict_before_audit(check, names, "retain_only" if ws.spec.retain_only else None)
+if early is not None:  # the original never knew the forget set: no probe can say anything about forgetting it
+    st.subheader("Verdict per checkpoint")
+    st.markdown(f"**{len(early.verdicts)}** nothing to audit")
+    export.table(early.to_frame()[["model", "verdict", "original_forget_acc", "reason"]], "verdict per checkpoint",
+                 "verdict_table", PAGE, hide_index=True, width="stretch",
+                 column_config={"reason": st.column_config.TextColumn(width="large"), "original_forget_acc": NUM})
+    st.info("No probe is run on a forget set the original does not know: fix the data or the prompt template on the "
+            "Workspace page, then come back.", icon=":material/info:")
+    with bundle_slot:
+        export.bundle_button(PAGE, "Download all charts and tables (zip)")
+    st.stop()
 
 with st.expander("Verdict rule", icon=":material/rule:"):
     d = VerdictConfig()
@@ -104,7 +119,8 @@ verdict, numbers = evidence.verdict(stored, ws, rule)
 frame = verdict.to_frame()
 counts = frame["verdict"].value_counts()
 st.markdown(" · ".join(f"**{counts[v]}** {v}" for v in ("suppressed", "partially suppressed", "inconclusive",
-                                                          "deleted", "not forgotten", "unknown") if v in counts))
+                                                          "deleted", "not forgotten", "unknown", "nothing to audit")
+                                      if v in counts))
 if verdict.reference is None:
     st.info("No retain-only reference in this workspace: self-contained probes are calibrated against the holdout "
             "split; probes that copy the original's states are shown as 'needs a deletion reference' and do not count.")

@@ -22,7 +22,8 @@ from unlearn_core.viz.theme import (
 BEHAVIOUR_COLOR = "#B0B0B0"
 RETENTION_COLOR = "#332288"  # one colour for "still inside": the checkpoint is named on the axis
 VERDICT_MARK = {"deleted": "deleted", "partially suppressed": "partially suppressed", "suppressed": "SUPPRESSED",
-                "inconclusive": "inconclusive", "not forgotten": "not forgotten", "unknown": "unknown"}
+                "inconclusive": "inconclusive", "not forgotten": "not forgotten", "unknown": "unknown",
+                "nothing to audit": "nothing to audit"}
 
 
 def _rows(verdict) -> list:
