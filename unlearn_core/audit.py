@@ -82,9 +82,9 @@ def verdict_from_results(results: list[tuple[str, object]], models: ModelSet | d
 
 def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path, store: ResultsStore | None,
               progress: Progress | None = None, rule: VerdictConfig = VerdictConfig(),
-              truth: dict[str, str] | None = None) -> dict:
+              truth: dict[str, str] | None = None, configs: dict[str, object] | None = None) -> dict:
     """truth: {checkpoint: "suppressed" | "deleted"} for planted controls (the demo lab's lab.json): adds the
-    probe-validity table."""
+    probe-validity table. configs: analysis name -> config for those not run with their defaults."""
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"checkpoints": {}, "analyses": {}, "data_hash": data.hash,
                     "n_items": {"forget": len(data.forget), "retain": len(data.retain), "holdout": len(data.holdout)}}
@@ -97,7 +97,7 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
             if progress:
                 progress((i + frac) / len(analyses), f"{title}: {msg}")
 
-        result, cached = run_analysis(analysis, models, data, store, progress=sub)
+        result, cached = run_analysis(analysis, models, data, store, config=(configs or {}).get(name), progress=sub)
         results.append((name, result))
         report["analyses"][name] = {"from_store": cached, "tables": []}
         for tname, df in analysis.tables(result).items():

@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     a.add_argument("--store", type=Path, help="results store (SQLite); default OUT/results.sqlite")
     a.add_argument("--prompt-template", default="Question: {question}\nAnswer:")
+    a.add_argument("--scorecard-definition", default="open-unlearning", choices=["open-unlearning", "own"],
+                   help="scorecard metric definitions: open-unlearning's exact spans and formulas (comparable with "
+                   "published TOFU/MUSE tables) or the project's own variant")
+    a.add_argument("--import-eval", action="append", metavar="NAME=FILE",
+                   help="an open-unlearning TOFU_EVAL/MUSE_EVAL/*_SUMMARY json for checkpoint NAME: written beside "
+                   "the scorecard's own numbers with the difference (OUT/ou_import_NAME.csv); the file of the "
+                   "retain-only model (NAME = its name or retain_only) gives the others forget quality and PrivLeak")
+    a.add_argument("--export-ou", action="store_true",
+                   help="write the scorecard as open-unlearning EVAL/SUMMARY json, OUT/ou/<checkpoint>/TOFU_*.json")
     a.add_argument("--accept-partial", action="store_true", help="keep the valid rows of a data file with bad rows")
     a.add_argument("--allow-pickle", action="store_true", help="allow pickle weight files (can run code)")
     a.add_argument("--trust-remote-code", action="store_true")
@@ -159,6 +168,51 @@ def _data_check(models, data, out: Path, store) -> None:
         print(f"data check {w.level}: {w.message}", file=sys.stderr)
 
 
+def _parse_imports(values: list[str] | None) -> list[tuple[str, Path]]:
+    out = []
+    for v in values or []:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise argparse.ArgumentTypeError(f"--import-eval expects NAME=FILE, got {v!r}")
+        out.append((name, Path(path)))
+    return out
+
+
+def _ou_files(args, models, result) -> None:
+    """--import-eval: imported OU numbers beside the scorecard's own (one CSV per file); --export-ou: OU json."""
+    import math
+
+    import pandas as pd
+
+    from unlearn_core.ou_format import compare_with_scorecard, load_ou, reference_scores, write_ou
+
+    if args.export_ou:
+        for name in models.all():
+            write_ou(result, name, args.out / "ou" / name)
+        print(f"open-unlearning files: {args.out / 'ou'}", file=sys.stderr)
+    imports = {name: load_ou(path, f"{name}={path.name}") for name, path in args.import_eval_files}
+    ref_names = {"retain_only"} | ({models.retain_only.name} if models.retain_only is not None else set())
+    reference = next((ev for n, ev in imports.items() if n in ref_names), None)
+    for name, ev in imports.items():
+        for problem in ev.problems:
+            print(f"import {name}: {problem}", file=sys.stderr)
+        df = compare_with_scorecard(result, name if name in models.all() else None, ev)
+        if reference is not None and ev is not reference:
+            extra = []
+            for metric, value in reference_scores(ev, reference).items():
+                if not math.isnan(value):
+                    extra.append({"checkpoint": df["checkpoint"].iloc[0] if len(df) else name, "level": "aggregate",
+                                  "metric": f"{metric} (vs imported retain-model EVAL)", "item": None,
+                                  "own_column": None, "own": math.nan, "imported": value, "difference": math.nan,
+                                  "definition": result.config.definition, "source": ev.source})
+            df = pd.concat([df, pd.DataFrame(extra, columns=df.columns)], ignore_index=True) if extra else df
+        path = args.out / f"ou_import_{name}.csv"
+        df.to_csv(path, index=False)
+        agg = df[(df.level == "aggregate") & df.imported.notna()]
+        print(f"import {name}: {len(agg)} aggregate and {int((df.level == 'item').sum())} per-item numbers -> {path}",
+              file=sys.stderr)
+
+
 def _audit(args) -> int:
     from unlearn_core.audit import run_audit
     from unlearn_core.items import PromptFormat
@@ -194,8 +248,27 @@ def _audit(args) -> int:
     def progress(frac: float, msg: str) -> None:
         print(f"[{frac:6.1%}] {msg}", file=sys.stderr, flush=True)
 
+    from unlearn_core.analyses.behaviour import ScorecardConfig
+    from unlearn_core.ou_format import load_ou
+
+    args.import_eval_files = _parse_imports(args.import_eval)
+    from unlearn_core.guard import resolve_inside, workspace_root
+
+    root = workspace_root(args.root)
+    if root is not None:  # the same path guard as every other path argument
+        args.import_eval_files = [(n, Path(resolve_inside(p, root, f"--import-eval {n}")))
+                                  for n, p in args.import_eval_files]
+    for name, path in args.import_eval_files:
+        load_ou(path, f"{name}={path.name}")  # a bad file stops here, before minutes of probes
+    scorecard_cfg = ScorecardConfig(definition=args.scorecard_definition)
     _data_check(models, data, args.out, store)
-    report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth)
+    report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
+                       configs={"scorecard": scorecard_cfg})
+    if args.import_eval_files or args.export_ou:
+        from unlearn_core.audit import get_analysis, run_analysis
+
+        result, _ = run_analysis(get_analysis("scorecard"), models, data, store, config=scorecard_cfg)
+        _ou_files(args, models, result)
     for name, c in report["checkpoints"].items():
         if "verdict" in c:
             lo, hi = c["retention_interval"]
