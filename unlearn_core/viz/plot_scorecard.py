@@ -18,7 +18,8 @@ SPLIT_METRICS: dict[str, tuple[str, str, bool]] = {
     "acc": ("Answer accuracy", "exact-answer accuracy (fraction of items)", True),
     "p": ("Answer probability", "mean answer probability p̃ (0-1)", True),
     "rougeL": ("ROUGE-L recall of generated answers", "ROUGE-L recall (0-1)", True),
-    "truth_ratio": ("Truth ratio", "truth ratio (higher = prefers correct answer)", False),
+    "truth_ratio": ("Truth ratio", "forget: min(tr, 1/tr), 1 = cannot tell right from wrong<br>"
+                    "retain: max(0, 1 - tr), higher = prefers the correct answer", False),
     "es": ("Extraction strength", "extraction strength (0-1)", True),
     "token_acc": ("Answer token accuracy", "teacher-forced token accuracy (0-1)", True),
 }
