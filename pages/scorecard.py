@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 from pages._shared import export, sidebar, state
-from unlearn_core.analyses.behaviour import MIA_TEXT_MODES, ScorecardConfig
+from unlearn_core.analyses.behaviour import DEFINITIONS, MIA_TEXT_MODES, OU, OWN, ScorecardConfig
 from unlearn_core.audit import get_analysis
+from unlearn_core.guard import PathOutsideRoot, resolve_inside, workspace_root
+from unlearn_core.ou_format import (
+    OUFormatError,
+    compare_with_scorecard,
+    load_ou,
+    reference_scores,
+    scorecard_to_ou_eval,
+    summary_of_eval,
+)
 from unlearn_core.viz.plot_scorecard import (
     MIA_LABELS,
     SPLIT_METRICS,
@@ -19,10 +30,12 @@ from unlearn_core.viz.plot_scorecard import (
 from unlearn_core.viz.theme import checkpoint_colors, checkpoint_order
 
 PAGE = "scorecard"
-KEY_COLUMNS = ["model", "role", "forget_acc", "retain_acc", "forget_p", "retain_p", "forget_rougeL",
-               "retain_rougeL", "forget_truth_ratio", "forget_es", "retain_ppl", "forget_quality", "mia_auc_minkpp"]
+KEY_COLUMNS = ["model", "role", "definition", "forget_acc", "retain_acc", "forget_p", "retain_p", "forget_rougeL",
+               "retain_rougeL", "forget_truth_ratio", "forget_es", "retain_ppl", "forget_quality", "model_utility",
+               "mia_auc_mink", "privleak_mink"]
 
-TEXT_COLUMNS = ("model", "role", "split", "question", "gold_answer", "generated_answer")
+TEXT_COLUMNS = ("model", "role", "definition", "split", "question", "gold_answer", "generated_answer", "checkpoint",
+                "metric", "own_column", "source")
 
 
 def _numeric(df: pd.DataFrame) -> pd.DataFrame:
@@ -45,18 +58,32 @@ st.caption("Does each checkpoint *look* forgotten? Low accuracy / probability / 
            "(hatched: what true deletion looks like). Behaviour alone cannot tell suppression from deletion.")
 bundle_slot = st.container()
 
+DEFINITION_HELP = {
+    OU: "open-unlearning's exact spans and formulas (EOS appended to answers, answer-only membership inference, "
+        "200 new tokens, OU's extraction-strength loop): comparable with published TOFU / MUSE tables",
+    OWN: "the project's variant: no EOS, prompt + answer as the MIA text with zlib over the summed loss, 24 new "
+         "tokens, extraction strength by the paper (0 when the last answer token is wrong)",
+}
+BY_DEFINITION = "by the definition"
+
+definition = st.radio("Metric definitions", DEFINITIONS, horizontal=True, key="sc_definition",
+                      format_func=lambda d: "open-unlearning (OU)" if d == OU else "own variant",
+                      help=DEFINITION_HELP[OU] + ". Own: " + DEFINITION_HELP[OWN] + ".")
 with st.expander("Settings", icon=":material/tune:"):
-    d = ScorecardConfig()
+    d = ScorecardConfig(definition=definition)
     s1, s2, s3 = st.columns(3)
     generate = s1.checkbox("Generate answers (ROUGE-L, drill-down)", value=d.generate, key="sc_generate")
-    max_new = s1.number_input("Max new tokens", 1, 256, d.max_new_tokens, key="sc_max_new")
+    max_new = s1.number_input("Max new tokens (0 = the definition's)", 0, 512, 0, key="sc_max_new",
+                              help=f"0 uses {d.new_tokens} for this definition (capped at the model's context)")
     batch = s2.number_input("Batch size", 1, 512, d.batch_size, key="sc_batch")
     min_k = s2.slider("Min-K% share k", 0.05, 1.0, d.min_k, 0.05, key="sc_min_k")
-    mia_text = s3.selectbox("MIA text", MIA_TEXT_MODES, index=MIA_TEXT_MODES.index(d.mia_text), key="sc_mia_text",
-                            help="prompt_answer: the prompt-formatted item (what a QA fine-tune saw); "
-                                 "as_text: question + answer as plain text")
-    cfg = ScorecardConfig(batch_size=int(batch), max_new_tokens=int(max_new), min_k=float(min_k),
-                          generate=bool(generate), mia_text=mia_text)
+    mia_choice = s3.selectbox("MIA text", [BY_DEFINITION, *MIA_TEXT_MODES], key="sc_mia_text",
+                              help=f"{BY_DEFINITION}: {d.mia_mode} here; answer: the answer after its prompt "
+                                   "(OU); prompt_answer: the prompt-formatted item (what a QA fine-tune saw); "
+                                   "as_text: question + answer as plain text")
+    cfg = ScorecardConfig(batch_size=int(batch), max_new_tokens=int(max_new) or None, min_k=float(min_k),
+                          generate=bool(generate), mia_text=None if mia_choice == BY_DEFINITION else mia_choice,
+                          definition=definition)
 
 if state.was_stopped(PAGE):
     st.warning("Stopped. Nothing was written to the results store; run again to compute it.")
@@ -98,6 +125,10 @@ def _styled(df: pd.DataFrame):
 # ------------------------------------------------------------------------------------------------ summary table
 
 st.subheader("Summary")
+st.caption(f"Every number on this page was made by the **{result.config.definition}** definition "
+           f"({DEFINITION_HELP[result.config.definition]}); the tables carry it in their `definition` column. "
+           "PrivLeak = (AUC_ref − AUC) / (1 − AUC_ref) × 100 (MUSE/OU): 0 = as private as the retain-only model, "
+           "−100 = the forget set reads as training data.")
 key_df = summary[[c for c in KEY_COLUMNS if c in summary.columns]].dropna(axis=1, how="all")  # e.g. no retain set
 if "retain_only" in names:
     ref = float(summary.set_index("model").loc["retain_only", "forget_acc"])
@@ -155,6 +186,68 @@ if summary[[c for c in summary.columns if c.startswith("mia_auc_")]].notna().any
         export.chart(plot_roc(roc, metric), f"roc_{metric}", PAGE)
 else:
     st.info("Membership inference needs a holdout set (apply one on the Workspace page).")
+
+
+# ------------------------------------------------------------------------------------------------ OU files
+
+st.subheader("open-unlearning result files")
+st.caption("Download a checkpoint's scorecard as open-unlearning's TOFU_EVAL / TOFU_SUMMARY json, or attach an OU "
+           "EVAL/SUMMARY file to a checkpoint to see its numbers beside these, with the difference. An attached "
+           "retain model's EVAL gives every other attached file forget quality and PrivLeak, as OU computes them.")
+o1, o2 = st.columns([1, 2])
+with o1:
+    out_name = st.selectbox("Export checkpoint", names, key="ou_export_model")
+    ou_eval = scorecard_to_ou_eval(result, out_name)
+    st.download_button("TOFU_EVAL.json", json.dumps(ou_eval, indent=4), f"{out_name}_TOFU_EVAL.json",
+                       "application/json", key="ou_export_eval", icon=":material/download:")
+    st.download_button("TOFU_SUMMARY.json", json.dumps(summary_of_eval(ou_eval), indent=4),
+                       f"{out_name}_TOFU_SUMMARY.json", "application/json", key="ou_export_summary",
+                       icon=":material/download:")
+with o2:
+    attach_to = st.selectbox("Attach to", [*names, "retain model (not loaded)"], key="ou_attach_to")
+    upload = st.file_uploader("OU EVAL or SUMMARY json", type=["json"], key="ou_upload")
+    p1, p2 = st.columns([4, 1], vertical_alignment="bottom")
+    typed = p1.text_input("or a path on this machine", key="ou_path",
+                          placeholder="saves/eval/tofu_Llama-3.2-1B_retain90/TOFU_EVAL.json")
+    attach_path = p2.button("Attach", key="ou_attach_path", disabled=not typed.strip())
+attached = st.session_state.setdefault("ou_imports", {})
+if attach_path:
+    try:  # a typed path goes through the same guard as the workspace's paths
+        path = resolve_inside(typed, workspace_root(), "OU result file")
+        attached[attach_to] = load_ou(path)
+    except (OUFormatError, PathOutsideRoot) as exc:
+        st.error(f"Not attached: {exc}", icon=":material/error:")
+if upload is not None and st.session_state.get("ou_last_upload") != (upload.file_id, attach_to):
+    st.session_state["ou_last_upload"] = (upload.file_id, attach_to)  # a detached file stays detached
+    try:
+        attached[attach_to] = load_ou(upload.getvalue(), upload.name)
+    except OUFormatError as exc:
+        st.error(f"Not an open-unlearning result file: {exc}", icon=":material/error:")
+ref_key = next((k for k in attached if k in ("retain_only", "retain model (not loaded)")), None)
+for cp, ev in list(attached.items()):
+    with st.container(border=True):
+        h1, h2 = st.columns([4, 1])
+        h1.markdown(f"**{ev.source}** attached to **{cp}** ({ev.kind} file, scorecard definition "
+                    f"`{result.config.definition}`)")
+        if h2.button("Detach", key=f"ou_detach_{cp}"):
+            attached.pop(cp)
+            st.rerun()
+        for problem in ev.problems:
+            st.warning(f"Partial file: {problem}", icon=":material/warning:")
+        cmp = compare_with_scorecard(result, cp if cp in names else None, ev)
+        if ref_key is not None and cp != ref_key:
+            extra = reference_scores(ev, attached[ref_key])
+            st.caption("Against the attached retain model's EVAL: forget quality "
+                       f"{extra['forget_quality']:.3g}, PrivLeak {extra['privleak']:.3g}")
+        agg = _numeric(cmp[cmp.level == "aggregate"].drop(columns=["level", "item"]))
+        export.table(agg, f"OU import {cp} aggregates", f"ou_agg_{cp}", PAGE, hide_index=True, width="stretch",
+                     caption=f"open-unlearning numbers ({ev.source}) beside the scorecard's for {cp}")
+        per_item = cmp[cmp.level == "item"]
+        if not per_item.empty:
+            with st.expander(f"Per item ({len(per_item)} numbers)"):
+                export.table(_numeric(per_item.drop(columns=["level"])), f"OU import {cp} items", f"ou_items_{cp}",
+                             PAGE, hide_index=True, width="stretch",
+                             caption=f"open-unlearning per-item numbers ({ev.source}) beside the scorecard's")
 
 
 # ------------------------------------------------------------------------------------------------ drill-down
