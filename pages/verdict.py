@@ -14,6 +14,7 @@ from pages._shared import datacheck, evidence, export, sidebar, state
 from unlearn_core.analyses.verdict import COUNTED_BY_DEFAULT, NOT_COUNTED_WHY, VerdictConfig
 from unlearn_core.audit import get_analysis
 from unlearn_core.data_check import verdict_before_audit
+from unlearn_core.numbers import verdict_reading
 from unlearn_core.registry import ANALYSES, all_evidence
 from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
 from unlearn_core.workspace import planted_truth
@@ -117,6 +118,9 @@ if "scorecard" not in stored:
 
 verdict, numbers = evidence.verdict(stored, ws, rule)
 frame = verdict.to_frame()
+# the deciding comparison in words, its numbers printed on their true side of the line (the table's 3 digits
+# could round 0.1496 to 0.150 on the >= 0.15 line)
+frame.insert(2, "deciding", [verdict_reading(v, verdict.config) for v in verdict.verdicts])
 counts = frame["verdict"].value_counts()
 st.markdown(" · ".join(f"**{counts[v]}** {v}" for v in ("suppressed", "partially suppressed", "inconclusive",
                                                           "deleted", "not forgotten", "unknown", "nothing to audit")

@@ -216,6 +216,7 @@ def _ou_files(args, models, result) -> None:
 def _audit(args) -> int:
     from unlearn_core.audit import run_audit
     from unlearn_core.items import PromptFormat
+    from unlearn_core.numbers import fmt_rule
     from unlearn_core.registry import ANALYSES, get_spec
     from unlearn_core.store import ResultsStore
     from unlearn_core.workspace import WorkspaceSpec
@@ -269,11 +270,14 @@ def _audit(args) -> int:
 
         result, _ = run_analysis(get_analysis("scorecard"), models, data, store, config=scorecard_cfg)
         _ou_files(args, models, result)
+    lines = (rule.suppressed_at, rule.partial_at)
     for name, c in report["checkpoints"].items():
         if "verdict" in c:
             lo, hi = c["retention_interval"]
-            num = ("" if c["retention"] is None else
-                   f"  {c['retention_from']} {c['retention']:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {c['control']}")
+            num = ("" if c["retention"] is None else  # printed on their true side of the rule's lines
+                   f"  {c['retention_from']} {fmt_rule(c['retention'], lines, 3, signed=True)} "
+                   f"[{fmt_rule(lo, lines, 3, signed=True)}, {fmt_rule(hi, lines, 3, signed=True)}] "
+                   f"vs {c['control']}")
             print(f"{name:<18} {c['verdict']:<21}{num}")
         else:
             print(f"{name:<18} ({c['role']})")

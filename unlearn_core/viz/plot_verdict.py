@@ -12,6 +12,7 @@ import math
 
 import plotly.graph_objects as go
 
+from unlearn_core.numbers import fmt_rule
 from unlearn_core.viz.theme import (
     RETAIN_ONLY_COLOR,
     SEQUENTIAL_COLORS,
@@ -36,6 +37,14 @@ def _nan0(x: float) -> float:
     return 0.0 if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
+def _bar_text(v, cfg) -> str:
+    """The excess and the lower bound the rule reads, each printed on its true side of the lines."""
+    if math.isnan(v.retention):
+        return "n/a"
+    lines = (cfg.suppressed_at, cfg.partial_at)
+    return f"{fmt_rule(v.retention, lines)}<br>lo {fmt_rule(v.retention_lo, lines)}"
+
+
 def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside") -> go.Figure:
     """Per checkpoint: behavioural forgetting (1 - forget acc / original's) beside the deciding evidence: the excess
     recovery over its control, with its bootstrap interval as an error bar.
@@ -57,7 +66,7 @@ def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside
                 error_y={"type": "data", "symmetric": False, "color": "#000000", "thickness": 1.5, "width": 6,
                          "array": [_nan0(v.retention_hi) - yy for v, yy in zip(rows, y, strict=True)],
                          "arrayminus": [yy - _nan0(v.retention_lo) for v, yy in zip(rows, y, strict=True)]},
-                text=["n/a" if math.isnan(v.retention) else f"{v.retention:.2f}" for v in rows],
+                text=[_bar_text(v, verdict.config) for v in rows],
                 textposition="inside", insidetextanchor="end", textfont={"color": "white"},
                 customdata=[[v.retention_from or "no counted evidence", v.control or "-", _nan0(v.retention_lo),
                              _nan0(v.retention_hi)] for v in rows],
@@ -101,7 +110,9 @@ def plot_evidence_matrix(verdict, labels: dict[str, str] | None = None,
                 tr.append(f"raw {e.raw:.2f}<br>needs reference" if not math.isnan(e.raw) else "n/a")
             else:
                 mark = "" if k in v.counted else "<br>(not counted)"
-                tr.append(f"{e.excess:+.2f}<br>[{e.lo:+.2f}, {e.hi:+.2f}]{mark}")
+                lines = (verdict.config.suppressed_at, verdict.config.partial_at)
+                tr.append(f"{fmt_rule(e.excess, lines, signed=True)}<br>[{fmt_rule(e.lo, lines, signed=True)}, "
+                          f"{fmt_rule(e.hi, lines, signed=True)}]{mark}")
         z.append(zr)
         text.append(tr)
     ylabels = [(labels or {}).get(k, k) for k in keys]
