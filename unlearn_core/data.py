@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby
@@ -21,6 +22,7 @@ from unlearn_core.items import QAItem
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "txt")
 MAX_FIELD_CHARS = 20_000  # one QA field longer than this is almost certainly a mis-parsed file, not a fact
+MAX_JSON_DEPTH = 100  # a forget set is flat; deeper JSON is a broken or hostile file (and nests past the stack)
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
                ".txt": "txt", ".text": "txt"}
 _UNSUPPORTED = {".xlsx": "Excel", ".xls": "Excel", ".parquet": "Parquet", ".arrow": "Arrow"}
@@ -204,27 +206,74 @@ def _decode(data: bytes, label: str, fmt: str) -> str:
 Rows = list[tuple[int, dict]]
 
 
+class _DuplicateKeys(dict):
+    """A JSON object that named a key twice (json.loads silently keeps the last value); `duplicated` lists them."""
+
+    duplicated: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        obj = _DuplicateKeys(obj)
+        obj.duplicated = tuple(sorted({k for k, _ in pairs if k in seen or seen.add(k)}))
+    return obj
+
+
+def _json_loads(text: str) -> tuple[Any, str | None]:
+    """(value, None), or (None, why) for JSON that parses but cannot be used: nested past MAX_JSON_DEPTH (also
+    what a RecursionError means) or a number too long to convert. Syntax errors raise JSONDecodeError as usual."""
+    try:
+        value = json.loads(text, object_pairs_hook=_object)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        return None, f"JSON nested more than {MAX_JSON_DEPTH} levels deep"
+    except ValueError as e:  # Python refuses to convert integers with more than sys.get_int_max_str_digits() digits
+        return None, f"a number too long to read ({str(e).split(';')[0]})"
+    if _too_deep(value):
+        return None, f"JSON nested more than {MAX_JSON_DEPTH} levels deep"
+    return value, None
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (list, dict)):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return False
+
+
 def _parse_jsonl(text: str, fmt: str) -> tuple[Rows, list[RowIssue], str]:
     rows, issues = [], []
     for n, raw in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 is legal inside JSON strings
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj, why = _json_loads(raw)
         except json.JSONDecodeError as e:
             issues.append(RowIssue(n, f"invalid JSON at line {n}: {e.msg} (column {e.colno})"))
         else:
-            _add_object(rows, issues, n, obj, "line")
+            if why:
+                issues.append(RowIssue(n, why))
+            else:
+                _add_object(rows, issues, n, obj, "line")
     return rows, issues, "jsonl"
 
 
 def _parse_json(text: str, fmt: str) -> tuple[Rows, list[RowIssue], str]:
     try:
-        top = json.loads(text)
+        top, why = _json_loads(text)
     except json.JSONDecodeError as e:
         if e.msg == "Extra data":  # several top-level values: JSON lines named .json (as Hugging Face TOFU ships)
             return _parse_jsonl(text, fmt)
         return [], [RowIssue(e.lineno, f"invalid JSON at line {e.lineno}: {e.msg} (column {e.colno})")], fmt
+    if why:  # the file as a whole: find the item it is in, so the person can fix that one
+        return _parse_json_items(text, fmt, why)
     if isinstance(top, dict):
         top = [top] if any(k in top for names in _ALIASES.values() for k in names) else top
     if not isinstance(top, list):
@@ -235,8 +284,40 @@ def _parse_json(text: str, fmt: str) -> tuple[Rows, list[RowIssue], str]:
     return rows, issues, fmt
 
 
+def _parse_json_items(text: str, fmt: str, why: str) -> tuple[Rows, list[RowIssue], str]:
+    """A JSON list with an unusable item: parse item by item (raw_decode) so only that item is rejected."""
+    dec = json.JSONDecoder(object_pairs_hook=_object)
+    i = len(text) - len(text.lstrip())
+    if not text.startswith("[", i):
+        return [], [RowIssue(0, why)], fmt
+    rows, issues, n, i = [], [], 0, i + 1
+    while True:
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] == "]":
+            return rows, issues, fmt
+        n += 1
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except RecursionError:
+            return rows, issues + [RowIssue(n, f"JSON nested more than {MAX_JSON_DEPTH} levels deep; the rest of "
+                                                  "the file was not read")], fmt
+        except ValueError as e:
+            reason = (f"a number too long to read ({str(e).split(';')[0]})" if not isinstance(e, json.JSONDecodeError)
+                      else f"invalid JSON: {e.msg}")
+            return rows, issues + [RowIssue(n, reason + "; the rest of the file was not read")], fmt
+        if _too_deep(obj):
+            issues.append(RowIssue(n, f"JSON nested more than {MAX_JSON_DEPTH} levels deep"))
+        else:
+            _add_object(rows, issues, n, obj, "list item")
+
+
 def _add_object(rows: Rows, issues: list[RowIssue], n: int, obj: Any, where: str) -> None:
-    if isinstance(obj, dict):
+    if isinstance(obj, _DuplicateKeys):
+        keys = ", ".join(f"`{k}`" for k in obj.duplicated)
+        issues.append(RowIssue(n, f"duplicate key {keys} in one object: each field may appear once (which value is "
+                                  "meant?)"))
+    elif isinstance(obj, dict):
         rows.append((n, obj))
     else:
         issues.append(RowIssue(n, f"not a JSON object (got {_type_name(obj)}); each {where} must be {{...}}"))
@@ -253,7 +334,8 @@ def _parse_csv(text: str, fmt: str) -> tuple[Rows, list[RowIssue], str]:
             if header is None:
                 known = {k for names in _ALIASES.values() for k in names}  # typed by people: 'Question' is fine
                 header = [h.strip().lower() if h.strip().lower() in known else h.strip() for h in cells]
-                dupes = sorted({h for h in header if header.count(h) > 1 and h})
+                counts = Counter(header)  # not header.count(): quadratic in a (hostile) 100,000-column header
+                dupes = sorted(h for h, c in counts.items() if c > 1 and h)
                 if dupes:
                     return [], [RowIssue(1, f"header repeats column(s) {', '.join(dupes)}")], fmt
                 continue
@@ -378,9 +460,10 @@ def _csv_list(v: str, label: str) -> tuple[Any, str | None]:
     s = v.strip()
     if s.startswith("["):
         try:
-            return json.loads(s), None
+            value, why = _json_loads(s)
         except json.JSONDecodeError as e:
             return None, f"{label} starts with '[' but is not a valid JSON list ({e.msg}); use JSON or 'a | b | c'"
+        return (None, f"{label}: {why}") if why else (value, None)
     return [p.strip() for p in s.split("|") if p.strip()], None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 
 
@@ -43,6 +44,16 @@ class PromptFormat:
     def __post_init__(self):
         if "{question}" not in self.template:
             raise ValueError("prompt template must contain '{question}'")
+        # only {question} itself: other fields fail at format time, and '{question.attr}' reads attributes
+        try:
+            fields = [(f, c, spec) for _, f, spec, c in string.Formatter().parse(self.template) if f is not None]
+        except ValueError as e:  # an unmatched brace
+            raise ValueError(f"prompt template is not a valid format string ({e}); write literal braces as {{{{ }}}}") \
+                from e
+        bad = [f for f, conv, spec in fields if f != "question" or conv or spec]
+        if bad:
+            raise ValueError(f"prompt template may only contain the field {{question}}, found {{{bad[0]}}}; write "
+                             "literal braces as {{ }}")
 
     def prompt(self, item_or_question) -> str:
         q = item_or_question.question if isinstance(item_or_question, QAItem) else item_or_question
