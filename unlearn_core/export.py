@@ -96,13 +96,29 @@ def _is_altair(fig: Any) -> bool:
     return isinstance(fig, alt.TopLevelMixin)
 
 
-def figure_bytes(fig: Any, fmt: str, width: int = 900, height: int = 500, scale: float = 2) -> bytes:
+def _at_preset(fig: Any, width: int, height: int, preset: str | None) -> tuple[Any, int, int]:
+    """A size preset (unlearn_core.viz.presets: "column", "two_columns", "slide") lays a plotly figure out at its
+    print size with print font sizes; None keeps the screen size."""
+    if preset is None or preset == "screen" or not _is_plotly(fig):
+        return fig, width, height
+    from unlearn_core.viz.presets import get_preset, paper_figure
+
+    p = get_preset(preset)
+    return paper_figure(fig, p), p.width_px, p.height_px
+
+
+def figure_bytes(fig: Any, fmt: str, width: int = 900, height: int = 500, scale: float = 2,
+                 preset: str | None = None) -> bytes:
     """Render a plotly figure or an altair chart to SVG, PDF or PNG bytes.
 
     width/height are layout pixels; `scale` multiplies the pixel density of PNGs (2 = sharp on slides and
     high-DPI screens). Altair charts keep an explicit width/height or a concat/facet layout of their own.
+    `preset` (a paper/slide size) overrides width/height with the print layout.
     """
     fmt = _check_format(fmt)
+    fig, width, height = _at_preset(fig, width, height, preset)
+    if preset is not None and fmt != "png":
+        scale = 1  # vector output at exactly the print size the fonts were set for
     if _is_plotly(fig):
         return _plotly_bytes(fig, fmt, width, height, scale)
     if _is_altair(fig):
@@ -110,7 +126,8 @@ def figure_bytes(fig: Any, fmt: str, width: int = 900, height: int = 500, scale:
     raise TypeError(f"figure_bytes expects a plotly Figure or an altair Chart, got {type(fig).__name__}")
 
 
-def figures_bytes(jobs: list[tuple[Any, str]], width: int = 900, height: int = 500, scale: float = 2) -> list[bytes]:
+def figures_bytes(jobs: list[tuple[Any, str]], width: int = 900, height: int = 500, scale: float = 2,
+                  preset: str | None = None) -> list[bytes]:
     """Render many (figure, format) pairs, in order. Plotly figures share ONE kaleido browser session: a separate
     `figure_bytes` call starts Chromium every time (~1-2 s each), which made a page's "download all" take a minute.
     Altair charts go through vl-convert as in figure_bytes."""
@@ -119,7 +136,9 @@ def figures_bytes(jobs: list[tuple[Any, str]], width: int = 900, height: int = 5
     for i, (fig, fmt) in enumerate(jobs):
         fmt = _check_format(fmt)
         if _is_plotly(fig):
-            plotly_jobs.append((i, fig.to_dict(), dict(format=fmt, width=width, height=height, scale=scale)))
+            fig, w, h = _at_preset(fig, width, height, preset)
+            sc = 1 if preset is not None and fmt != "png" else scale
+            plotly_jobs.append((i, fig.to_dict(), dict(format=fmt, width=w, height=h, scale=sc)))
         else:
             out[i] = figure_bytes(fig, fmt, width, height, scale)
     if plotly_jobs:

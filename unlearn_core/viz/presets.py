@@ -1,0 +1,184 @@
+"""Figure size presets for papers and slides: the figure laid out at the size it will be printed.
+
+Why: a figure exported at screen size (900 x 500 px) and shrunk into a 3.3 in paper column prints its text at about
+3 pt. Here the layout itself is made at print size (1 in = 96 CSS px, Chrome's PDF and SVG unit), with font sizes
+given in points at that size, so what the reader sees is what was checked: body text 7-8 pt, titles 9 pt on paper,
+larger on slides. `paper_figure` also moves everything into the canvas (annotations placed in a right margin meant
+for a wide screen, a legend beside the plot), wraps long titles and tick labels, and gives the retain-only reference
+its hatching wherever a trace is named after it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import textwrap
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+
+PX_PER_IN = 96  # CSS px: kaleido's SVG/PDF unit (Chrome prints 96 px to the inch)
+PT_PER_IN = 72
+
+
+@dataclass(frozen=True)
+class SizePreset:
+    key: str
+    label: str
+    width_in: float
+    height_in: float
+    font_pt: float  # ticks, legend, annotations, in-chart text
+    title_pt: float
+    axis_title_pt: float
+
+    @property
+    def width_px(self) -> int:
+        return round(self.width_in * PX_PER_IN)
+
+    @property
+    def height_px(self) -> int:
+        return round(self.height_in * PX_PER_IN)
+
+    def px(self, pt: float) -> float:
+        """CSS px for a size in points at print size."""
+        return pt * PX_PER_IN / PT_PER_IN
+
+
+PRESETS: dict[str, SizePreset] = {
+    "column": SizePreset("column", "One column (3.3 in)", 3.3, 2.9, 7, 8.5, 7.5),
+    "two_columns": SizePreset("two_columns", "Two columns (7 in)", 7.0, 3.6, 8, 9, 8.5),
+    "slide": SizePreset("slide", "Slide (10 in, 16:9)", 10.0, 5.625, 14, 18, 15),
+}
+SCREEN = "screen"  # the dashboard's own size (no preset): 900 x 500 px, the theme's fonts
+
+
+def get_preset(key: str) -> SizePreset:
+    if key not in PRESETS:
+        raise ValueError(f"unknown size preset {key!r}; available: {', '.join(PRESETS)}")
+    return PRESETS[key]
+
+
+def _wrap(text: str, chars: int) -> str:
+    """Wrap plain text at word boundaries into <br>-separated lines of at most `chars` characters (HTML tags and
+    existing <br> kept)."""
+    if not text:
+        return text
+    lines = []
+    for part in re.split(r"<br\s*/?>", str(text)):
+        plain = re.sub(r"<[^>]+>", "", part)
+        tagged = re.fullmatch(r"<(b|i|em|sup|sub)>(.*)</\1>", part)
+        if len(plain) <= chars:
+            lines.append(part)
+        elif tagged:  # one tag around the whole line (a bold verdict): wrap the inside, tag every line
+            lines += [f"<{tagged[1]}>{t}</{tagged[1]}>" for t in textwrap.wrap(tagged[2], max(chars, 6))]
+        elif "<" in part:  # mixed markup: leave it whole rather than cut inside a tag
+            lines.append(part)
+        else:
+            lines += textwrap.wrap(part, max(chars, 6), break_long_words=True)
+    return "<br>".join(lines)
+
+
+def _chars(width_px: float, font_px: float) -> int:
+    """How many characters of this font fit a width (0.55 em per character: a sans-serif average, generous)."""
+    return max(8, int(width_px / (0.55 * font_px)))
+
+
+def _is_retain_only(name: str | None) -> bool:
+    return bool(name) and re.sub(r"[\s_-]+", "", str(name).lower()).startswith("retainonly")
+
+
+def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
+    """A copy of a plotly figure laid out at a preset's print size; the dashboard's figure is left as it is."""
+    p = preset if isinstance(preset, SizePreset) else get_preset(preset)
+    out = go.Figure(copy.deepcopy(fig.to_dict()))
+    body, title_px, axis_px = p.px(p.font_pt), p.px(p.title_pt), p.px(p.axis_title_pt)
+    w, h = p.width_px, p.height_px
+    lay = out.layout
+    margin = {"l": 8, "r": 8, "b": 8, "t": 8}
+    # title: wrapped to the canvas, pushes the plot down (automargin) instead of being cut off
+    title = lay.title.text or ""
+    title = _wrap(title, _chars(w - 16, title_px))
+    out.update_layout(
+        width=w, height=h, autosize=False, font={"size": body},
+        # plotly anchors a multi-line title by its last line: pad the extra lines down into the canvas
+        title={"text": title, "font": {"size": title_px}, "x": 0, "xanchor": "left", "xref": "container",
+               "y": 1, "yanchor": "top", "yref": "container", "automargin": True,
+               "pad": {"l": 6, "t": 6 + round(2.1 * title_px * title.count("<br>"))}},
+        margin=margin,
+        hoverlabel={"font": {"size": body}},
+    )
+    # the legend goes under the title, horizontal, inside the canvas
+    out.update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1, "yanchor": "bottom",
+                              "yref": "paper", "font": {"size": body}, "title": {"font": {"size": body}},
+                              "entrywidth": 0, "itemwidth": 30})
+    for key in list(lay.to_plotly_json()):
+        if not re.fullmatch(r"[xy]axis\d*", key):
+            continue
+        ax = lay[key]
+        span = w if key.startswith("x") else h
+        dom = ax.domain if ax.domain else (0, 1)
+        text = ax.title.text or ""
+        ax.title.text = _wrap(text, _chars((dom[1] - dom[0]) * span - 10, axis_px)) if text else text
+        ax.title.font.size = axis_px
+        ax.title.standoff = 4
+        ax.tickfont.size = body
+        ax.automargin = True
+        if ax.type == "log":
+            ax.dtick = None  # let plotly choose log ticks: a fixed dtick can leave a single tick at print size
+    n_x = sum(1 for k in lay.to_plotly_json() if re.fullmatch(r"xaxis\d*", k)) or 1
+    _wrap_category_ticks(out, w / n_x, body)
+    for ann in lay.annotations or ():
+        ann.font.size = body
+        ann.text = _wrap(ann.text or "", _chars(w * 0.45, body))
+        if ann.xref == "paper" and ann.x is not None and ann.x > 1:  # a screen margin note: inside the plot
+            ann.x, ann.xanchor = 1, "right"
+        if ann.xref == "paper" and ann.x is not None and ann.x < 0:
+            ann.x, ann.xanchor = 0, "left"
+        if ann.yref == "paper" and ann.y is not None and ann.y > 1:
+            ann.y, ann.yanchor = 1, "top"
+    for tr in out.data:
+        if hasattr(tr, "textfont"):
+            tr.textfont.size = body
+        if tr.type in ("heatmap", "contour") or getattr(getattr(tr, "marker", None), "colorbar", None) is not None:
+            cb = tr.colorbar if tr.type in ("heatmap", "contour") else None
+            if cb is not None:
+                cb.thickness = max(6, round(body * 0.8))
+                cb.len = 0.8
+                cb.tickfont.size = body
+                cb.title.font.size = body
+                cb.x, cb.xanchor, cb.xref = 1, "left", "paper"
+                cb.xpad = 4
+        if _is_retain_only(getattr(tr, "name", None)) and tr.type == "bar":
+            tr.marker.pattern.shape = tr.marker.pattern.shape or "/"
+    _fit_right(out)
+    return out
+
+
+def _wrap_category_ticks(fig: go.Figure, width_per_panel: float, body: float) -> None:
+    """Long category labels on an x axis wrap onto lines so neighbours do not overlap at print size."""
+    cats: dict[str, list[str]] = {}
+    for tr in fig.data:
+        xs = getattr(tr, "x", None)
+        if xs is None or tr.type not in ("bar", "box", "scatter") or getattr(tr, "orientation", None) == "h":
+            continue
+        if not all(isinstance(x, str) for x in xs):
+            continue
+        axis = "xaxis" + (tr.xaxis[1:] if tr.xaxis and tr.xaxis != "x" else "")
+        for x in xs:
+            if x not in cats.setdefault(axis, []):
+                cats[axis].append(x)
+    for axis, values in cats.items():
+        per = width_per_panel / max(len(values), 1)
+        chars = max(6, int(per / (0.55 * body)))
+        if all(len(re.sub(r"<[^>]+>", "", v)) <= chars for v in values):
+            continue
+        fig.layout[axis].tickmode = "array"
+        fig.layout[axis].tickvals = values
+        fig.layout[axis].ticktext = [_wrap(v, chars) for v in values]
+        fig.layout[axis].tickangle = 0
+
+
+def _fit_right(fig: go.Figure) -> None:
+    """A colour bar needs room on the right: reserve it in the margin (it is drawn beside the plot)."""
+    if any(tr.type in ("heatmap", "contour") and tr.showscale is not False for tr in fig.data):
+        fig.layout.margin.r = max(fig.layout.margin.r or 0, 48)
