@@ -65,11 +65,31 @@ def resolve_source(source: str | Path) -> Path:
     raise CheckpointError(f"{source}: folder not found")
 
 
+MAX_SAFETENSORS_HEADER = 100_000_000  # the format's own limit; a bigger length field is a corrupt or hostile file
+
+
 def _safetensors_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Tensor shapes and dtypes from a safetensors header, without reading weights; CheckpointError if malformed."""
     with path.open("rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(n))
-    return {k: (tuple(v["shape"]), v["dtype"]) for k, v in header.items() if k != "__metadata__"}
+        head = fh.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if not 0 < n <= min(MAX_SAFETENSORS_HEADER, path.stat().st_size - 8):
+            raise CheckpointError(f"{path}: not a safetensors file (header length {n} does not fit the file)")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+        out = {}
+        for k, v in header.items():
+            if k == "__metadata__":
+                continue
+            shape, dtype = v["shape"], v["dtype"]
+            if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**48 for d in shape)
+                    and isinstance(dtype, str)):
+                raise ValueError(f"tensor {k!r} has shape {shape!r} and dtype {dtype!r}")
+            out[k] = (tuple(shape), dtype)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: corrupt safetensors header ({type(exc).__name__}: {exc})") from exc
+    return out
 
 
 def inspect_checkpoint(source: str | Path, allow_pickle: bool = False) -> CheckpointInfo:

@@ -113,7 +113,7 @@ def _config(analysis, page: str, main: tuple[str, ...] = ()):
             for i, f in enumerate(rest):
                 values[f.name] = _field_widget(page, f, getattr(default, f.name), cols[i % 3])
         return replace(default, **_confined(values))
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RecursionError) as e:  # RecursionError: JSON settings nested too deep
         st.error(f"Invalid settings, using the defaults: {e}")
         return default
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from unlearn_core.data import FORMATS, MAX_FIELD_CHARS, DataError, LoadReport, load_items
 from unlearn_core.items import PromptFormat, QAItem
+from unlearn_core.workspace import CheckpointError, _safetensors_shapes  # imports torch once, outside the deadline
 
 N_EXAMPLES = int(os.environ.get("UNLEARN_AUDIT_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=N_EXAMPLES, deadline=3000, derandomize=N_EXAMPLES <= 200,
@@ -255,3 +256,24 @@ def test_fuzz_count(capsys):
         print(f"\nfuzz inputs tried this session: {TRIED['inputs']}")
     assert TRIED["inputs"] >= 0
 
+
+
+@FUZZ
+@given(body=st.one_of(st.binary(max_size=300),
+                      st.builds(lambda h, tail: len(h).to_bytes(8, "little") + h + tail,
+                                json_value.map(lambda v: json.dumps(v).encode()), st.binary(max_size=16)),
+                      st.builds(lambda shape, dtype: (lambda h: len(h).to_bytes(8, "little") + h)(
+                          json.dumps({"w": {"shape": shape, "dtype": dtype, "data_offsets": [0, 0]}}).encode()),
+                          json_value, json_value)))
+def test_safetensors_headers_of_a_typed_checkpoint_folder(tmp_path_factory, body):
+    """A checkpoint folder typed in the browser is inspected from its safetensors header before any weight is read:
+    a corrupt header is a CheckpointError, never another exception."""
+    TRIED["inputs"] += 1
+    path = tmp_path_factory.mktemp("st") / "model.safetensors"
+    path.write_bytes(body)
+    try:
+        shapes = _safetensors_shapes(path)
+    except CheckpointError as e:
+        assert str(path) in str(e)
+        return
+    assert all(isinstance(s, tuple) and all(isinstance(d, int) for d in s) for s, _ in shapes.values())
