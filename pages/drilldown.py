@@ -15,7 +15,7 @@ TEXT = ("question", "gold_answer", "checkpoint", "role", "definition", "generate
 
 export.start_page(PAGE)
 ws = state.workspace()
-st.title("Per-item drill-down")
+st.title("Item drill-down")
 st.markdown(sidebar.chips(ws.names()), unsafe_allow_html=True)
 st.caption("Every forget item across every checkpoint: the greedy answer and the scorecard's numbers beside each "
            "stored probe's per-item recovery, (attacked − plain) / (original − plain) clipped to [0, 1]. "
@@ -23,15 +23,18 @@ st.caption("Every forget item across every checkpoint: the greedy answer and the
 bundle_slot = st.container()
 
 stored = evidence.stored_evidence(ws)
-if "scorecard" not in stored:
-    st.info("The drill-down reads the behavioural scorecard from the results store; it is not there yet for this "
-            "workspace.")
-    if st.button("Run scorecard", type="primary", key="drill_run_scorecard", icon=":material/play_arrow:"):
-        state.run_with_progress(get_analysis("scorecard"), ScorecardConfig(), ws, label="Scorecard")
-        st.rerun()
-    st.stop()
-
-scorecard = stored["scorecard"].result
+if "scorecard" in stored:
+    scorecard = stored["scorecard"].result
+else:
+    prompt = st.empty()
+    with prompt.container():
+        st.info("The drill-down reads the behavioural scorecard from the results store; it is not there yet for "
+                "this workspace.")
+        run = st.button("Run scorecard", type="primary", key="drill_run_scorecard", icon=":material/play_arrow:")
+    if not run:
+        st.stop()
+    prompt.empty()
+    scorecard, _, _ = state.run_with_progress(get_analysis("scorecard"), ScorecardConfig(), ws, label="Scorecard")
 probes = [(name, s.result) for name, s in stored.items() if name != "scorecard"]
 recover_at = st.slider("A probe recovers an item at", 0.05, 1.0, 0.5, 0.05, key="drill_recover_at",
                        help="per-item recovery at or above this counts as 'a probe recovers'")

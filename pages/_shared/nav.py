@@ -12,7 +12,7 @@ PAGES = [
     ("pages/workspace.py", "Workspace", ":material/folder_open:", None),
     ("pages/verdict.py", "Suppression vs deletion", ":material/balance:", None),
     ("pages/scorecard.py", "Behavioural scorecard", ":material/scoreboard:", None),
-    ("pages/drilldown.py", "Per-item drill-down", ":material/table_rows:", None),
+    ("pages/drilldown.py", "Item drill-down", ":material/table_rows:", None),
     ("pages/attribution.py", "Attribution", ":material/highlight:", "unlearn_core.analyses.attribution"),
     ("pages/keyword_recovery.py", "Keyword recovery", ":material/key:", "unlearn_core.analyses.keyword_emphasis"),
     ("pages/decodability.py", "Decodability probe", ":material/manage_search:", "unlearn_core.analyses.decodability"),
