@@ -10,23 +10,49 @@ anything on CUDA, keep the configured thread count.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 import torch
 
 SMALL_MODEL_PARAMS = 20_000_000
 
+# torch's thread count is process-wide, and the dashboard runs each browser session's analysis in its own thread.
+# A save/restore per block raced: session A saved 2 and set 1, session B saved A's 1, A restored 2 while B still
+# ran, and B finally "restored" 1, leaving the whole process on one thread. So the blocks share one reference
+# count under a lock: the first small-model block saves the configured count and sets 1, the last one to finish
+# restores it. While any small-model block runs, everything in the process (a large model too) sees 1 thread.
+_LOCK = threading.Lock()
+_USERS = 0
+_SAVED: int | None = None
+
 
 @contextmanager
 def few_threads(n_params: int, limit: int = SMALL_MODEL_PARAMS):
-    """One intra-op thread while the block runs if the work is at most `limit` parameters large."""
-    before = torch.get_num_threads()
-    if n_params <= limit:
-        torch.set_num_threads(1)
+    """One intra-op thread while the block runs if the work is at most `limit` parameters large (shared policy:
+    overlapping blocks in other threads neither undo it early nor leave it behind)."""
+    global _USERS, _SAVED
+    if n_params > limit:
+        yield
+        return
+    with _LOCK:
+        if _USERS == 0:
+            _SAVED = torch.get_num_threads()
+        _USERS += 1
+        torch.set_num_threads(1)  # in every entering thread: OpenMP keeps part of this setting per thread
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _LOCK:
+            _USERS -= 1
+            if _USERS == 0:
+                torch.set_num_threads(_SAVED)
+                _SAVED = None
+
+
+def active_users() -> int:
+    """How many few_threads blocks are running now (for tests and diagnostics)."""
+    return _USERS
 
 
 def model_params(models) -> int:
