@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unlearn_core.analyses.attribution import _answer_logprob_sum, integrated_gradients, leave_one_out  # noqa: E402
+from unlearn_core.analyses.attribution import answer_logprob_sum, integrated_gradients, leave_one_out  # noqa: E402
 from unlearn_core.scoring import Encoded, score_encoded  # noqa: E402
 
 LLAMA_SIZES = {  # hidden, layers, heads, kv heads, mlp, vocab
@@ -48,7 +48,7 @@ def random_llama(size: str, device: str, n: int, seed: int = 0):
 
 
 def demo_lab(device: str, n: int):
-    from unlearn_core.analyses.attribution import _prompt_layout
+    from unlearn_core.analyses.attribution import prompt_layout
     from unlearn_core.lab.build import build_lab
     from unlearn_core.lab.config import get_config
     from unlearn_core.scoring import pad_id_of
@@ -64,7 +64,7 @@ def demo_lab(device: str, n: int):
     prompts, answers = [], []
     for it in items:
         p, a = data.prompt_format.pair(it)
-        prompts.append(list(_prompt_layout(lm.tokenizer, p, it.question, "prompt")[0]))
+        prompts.append(list(prompt_layout(lm.tokenizer, p, it.question, "prompt")[0]))
         answers.append(list(lm.tokenizer(a, add_special_tokens=False)["input_ids"]))
     return lm.model, pad_id_of(lm.tokenizer), prompts, answers, f"demo lab tiny original ({len(items)} prompts)"
 
@@ -81,7 +81,7 @@ def naive_loo(model, pad, prompts, answers):
 def naive_ig(model, pad, prompts, answers, steps):
     from captum.attr import LayerIntegratedGradients
 
-    lig = LayerIntegratedGradients(lambda ids, mask, labels: _answer_logprob_sum(ids, mask, labels, model),
+    lig = LayerIntegratedGradients(lambda ids, mask, labels: answer_logprob_sum(ids, mask, labels, model),
                                    model.get_input_embeddings())
     dev = model.get_input_embeddings().weight.device
     out = []

@@ -12,11 +12,11 @@ import torch
 
 from unlearn_core.analyses.attribution import (
     AttributionConfig,
-    _prompt_layout,
     compute_attribution,
     integrated_gradients,
     keyword_mask,
     leave_one_out,
+    prompt_layout,
 )
 from unlearn_core.analyses.keyword_emphasis import (
     KeywordEmphasisConfig,
@@ -123,7 +123,7 @@ def test_word_grouping_and_keywords(lab):
     tok = models.original.tokenizer
     it = data.forget[0]
     prompt = data.prompt_format.prompt(it)
-    ids, tokens, word_index, words, in_scope, att, offsets = _prompt_layout(tok, prompt, it.question, "question")
+    ids, tokens, word_index, words, in_scope, att, offsets = prompt_layout(tok, prompt, it.question, "question")
     assert "".join(tokens) == prompt
     for kw in it.keywords:
         assert kw in words  # sub-words of a name come back as one word
