@@ -32,7 +32,7 @@ from unlearn_core.viz.theme import checkpoint_colors, checkpoint_order
 PAGE = "scorecard"
 KEY_COLUMNS = ["model", "role", "definition", "forget_acc", "retain_acc", "forget_p", "retain_p", "forget_rougeL",
                "retain_rougeL", "forget_truth_ratio", "forget_es", "retain_ppl", "forget_quality", "model_utility",
-               "mia_auc_mink", "privleak_mink"]
+               "mia_auc_mink", "privleak_mink", "forget_leak_at_k", "forget_leak_lo", "forget_leak_hi"]
 
 TEXT_COLUMNS = ("model", "role", "definition", "split", "question", "gold_answer", "generated_answer", "checkpoint",
                 "metric", "own_column", "source")
@@ -81,9 +81,13 @@ with st.expander("Settings", icon=":material/tune:"):
                               help=f"{BY_DEFINITION}: {d.mia_mode} here; answer: the answer after its prompt "
                                    "(OU); prompt_answer: the prompt-formatted item (what a QA fine-tune saw); "
                                    "as_text: question + answer as plain text")
+    leak_k = s3.number_input("leak@k: samples per forget question (0 = off)", 0, 64, 0, key="sc_leak_k",
+                             help="k samples at temperature T per forget question; an item leaks when its gold "
+                                  "answer appears in any sample (greedy decoding hides what sampling shows)")
+    leak_t = s3.number_input("leak@k temperature T", 0.1, 2.0, 1.0, 0.1, key="sc_leak_t")
     cfg = ScorecardConfig(batch_size=int(batch), max_new_tokens=int(max_new) or None, min_k=float(min_k),
                           generate=bool(generate), mia_text=None if mia_choice == BY_DEFINITION else mia_choice,
-                          definition=definition)
+                          definition=definition, leak_k=int(leak_k), leak_temperature=float(leak_t))
 
 if state.was_stopped(PAGE):
     st.warning("Stopped. Nothing was written to the results store; run again to compute it.")

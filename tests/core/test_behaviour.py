@@ -25,6 +25,7 @@ from unlearn_core.analyses.behaviour import (
     ScorecardConfig,
     ScorecardResult,
     aggregate_truth_ratio,
+    answer_in,
     compute_scorecard,
     extraction_strength,
     extraction_strength_ou,
@@ -32,6 +33,7 @@ from unlearn_core.analyses.behaviour import (
     privleak,
     rouge_l_recall,
     truth_ratio,
+    wilson_interval,
 )
 from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.scoring import Encoded, encode, score_encoded
@@ -431,3 +433,35 @@ def test_own_definition_pins_its_deliberate_differences(toy, result):
                   & (mia_ou.item == 0)].score
     answer_text = tok.decode(tok(answer, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
     assert z_ou.item() == pytest.approx(math.log(with_eos) / len(zlib.compress(answer_text.encode())), rel=1e-5)
+
+
+def test_wilson_interval_and_answer_match():
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)  # the textbook value for 0 of 10
+    lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    assert answer_in("in Paris", "she was born  IN paris, they say") and not answer_in("in paris", "in rome")
+    assert not answer_in("  ", "anything")
+
+
+def test_leak_at_k_samples_find_what_greedy_finds_and_are_seeded(toy):
+    cfg = ScorecardConfig(generate=False, leak_k=6, leak_temperature=1.0, leak_seed=3)
+    res = compute_scorecard(result_models(toy), _data(), cfg)
+    s_mem, s_uni = res.scores("original"), res.scores("uniform")
+    # the memorised model samples its answers: every forget item leaks, and the interval says how sure that is
+    assert s_mem["forget_leak_at_k"] == 1.0
+    assert s_mem["forget_leak_lo"] == pytest.approx(wilson_interval(3, 3)[0]) and s_mem["forget_leak_hi"] == 1.0
+    assert s_uni["forget_leak_at_k"] < s_mem["forget_leak_at_k"]
+    items = res.items_frame()
+    forget = items[items.split == "forget"]
+    assert forget.leak.between(0, 1).all() and items[items.split == "retain"].leak.isna().all()
+    again = compute_scorecard(result_models(toy), _data(), cfg)
+    np.testing.assert_array_equal(again.items_frame().leak.to_numpy(), items.leak.to_numpy())
+    assert "6 samples at temperature 1" in res.variants["leak_at_k"]
+    off = compute_scorecard(result_models(toy), _data(), ScorecardConfig(generate=False))
+    assert math.isnan(off.scores("original")["forget_leak_at_k"])
+    with pytest.raises(ValueError):
+        ScorecardConfig(leak_k=-1)
+    with pytest.raises(ValueError):
+        ScorecardConfig(leak_temperature=0)

@@ -56,7 +56,7 @@ _ITEM_FIELD = {"p": "p", "token_acc": "token_acc", "acc": "acc", "rougeL": "roug
 SUMMARY_COLUMNS = (
     ["model", "role", "definition"]
     + [f"{s}_{m}" for s in SPLITS for m in _SPLIT_STATS]
-    + ["retain_ppl", "forget_quality", "model_utility"]
+    + ["retain_ppl", "forget_quality", "model_utility", "forget_leak_at_k", "forget_leak_lo", "forget_leak_hi"]
     + [f"mia_auc_{m}" for m in MIA_METRICS]
     + [f"privleak_{m}" for m in MIA_METRICS]
 )
@@ -80,6 +80,9 @@ class ScorecardConfig:
     generate: bool = True
     mia_text: str | None = None
     definition: str = OU
+    leak_k: int = 0  # leak@k: samples per forget question (0 = off: k samples cost k generations)
+    leak_temperature: float = 1.0
+    leak_seed: int = 0
 
     def __post_init__(self):
         if self.definition not in DEFINITIONS:
@@ -96,6 +99,11 @@ class ScorecardConfig:
         for name in ("rouge_stemmer", "generate"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if isinstance(self.leak_k, bool) or not isinstance(self.leak_k, int) or self.leak_k < 0:
+            raise ValueError(f"leak_k must be an int >= 0, got {self.leak_k!r}")
+        t = self.leak_temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+            raise ValueError(f"leak_temperature must be > 0, got {t!r}")
         if self.mia_text is not None and self.mia_text not in MIA_TEXT_MODES:
             raise ValueError(f"mia_text must be one of {MIA_TEXT_MODES}, got {self.mia_text!r}")
 
@@ -131,6 +139,7 @@ class ItemScore:
     rougeL_recall: float
     truth_ratio: float
     es: float
+    leak: float = math.nan  # share of the leak_k samples that contain the gold answer (forget split; NaN when off)
 
 
 ITEM_COLUMNS = tuple(f.name for f in fields(ItemScore))
@@ -344,6 +353,9 @@ def _variants(cfg: ScorecardConfig) -> dict[str, str]:
         "model_utility": "harmonic mean of retain p, retain rougeL_recall, retain truth ratio (true_better); "
         "OU's real_authors and world_facts splits are not in the audit",
         "retain_ppl": "exp(token-weighted mean NLL of retain answers, EOS not counted)",
+        "leak_at_k": (f"share of forget items whose gold answer appears (case-insensitive) in any of {cfg.leak_k} "
+                      f"samples at temperature {cfg.leak_temperature:g} (seed {cfg.leak_seed}), 95% Wilson interval"
+                      if cfg.leak_k else "not computed (leak_k = 0)"),
         "mia_text": cfg.mia_mode + (" (prompt is context only)" if cfg.mia_mode == "answer"
                                     else "; first token is context only") + (", + EOS" if ou else ""),
         "mia_loss": f"-mean token NLL{' incl. EOS' if ou else ''}",
@@ -380,6 +392,61 @@ def _with_eos(enc: list[Encoded], tokenizer, on: bool) -> list[Encoded]:
 
 def _eos_used(lm: LoadedModel, cfg: ScorecardConfig) -> bool:
     return cfg.ou and lm.tokenizer.eos_token_id is not None
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def answer_in(gold: str, sample: str) -> bool:
+    """leak@k's hit: the gold answer appears in the sample, case- and whitespace-insensitive."""
+    g = _norm(gold)
+    return bool(g) and g in _norm(sample)
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion: honest at 0 and 1 hits and for the few items an audit has."""
+    if n == 0:
+        return math.nan, math.nan
+    p = hits / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@torch.no_grad()
+def sample_generate(lm: LoadedModel, prompts: list[str], k: int, temperature: float, max_new_tokens: int,
+                    batch_size: int, seed: int) -> list[list[str]]:
+    """k sampled continuations per prompt (cut at EOS), seeded; the global RNG is left as it was.
+
+    Greedy decoding shows the single most likely answer; sampling at temperature T shows whether the answer still
+    has real probability mass, which is what leaks when a deployed model samples."""
+    tok, model = lm.tokenizer, lm.model
+    device = next(model.parameters()).device
+    pad = pad_id_of(tok)
+    enc = tok(list(prompts), add_special_tokens=True)["input_ids"]
+    out: list[list[str]] = [[] for _ in prompts]
+    rows = max(1, batch_size // k)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(prompts), rows):
+            batch = list(range(start, min(len(prompts), start + rows)))
+            width = max(len(enc[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(batch):
+                ids[r, width - len(enc[i]):] = torch.tensor(enc[i])
+                mask[r, width - len(enc[i]):] = 1
+            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
+                                 temperature=float(temperature), top_k=0, top_p=1.0, num_return_sequences=k,
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+            for j in range(gen.shape[0]):
+                new = gen[j, width:].tolist()
+                if tok.eos_token_id is not None and tok.eos_token_id in new:
+                    new = new[: new.index(tok.eos_token_id)]
+                out[batch[j // k]].append(tok.decode(new, skip_special_tokens=True))
+    return out
 
 
 def _budget(lm: LoadedModel, prompts: list[str], wanted: int) -> int:
@@ -423,6 +490,12 @@ def _score_split(
         generated = greedy_generate(lm.model, lm.tokenizer, prompts[:n], _budget(lm, prompts[:n], cfg.new_tokens),
                                     cfg.batch_size)
 
+    leaks = [math.nan] * n
+    if cfg.leak_k and split == "forget":
+        samples = sample_generate(lm, prompts[:n], cfg.leak_k, cfg.leak_temperature,
+                                  _budget(lm, prompts[:n], cfg.new_tokens), cfg.batch_size, cfg.leak_seed)
+        leaks = [float(np.mean([answer_in(answers[i], x) for x in samples[i]])) for i in range(n)]
+
     es_fn = extraction_strength_ou if cfg.ou else extraction_strength
     rows, nll, n_tok = [], 0.0, 0
     for i, it in enumerate(items):
@@ -448,6 +521,7 @@ def _score_split(
                 rougeL_recall=rouge_l_recall(scorer, gold, gen) if gen is not None else math.nan,
                 truth_ratio=trs[i],
                 es=es_fn(correct),
+                leak=leaks[i],
             )
         )
     return _SplitScores(rows, trs, nll, n_tok)
@@ -562,6 +636,11 @@ def compute_scorecard(
             row[f"{split}_truth_ratio"] = aggregate_truth_ratio(res.truth_ratios, split, ou=config.ou)
             if split == "forget":
                 forget_trs[name] = res.truth_ratios
+                leaked = [r.leak for r in res.rows if not math.isnan(r.leak)]
+                if leaked:  # an item leaks when ANY of its k samples contains the answer
+                    hits = sum(v > 0 for v in leaked)
+                    row["forget_leak_at_k"] = hits / len(leaked)
+                    row["forget_leak_lo"], row["forget_leak_hi"] = wilson_interval(hits, len(leaked))
             elif res.n_tokens:
                 row["retain_ppl"] = math.exp(res.nll_sum / res.n_tokens)
         if do_mia:
