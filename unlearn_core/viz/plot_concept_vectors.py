@@ -9,7 +9,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from unlearn_core.analyses.concept_change import per_layer_change
+from unlearn_core.analyses.concept_vectors.change import per_layer_change
 from unlearn_core.viz.theme import (
     ORIGINAL_COLOR,
     SEQUENTIAL_COLORS,
