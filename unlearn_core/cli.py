@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--scorecard-definition", default="open-unlearning", choices=["open-unlearning", "own"],
                    help="scorecard metric definitions: open-unlearning's exact spans and formulas (comparable with "
                    "published TOFU/MUSE tables) or the project's own variant")
+    a.add_argument("--leak-k", type=int, default=0, metavar="K",
+                   help="scorecard leak@k: K samples per forget question (default 0: off)")
+    a.add_argument("--leak-temperature", type=float, default=1.0, metavar="T", help="leak@k sampling temperature")
     a.add_argument("--import-eval", action="append", metavar="NAME=FILE",
                    help="an open-unlearning TOFU_EVAL/MUSE_EVAL/*_SUMMARY json for checkpoint NAME: written beside "
                    "the scorecard's own numbers with the difference (OUT/ou_import_NAME.csv); the file of the "
@@ -213,6 +216,15 @@ def _ou_files(args, models, result) -> None:
               file=sys.stderr)
 
 
+def _describe_adapters(spec) -> None:
+    """Say which checkpoints are LoRA adapters and what base they are merged into, before minutes of loading."""
+    from unlearn_core.adapters import describe
+
+    for name, info in spec.inspect().items():
+        if info.adapter is not None:
+            print(f"{name}: {describe(info)} ({info.adapter.base_path})", file=sys.stderr)
+
+
 def _audit(args) -> int:
     from unlearn_core.audit import run_audit
     from unlearn_core.items import PromptFormat
@@ -242,6 +254,7 @@ def _audit(args) -> int:
     )
     truth = _truth(args.truth, spec)
     data = spec.load_data(accept_partial=args.accept_partial)
+    _describe_adapters(spec)
     models = spec.load_models()
     args.out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(args.store or args.out / "results.sqlite")
@@ -261,7 +274,8 @@ def _audit(args) -> int:
                                   for n, p in args.import_eval_files]
     for name, path in args.import_eval_files:
         load_ou(path, f"{name}={path.name}")  # a bad file stops here, before minutes of probes
-    scorecard_cfg = ScorecardConfig(definition=args.scorecard_definition)
+    scorecard_cfg = ScorecardConfig(definition=args.scorecard_definition, leak_k=args.leak_k,
+                                    leak_temperature=args.leak_temperature)
     _data_check(models, data, args.out, store)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
                        configs={"scorecard": scorecard_cfg})

@@ -43,8 +43,10 @@ def test_export_then_import_through_the_cli(tiny_lab, tmp_path, capsys):
 
 def test_own_definition_flag_and_bad_import_file(tiny_lab, tmp_path, capsys):
     out = tmp_path / "own"
-    assert main(_args(tiny_lab, out, "--scorecard-definition", "own")) == 0
+    assert main(_args(tiny_lab, out, "--scorecard-definition", "own", "--leak-k", "2")) == 0
     assert set(pd.read_csv(out / "scorecard_items.csv").definition) == {"own"}
+    summary = pd.read_csv(out / "scorecard_summary.csv").set_index("model")
+    assert summary.forget_leak_at_k.between(0, 1).all() and summary.loc["original", "forget_leak_at_k"] > 0.5
     bad = tmp_path / "TOFU_EVAL.json"
     bad.write_text('{"forget_Q_A_Prob": {"agg_value": 0.5, "value_by_index": [1, 2]}}')
     capsys.readouterr()
