@@ -18,7 +18,7 @@ from unlearn_core.arch import n_layers
 from unlearn_core.hashing import hash_config
 from unlearn_core.spec import AnalysisSpec, Shape
 from unlearn_core.store import ResultsStore
-from unlearn_core.threads import few_threads, model_params
+from unlearn_core.threads import few_threads, model_params, models_in_use
 from unlearn_core.types import AuditData, ModelSet
 
 Progress = Callable[[float, str], None]
@@ -45,7 +45,7 @@ def run_analysis(analysis: AnalysisSpec, models: ModelSet, data: AuditData, stor
     config = registry.resolve_config(analysis.name, config, shape_of(models, data))
 
     def compute():
-        with few_threads(model_params(models)):
+        with models_in_use(models, progress), few_threads(model_params(models)):  # shared models: one at a time
             return analysis.compute(models, data, config, progress=progress)
 
     if store is None:

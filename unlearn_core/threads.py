@@ -11,6 +11,8 @@ anything on CUDA, keep the configured thread count.
 from __future__ import annotations
 
 import threading
+import weakref
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -64,3 +66,28 @@ def model_params(models) -> int:
             return SMALL_MODEL_PARAMS + 1
         sizes.append(sum(x.numel() for x in lm.model.parameters()))
     return max(sizes, default=0)
+
+
+# Loaded models are shared by every browser session (st.cache_resource), and analyses put forward hooks on them
+# (noise, patching, capture) or swap weights: session B's plain forward pass through a block that session A has hooked
+# would silently get A's noise. So analyses on one set of models run one at a time; keyed by the original model
+# object (weakly: a released workspace frees its lock). Reentrant: the same thread may nest.
+_MODEL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def models_in_use(models, progress: Callable[[float, str], None] | None = None, poll_s: float = 0.5):
+    """Exclusive use of a ModelSet's models while the block runs; waits (telling `progress`, which may raise to
+    cancel the wait) while another thread's analysis holds them."""
+    key = models.original.model
+    with _MODEL_LOCKS_GUARD:
+        lock = _MODEL_LOCKS.setdefault(key, threading.RLock())
+    if not lock.acquire(blocking=False):
+        while not lock.acquire(timeout=poll_s):
+            if progress:
+                progress(0.0, "waiting for another session's analysis on these checkpoints to finish")
+    try:
+        yield
+    finally:
+        lock.release()

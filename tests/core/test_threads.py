@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+import pytest
 import torch
 
 from unlearn_core.threads import SMALL_MODEL_PARAMS, few_threads, model_params
@@ -101,3 +103,100 @@ def test_nested_blocks_and_an_exception_restore_the_count():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_forward_hook_of_one_session_never_reaches_another_sessions_forward_pass():
+    """Loaded models are shared by all browser sessions: while one analysis has a noise hook on a block, another
+    analysis' forward pass through the same block must wait, or it silently gets that noise."""
+    import threading
+
+    from unlearn_core.threads import models_in_use
+
+    torch.manual_seed(0)
+    ms = _set(8)
+    layer = ms.original.model
+    x = torch.randn(4, 8)
+    clean = layer(x).detach()
+    hooked, release = threading.Event(), threading.Event()
+    got, waits = {}, []
+
+    def noisy_session():
+        with models_in_use(ms):
+            h = layer.register_forward_hook(lambda _m, _i, out: out + 100.0)
+            hooked.set()
+            release.wait(10)
+            h.remove()
+
+    def scoring_session():
+        assert hooked.wait(10)
+        with models_in_use(ms, progress=lambda f, msg: (waits.append(msg), release.set())):
+            got["out"] = layer(x).detach()
+
+    ta, ea = _in_thread(noisy_session)
+    tb, eb = _in_thread(scoring_session)
+    ta.join(20)
+    tb.join(20)
+    assert not ea and not eb, ea + eb
+    assert torch.equal(got["out"], clean)  # computed after the other session's hook was gone
+    assert waits and "waiting for another session" in waits[0]
+
+
+def test_waiting_for_the_models_can_be_cancelled_and_nesting_does_not_deadlock():
+    import threading
+
+    from unlearn_core.threads import models_in_use
+
+    ms = _set(8)
+    held, done = threading.Event(), threading.Event()
+
+    def holder():
+        with models_in_use(ms):
+            with models_in_use(ms):  # the same thread nests (reentrant)
+                held.set()
+                done.wait(10)
+
+    t, errors = _in_thread(holder)
+    assert held.wait(10)
+
+    def stop(_f, _msg):
+        raise KeyboardInterrupt("Stop clicked")
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with models_in_use(ms, progress=stop, poll_s=0.05):
+                pass
+    finally:
+        done.set()
+        t.join(10)
+    assert not errors
+    with models_in_use(ms):  # free again once the holder left
+        pass
+
+
+@pytest.mark.lab
+def test_two_analyses_at_once_on_shared_models_give_the_numbers_they_give_alone(tiny_lab):
+    """Perturbation (noise hooks on the blocks) and quantization run in two threads on ONE loaded ModelSet, as two
+    browser sessions do; each result equals the one computed alone."""
+    import threading
+
+    from unlearn_core.audit import get_analysis, run_analysis
+    from unlearn_core.workspace import lab_workspace
+
+    spec = lab_workspace(tiny_lab, unlearned=["ga"], device="cpu")
+    ms, data = spec.load_models(), spec.load_data()
+    names = ("perturbation", "quantization")
+    alone = {n: get_analysis(n).tables(run_analysis(get_analysis(n), ms, data, None)[0]) for n in names}
+    together, start = {}, threading.Barrier(2)
+
+    def session(name):
+        start.wait(10)
+        together[name] = get_analysis(name).tables(run_analysis(get_analysis(name), ms, data, None)[0])
+
+    threads = [_in_thread(lambda n=n: session(n)) for n in names]
+    for t, errors in threads:
+        t.join(300)
+        assert not errors, errors
+    for n in names:
+        assert alone[n].keys() == together[n].keys()
+        for table in alone[n]:
+            pd.testing.assert_frame_equal(alone[n][table], together[n][table], check_exact=False, rtol=1e-6)
