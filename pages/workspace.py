@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import sidebar, state
+from unlearn_core.adapters import describe
 from unlearn_core.data import DataError, example_files, load_items
 from unlearn_core.guard import PathOutsideRoot, checkpoint_source, store_location, workspace_root
 from unlearn_core.items import PromptFormat
@@ -84,7 +85,8 @@ if source == LAB:
     unlearned = [(n, lab_ckpts[n]) for n in chosen]
     retain_only_path = None if ro == "(none)" else lab_ckpts[ro]
 else:
-    st.caption("Hugging Face causal-LM folders (config.json + safetensors) or hub ids already in the local cache."
+    st.caption("Hugging Face causal-LM folders (config.json + safetensors), PEFT LoRA adapter folders (merged into "
+               "their base, or into the original), or hub ids already in the local cache."
                + (f" Paths must stay inside the workspace root `{root}`." if root else ""))
     original_path = st.text_input("Original checkpoint folder", value=ws.spec.original, key="path_original")
     default_lines = "\n".join(f"{n}={p}" for n, p in ws.spec.unlearned)
@@ -235,7 +237,7 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
             device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
             prompt_format=PromptFormat(template, ws.spec.prompt_format.answer_prefix),
         )
-        spec.inspect()  # compatibility (tokenizer, vocabulary, shapes) before anything is loaded
+        infos = spec.inspect()  # compatibility (tokenizer, vocabulary, shapes) before anything is loaded
         data = AuditData(loaded["forget"][0], loaded["retain"][0] or (), loaded["holdout"][0] or (),
                          spec.prompt_format)
         new = state.Workspace(spec, data, str(store_file),
@@ -251,5 +253,6 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
     else:
         st.session_state["flash"] = (
             f"Workspace applied: {len(new.names())} checkpoints ({', '.join(new.names())}); forget "
-            f"{len(data.forget)}, retain {len(data.retain)}, holdout {len(data.holdout)} items.")
+            f"{len(data.forget)}, retain {len(data.retain)}, holdout {len(data.holdout)} items."
+            + "".join(f" {n}: {describe(i)}." for n, i in infos.items() if i.adapter is not None))
         st.rerun()  # so the sidebar shows the new workspace too

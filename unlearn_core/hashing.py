@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LARGE_FILE_BYTES", "checkpoint_files", "clear_cache", "hash_checkpoint", "hash_config", "hash_json"]
+__all__ = ["LARGE_FILE_BYTES", "checkpoint_files", "clear_cache", "hash_adapter", "hash_checkpoint", "hash_config",
+           "hash_json"]
 
 # Files above this size are fingerprinted (size + header + sampled chunks) instead of read fully.
 LARGE_FILE_BYTES = 256 * 2**20
@@ -87,6 +88,23 @@ def hash_checkpoint(folder: str | os.PathLike) -> str:
     h = hashlib.sha256(b"unlearn_core.checkpoint.v1\0")
     for f in files:
         # The relative name is part of the hash (model.safetensors vs a shard name matters); the folder is not.
+        h.update(f.name.encode() + b"\0" + _file_digest(f).encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def hash_adapter(folder: str | os.PathLike, base_hash: str) -> str:
+    """16-hex hash of a LoRA adapter folder merged into the base with hash `base_hash`.
+
+    The adapter's config (rank, alpha, targets) and weights, any tokenizer it ships, and the base's own hash: the
+    same adapter on another base computes something else, so it must get another key.
+    """
+    path = Path(folder)
+    files = [p for p in sorted(path.iterdir(), key=lambda p: p.name) if p.is_file() and (
+        p.name.startswith("adapter_model.") or p.name == "adapter_config.json" or p.name in EXTRA_FILES)]
+    if not any(p.name.startswith("adapter_model.") for p in files):
+        raise FileNotFoundError(f"no adapter weights (adapter_model.safetensors) in {path}")
+    h = hashlib.sha256(b"unlearn_core.adapter.v1\0" + base_hash.encode() + b"\n")
+    for f in files:
         h.update(f.name.encode() + b"\0" + _file_digest(f).encode() + b"\n")
     return h.hexdigest()[:16]
 

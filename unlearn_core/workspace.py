@@ -11,6 +11,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,9 @@ from unlearn_core.data import load_items
 from unlearn_core.hashing import hash_checkpoint
 from unlearn_core.items import PromptFormat
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
+
+if TYPE_CHECKING:
+    from unlearn_core.adapters import AdapterInfo
 
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                "F8_E4M3": 1, "F8_E5M2": 1}
@@ -42,6 +46,7 @@ class CheckpointInfo:
     vocab: dict[str, int] = field(repr=False)
     has_remote_code: bool
     weight_format: str  # safetensors | pickle
+    adapter: AdapterInfo | None = None  # a PEFT LoRA adapter folder: its base, rank (unlearn_core.adapters)
 
 
 def resolve_source(source: str | Path) -> Path:
@@ -92,8 +97,14 @@ def _safetensors_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     return out
 
 
-def inspect_checkpoint(source: str | Path, allow_pickle: bool = False) -> CheckpointInfo:
+def inspect_checkpoint(source: str | Path, allow_pickle: bool = False,
+                       original: str | Path | None = None) -> CheckpointInfo:
+    """original: the base a LoRA adapter folder is merged into when its own base is not here."""
     path = resolve_source(source)
+    from unlearn_core.adapters import inspect_adapter, is_adapter_folder
+
+    if is_adapter_folder(path):
+        return inspect_adapter(path, allow_pickle, original)
     cfg_file = path / "config.json"
     if not cfg_file.exists():
         raise CheckpointError(f"{path}: no config.json; this is not a Hugging Face model folder")
@@ -204,16 +215,23 @@ def load_model(info: CheckpointInfo, name: str, role: str, device: torch.device,
     if info.has_remote_code and not trust_remote_code:
         raise CheckpointError(f"{info.path}: the config asks for custom code (auto_map); refusing to run it. "
                               "Opt in with trust_remote_code=True (CLI: --trust-remote-code) if you trust it.")
-    model = AutoModelForCausalLM.from_pretrained(
-        info.path, dtype=dtype, use_safetensors=info.weight_format == "safetensors",
-        trust_remote_code=trust_remote_code,
-    ).to(device).eval()
+    if info.adapter is not None:  # a LoRA adapter: merged into its base in memory, hashed with the base's hash
+        from unlearn_core.adapters import adapter_hash, load_merged
+
+        model, tok = load_merged(info, device, dtype, trust_remote_code)
+        digest = adapter_hash(info.adapter)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            info.path, dtype=dtype, use_safetensors=info.weight_format == "safetensors",
+            trust_remote_code=trust_remote_code,
+        ).to(device).eval()
+        tok = AutoTokenizer.from_pretrained(info.path, trust_remote_code=trust_remote_code)
+        digest = hash_checkpoint(info.path)
     for p in model.parameters():
         p.requires_grad_(False)
-    tok = AutoTokenizer.from_pretrained(info.path, trust_remote_code=trust_remote_code)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    return LoadedModel(name, role, model, tok, info.path, hash_checkpoint(info.path))
+    return LoadedModel(name, role, model, tok, info.path, digest)
 
 
 @dataclass(frozen=True)
@@ -241,9 +259,9 @@ class WorkspaceSpec:
     def inspect(self) -> dict[str, CheckpointInfo]:
         infos = {"original": inspect_checkpoint(self.original, self.allow_pickle)}
         for name, path in self.unlearned:
-            infos[name] = inspect_checkpoint(path, self.allow_pickle)
+            infos[name] = inspect_checkpoint(path, self.allow_pickle, original=self.original)
         if self.retain_only:
-            infos["retain_only"] = inspect_checkpoint(self.retain_only, self.allow_pickle)
+            infos["retain_only"] = inspect_checkpoint(self.retain_only, self.allow_pickle, original=self.original)
         check_compatible(infos["original"], {k: v for k, v in infos.items() if k != "original"})
         return infos
 

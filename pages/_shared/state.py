@@ -143,14 +143,13 @@ def checkpoint_hashes(ws: Workspace) -> dict[str, str] | None:
 
     Lets a page find its result in the store without loading a single model: a warm start skips loading entirely.
     """
-    from unlearn_core.hashing import hash_checkpoint
-    from unlearn_core.workspace import resolve_source
+    from unlearn_core.adapters import checkpoint_hash
 
     paths = {"original": ws.spec.original, **dict(ws.spec.unlearned)}
     if ws.spec.retain_only:
         paths["retain_only"] = ws.spec.retain_only
-    try:
-        return {n: hash_checkpoint(resolve_source(p)) for n, p in paths.items()}
+    try:  # a LoRA adapter's hash covers its base (the original when its own base is not here)
+        return {n: checkpoint_hash(p, ws.spec.original) for n, p in paths.items()}
     except Exception:  # noqa: BLE001 - fall back to loading the models, which reports the problem properly
         return None
 
