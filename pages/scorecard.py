@@ -132,7 +132,9 @@ st.subheader("Summary")
 st.caption(f"Every number on this page was made by the **{result.config.definition}** definition "
            f"({DEFINITION_HELP[result.config.definition]}); the tables carry it in their `definition` column. "
            "PrivLeak = (AUC_ref − AUC) / (1 − AUC_ref) × 100 (MUSE/OU): 0 = as private as the retain-only model, "
-           "−100 = the forget set reads as training data.")
+           "−100 = the forget set reads as training data. Model utility: harmonic mean of the retain split's p̃, "
+           "ROUGE-L recall and truth ratio; OU's real-authors and world-facts splits are not part of an audit, so "
+           "they are missing from it.")
 key_df = summary[[c for c in KEY_COLUMNS if c in summary.columns]].dropna(axis=1, how="all")  # e.g. no retain set
 if "retain_only" in names:
     ref = float(summary.set_index("model").loc["retain_only", "forget_acc"])
