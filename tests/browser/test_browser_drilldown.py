@@ -29,7 +29,8 @@ def test_drilldown_renders_in_the_browser(server, page, tiny_lab):
     page.get_by_test_id("stDataFrame").nth(1).wait_for()  # the whole table and the one-item table
     assert not page.get_by_test_id("stException").count()
     shot(page, "drilldown")
-    page.get_by_text("Forgot behaviourally but a probe recovers", exact=True).click()  # no probe stored yet: nothing left
+    # no probe stored yet: the one-click filter leaves nothing
+    page.get_by_text("Forgot behaviourally but a probe recovers", exact=True).click()
     page.get_by_text(re.compile(r"^0 of \d+ rows")).wait_for()
     wait_idle(page)
     assert not page.get_by_test_id("stException").count()
