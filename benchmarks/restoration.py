@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unlearn_core.analyses.sae_restoration import _fact_sets, _feature_stats, _run, _Split, _steer_hook  # noqa: E402
-from unlearn_core.analyses.sae_training import SAETrainConfig, get_sae, training_texts  # noqa: E402
+from unlearn_core.analyses.sae_restoration.steering import Split, fact_sets, feature_stats, run_split, steer  # noqa: E402
+from unlearn_core.analyses.sae_restoration.training import SAETrainConfig, get_sae, training_texts  # noqa: E402
 from unlearn_core.arch import decoder_layers  # noqa: E402
 from unlearn_core.scoring import encode, pad_id_of  # noqa: E402
 from unlearn_core.workspace import lab_workspace  # noqa: E402
@@ -54,29 +54,29 @@ def main() -> None:
                               SAETrainConfig(), pad, orig.hash, data.hash)
     sae.eval()
 
-    def split(name: str, batch_size: int) -> _Split:
+    def split(name: str, batch_size: int) -> Split:
         ps = [data.prompt_format.pair(it) for it in getattr(data, name)]
-        return _Split([e for e in encode(tok, [p for p, _ in ps], [a for _, a in ps]) if e.answer_ids], batch_size,
+        return Split([e for e in encode(tok, [p for p, _ in ps], [a for _, a in ps]) if e.answer_ids], batch_size,
                       pad, "cpu")
 
     forget, retain = split("forget", 32), split("retain", 32)
-    _, _, forget.h_orig = _run(orig.model, layer, forget)
-    _, _, retain.h_orig = _run(orig.model, layer, retain)
-    f_mean, _ = _feature_stats(sae, forget)
-    r_mean, _ = _feature_stats(sae, retain)
+    _, _, forget.h_orig = run_split(orig.model, layer, forget)
+    _, _, retain.h_orig = run_split(orig.model, layer, retain)
+    f_mean, _ = feature_stats(sae, forget)
+    r_mean, _ = feature_stats(sae, retain)
     everything = torch.cat([f_mean, r_mean])
     live = torch.nonzero(everything.mean(0) > 0).flatten()
     m = round(2 * quality.l0)
-    fact, _ = _fact_sets(f_mean, everything.mean(0), m, live, torch.Generator().manual_seed(0))
+    fact, _ = fact_sets(f_mean, everything.mean(0), m, live, torch.Generator().manual_seed(0))
 
     def batched() -> torch.Tensor:
         fresh = split("forget", 32)
-        _, _, fresh.h_orig = _run(orig.model, layer, fresh)  # the original, once per batch
+        _, _, fresh.h_orig = run_split(orig.model, layer, fresh)  # the original, once per batch
         out = []
         masks = [fact[b] for b in fresh.batches]
         for alpha in ALPHAS:
-            p, _, _ = _run(unl.model, layer, fresh,
-                           lambda b, a=alpha: _steer_hook(sae, masks[b], "inject", a, fresh.h_orig[b]))
+            p, _, _ = run_split(unl.model, layer, fresh,
+                           lambda b, a=alpha: steer(sae, masks[b], "inject", a, fresh.h_orig[b]))
             out.append(p)
         return torch.stack(out)  # [alphas, items]
 
@@ -85,10 +85,10 @@ def main() -> None:
         out = torch.zeros(len(ALPHAS), len(one.enc))
         for j, alpha in enumerate(ALPHAS):
             for b in one.batches:
-                single = _Split([one.enc[b[0]]], 1, pad, "cpu")
-                _, _, single.h_orig = _run(orig.model, layer, single)  # the original, again, for this item
-                p, _, _ = _run(unl.model, layer, single,
-                               lambda _b, s=single, k=b[0], a=alpha: _steer_hook(sae, fact[[k]], "inject", a,
+                single = Split([one.enc[b[0]]], 1, pad, "cpu")
+                _, _, single.h_orig = run_split(orig.model, layer, single)  # the original, again, for this item
+                p, _, _ = run_split(unl.model, layer, single,
+                               lambda _b, s=single, k=b[0], a=alpha: steer(sae, fact[[k]], "inject", a,
                                                                                  s.h_orig[0]))
                 out[j, b[0]] = p[0]
         return out

@@ -73,7 +73,7 @@ def test_evidence_keys_are_unique_and_default_set_is_registered():
 def test_sae_training_leaves_the_global_rng_alone():
     import torch
 
-    from unlearn_core.analyses.sae_training import SAETrainConfig, train_sae
+    from unlearn_core.analyses.sae_restoration.training import SAETrainConfig, train_sae
 
     acts = torch.randn(64, 8, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(123)

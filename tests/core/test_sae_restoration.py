@@ -19,7 +19,7 @@ import torch
 
 from unlearn_core import registry
 from unlearn_core.analyses.sae_restoration import RestorationConfig, compute_restoration, default_layer
-from unlearn_core.analyses.sae_training import (
+from unlearn_core.analyses.sae_restoration.training import (
     SAETrainConfig,
     collect_residual,
     get_sae,
@@ -265,7 +265,7 @@ def test_user_sae_folder_gives_the_same_restoration(lab, tmp_path):
     numbers; a folder for another residual width is refused with the widths named."""
     import shutil
 
-    from unlearn_core.analyses.sae_training import sae_cache_key, sae_cache_root
+    from unlearn_core.analyses.sae_restoration.training import sae_cache_key, sae_cache_root
 
     ms, data, res = lab
     folder = sae_cache_root() / sae_cache_key(ms.original.hash, res.layer, FAST_SAE, data.hash)

@@ -1,310 +1,38 @@
-"""SAE restoration audit (methods.md section 4): are the forgotten facts' features still usable inside?
-
-An SAE trained on the ORIGINAL model's residual stream at layer l gives a feature basis. Each unlearned checkpoint
-is steered at layer l on forget prompts with a forward hook, for a feature set E:
-
-    inject (needs the original):  h' = h_u + W_dec[E]^T (alpha * (z_o,E - z_u,E))
-    scale  (self-contained):      h' = h_u + W_dec[E]^T (alpha * z_u,E)      (z_u,E -> (1 + alpha) z_u,E)
-
-(z = SAE encoder activations of the original (o) / unlearned (u) hidden state at the same token; the additive
-change is computed as decode(dz) - decode(0), so any SAE architecture's decoder scaling is respected), and
-
-    restoration = clip((F(steered) - F(plain)) / (F(original) - F(plain)), 0, 1),  F = mean p~ (also accuracy)
-
-Feature sets:
-  fact     per item, its own expert features: the m features whose mean activation over that item's answer span
-           most exceeds their mean over all items (original). The paper's experts are class-specific; a memorised
-           fact is the class here. m = 2 x the SAE's L0 (TopK k=32 -> 64): the support of a 2-token answer span.
-  concept  one set for the whole forget set (methods.md step 2): top-m by mean forget minus mean retain activation.
-  random   per item, m random live features outside its fact set (the control: must restore much less).
-The headline score is the fact-set injection, max over the alpha grid (or at `headline_alpha`), reported with the
-retain-set side effect of the same steering (an edit that breaks everything proves nothing).
-
-A checkpoint that only suppressed the answer keeps the machinery that reads these features, so putting the
-original's feature values back restores the answer; a model that never had the knowledge gains nothing.
-
-Layer choice (reported in the result): residual stream = OUTPUT of decoder block l (hooked, not HF hidden_states,
-whose last entry has the final norm applied). Default l = min(n_layers - 1, round(2/3 * n_layers)). A checkpoint
-can only be restored at a layer where its states differ from the original's: in the demo lab's `suppressed_head`
-everything below the last block is byte-identical to the original (z_o = z_u, so injection there is a no-op), and
-for the lab's 3-4 block models the 2/3 rule lands on the last block's output, where the change is visible. For
-other models run `layer_sweep` and read the restoration per layer.
-
-Read the layer sweep, not only the default layer: at the last block an injection is close to an edit of the logits,
-and any checkpoint fine-tuned from the original can read the original's answer features there (measurements per
-lab and layer: benchmarks/MEASUREMENTS.md).
-
-Verdict evidence "sae_restoration" (control "reference"): per forget item, the answer p~ plain and under fact-feature
-injection at the alpha of each model's own headline restoration (the same max-over-alpha rule for every model,
-the retain-only reference included), plus the original's plain p~ (the denominator). Injection copies the
-ORIGINAL's feature values, so any model that can read them "recovers": only the retain-only reference run through
-the same injection is a control, and without one the number does not count.
-"""
+"""compute_restoration and the layer sweep."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import torch
 
-from unlearn_core.analyses.sae_training import (
-    SAEQuality,
-    SAETrainConfig,
+from unlearn_core.analyses.sae_restoration.result import (
+    FEATURE_SETS,
+    PLAIN,
+    SPLITS,
+    VARIANTS,
+    Progress,
+    RestorationConfig,
+    RestorationResult,
+    default_layer,
+    default_n_expert,
+    setting,
+)
+from unlearn_core.analyses.sae_restoration.steering import Split, fact_sets, feature_stats, run_split, steer
+from unlearn_core.analyses.sae_restoration.training import (
     get_sae,
     load_sae,
     sae_quality,
     training_texts,
 )
 from unlearn_core.arch import decoder_layers
-from unlearn_core.calibration import ProbeItems
-from unlearn_core.codec import register_result
-from unlearn_core.forward import answer_logprobs, answer_span_mask, hooked
 from unlearn_core.recovery import recovery_rate
-from unlearn_core.scoring import Encoded, encode, length_batches, model_device, pad_id_of, right_pad
-from unlearn_core.spec import AnalysisSpec, Evidence, Shape
+from unlearn_core.scoring import encode, model_device, pad_id_of
+from unlearn_core.spec import Shape
 from unlearn_core.types import AuditData, ModelSet
-
-Progress = Callable[[float, str], None]
-VARIANTS = ("inject", "scale")
-FEATURE_SETS = ("fact", "concept", "random")
-SPLITS = ("forget", "retain")
-EVIDENCE_KEY = "sae_restoration"
-PLAIN = "plain"
-ROW_COLUMNS = ["model", "role", "variant", "features", "alpha", "split", "p", "acc", "delta_p", "delta_acc",
-               "restoration_p", "restoration_acc"]
-
-
-def setting(variant: str, feats: str, alpha: float) -> str:
-    """Key of one steering setting in RestorationResult.item_p, e.g. "inject/fact/2"."""
-    return f"{variant}/{feats}/{alpha:g}"
-
-
-def default_layer(n_layers: int) -> int:
-    return min(n_layers - 1, round(2 * n_layers / 3))
-
-
-def default_n_expert(n_forget: int) -> int:
-    """m = max(16, 2 * number of forget items): the paper's 16, grown with the forget set."""
-    return max(16, 2 * n_forget)
-
-
-@register_result
-@dataclass(frozen=True)
-class RestorationConfig:
-    """layer: block whose output is steered (None = default_layer; negative counts from the end); sae_path: a
-    sae-lens folder to use instead of training; n_fact_features: m per fact (None = 2 x the SAE's L0); n_expert: m of
-    the concept set (None = max(16, 2 * number of forget items)); alphas: steering strengths; headline_alpha: the
-    alpha of the headline score (None = the max over alphas: the most the steering brings back); seed: the
-    random-feature control."""
-
-    layer: int | None = None
-    sae: SAETrainConfig = field(default_factory=SAETrainConfig)
-    sae_path: str | None = None
-    n_fact_features: int | None = None
-    n_expert: int | None = None
-    alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0)
-    headline_alpha: float | None = None
-    seed: int = 0
-    batch_size: int = 32
-
-    def __post_init__(self):
-        if self.layer is not None and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
-            raise ValueError(f"layer must be an int or None, got {self.layer!r}")
-        if not isinstance(self.sae, SAETrainConfig):
-            raise TypeError(f"sae must be a SAETrainConfig, got {type(self.sae).__name__}")
-        for name in ("n_fact_features", "n_expert", "batch_size"):
-            v = getattr(self, name)
-            if v is None and name != "batch_size":
-                continue
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
-        if not self.alphas or any(not (math.isfinite(a) and a > 0) for a in self.alphas):
-            raise ValueError(f"alphas must be positive finite numbers, got {self.alphas!r}")
-        if self.headline_alpha is not None and float(self.headline_alpha) not in self.alphas:
-            raise ValueError(f"headline_alpha {self.headline_alpha} must be one of alphas {self.alphas}")
-
-
-@register_result
-@dataclass(frozen=True)
-class RestorationResult:
-    """rows: one per (checkpoint, variant, features, alpha, split) plus alpha=0 plain rows; features: the concept
-    set with forget/retain mean activations and top activating prompts; fact_features: per forget item its own
-    feature set and how much of the item's activation mass that set holds."""
-
-    layer: int
-    n_layers: int
-    layer_note: str
-    sae_source: str
-    sae_quality: SAEQuality
-    n_fact_features: int
-    expert_features: tuple[int, ...]  # the concept set
-    features: tuple[dict, ...]
-    fact_features: tuple[dict, ...]
-    rows: tuple[dict, ...]
-    original_scores: dict[str, float]  # forget_p, forget_acc, retain_p, retain_acc
-    rule: str
-    model_hashes: dict[str, str]
-    data_hash: str
-    config: RestorationConfig
-    # model -> setting(variant, features, alpha) or "plain" -> per forget item p~ [n_forget] (the original: plain only)
-    item_p: dict[str, dict[str, np.ndarray]]
-    original: str
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(list(self.rows), columns=ROW_COLUMNS)
-
-    def evidence_items(self) -> dict[str, ProbeItems]:
-        """Per forget item p~ plain and under fact-feature injection at each model's headline alpha (the alpha the
-        headline score uses: configured, or the max over alphas, for every model alike). The original's attacked =
-        its plain: injecting its own feature values into it changes nothing (z_o - z_u = 0)."""
-        plain, attacked = {}, {}
-        for name, by_setting in self.item_p.items():
-            plain[name] = by_setting[PLAIN]
-            if name == self.original:
-                attacked[name] = by_setting[PLAIN]
-                continue
-            a = self.headline_alpha(name)
-            if math.isnan(a):  # nothing to restore at any alpha (it never forgot): its strongest setting
-                a = max(self.config.alphas)
-            attacked[name] = by_setting[setting("inject", "fact", a)]
-        label = ("fact-feature injection, " + ("max over alpha per model" if self.config.headline_alpha is None
-                                               else f"alpha={self.config.headline_alpha:g}")
-                 + f", block {self.layer} output")
-        return {EVIDENCE_KEY: ProbeItems(key=EVIDENCE_KEY, attack=label, metric="answer p~",
-                                         forget_plain=plain, forget_attacked=attacked)}
-
-    def features_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(list(self.features))
-
-    def fact_features_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(list(self.fact_features))
-
-    def summary_frame(self) -> pd.DataFrame:
-        names = list(dict.fromkeys(r["model"] for r in self.rows))
-        return pd.DataFrame([{"model": n, **self.scores(n)} for n in names])
-
-    def _pick(self, name, variant, feats, alpha, split, col) -> float:
-        for r in self.rows:
-            if (r["model"], r["variant"], r["features"], r["split"]) == (name, variant, feats, split) \
-                    and r["alpha"] == alpha:
-                return float(r[col])
-        return math.nan
-
-    def curve(self, name: str, variant: str = "inject", feats: str = "fact", split: str = "forget",
-              col: str = "restoration_p") -> list[float]:
-        return [self._pick(name, variant, feats, a, split, col) for a in self.config.alphas]
-
-    def headline_alpha(self, name: str, variant: str = "inject", feats: str = "fact") -> float:
-        """The configured alpha, or the alpha of the largest forget restoration (NaN when nothing is restorable)."""
-        if self.config.headline_alpha is not None:
-            return float(self.config.headline_alpha)
-        curve = self.curve(name, variant, feats)
-        live = [(c, a) for c, a in zip(curve, self.config.alphas, strict=True) if not math.isnan(c)]
-        return max(live)[1] if live else math.nan
-
-    def scores(self, name: str) -> dict[str, float]:
-        """Headline numbers for one checkpoint (report.json / verdict); {} for the original."""
-        if not any(r["model"] == name for r in self.rows):
-            return {}
-        out = {}
-        for key, variant, feats in (("sae_restoration", "inject", "fact"),
-                                    ("sae_restoration_concept", "inject", "concept"),
-                                    ("sae_restoration_random", "inject", "random"),
-                                    ("sae_restoration_scale", "scale", "fact")):
-            a = self.headline_alpha(name, variant, feats)
-            out[key] = self._pick(name, variant, feats, a, "forget", "restoration_p")
-            if key == "sae_restoration":
-                out.update(sae_restoration_alpha=a,
-                           sae_restoration_acc=self._pick(name, variant, feats, a, "forget", "restoration_acc"),
-                           sae_retain_delta_p=self._pick(name, variant, feats, a, "retain", "delta_p"))
-        out["sae_layer"] = float(self.layer)
-        return out
-
-
-class _Split:
-    """One split's encoded items in length batches, with the original's hidden states at the layer (on device)."""
-
-    def __init__(self, enc: list[Encoded], batch_size: int, pad: int, device):
-        self.enc = enc
-        self.batches = length_batches([len(e.ids) for e in enc], batch_size)
-        self.padded = [right_pad([enc[i].ids for i in b], pad, device) for b in self.batches]
-        self.h_orig: list[torch.Tensor] = []  # per batch [B, T, d]
-
-
-@torch.no_grad()
-def _run(model, layer: int, split: _Split, steer_for_batch=None) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """(p~ [n], acc [n], captured block-`layer` outputs per batch). steer_for_batch(b) -> fn(h) -> new h, or None
-    to capture the block output instead."""
-    n = len(split.enc)
-    lp, acc = torch.zeros(n), torch.zeros(n)
-    captured = []
-    for b, (idx, (ids, mask)) in enumerate(zip(split.batches, split.padded, strict=True)):
-        store = {}
-        fn = steer_for_batch(b) if steer_for_batch else (lambda h, store=store: store.__setitem__("h", h))
-        with hooked(model, layer, fn):
-            logits = model(input_ids=ids.to(model_device(model)), attention_mask=mask.to(model_device(model))).logits
-        captured.append(store.get("h"))
-        batch = [split.enc[i] for i in idx]
-        lp[idx] = answer_logprobs(logits, batch)
-        for r, e in enumerate(batch):
-            p, a = len(e.prompt_ids), len(e.answer_ids)
-            pred = logits[r, p - 1 : p + a - 1].argmax(-1).cpu()
-            acc[idx[r]] = float(bool((pred == torch.tensor(e.answer_ids)).all()))
-    return lp.exp(), acc, captured
-
-
-def _steer(sae, mask: torch.Tensor, variant: str, alpha: float, h_orig: torch.Tensor | None):
-    """fn(h) adding W_dec^T dz at every position of the block output h [B, T, d]; mask [B, d_sae] (1 = steered
-    feature, one row per item, so every item can have its own feature set)."""
-    zero = None
-
-    def fn(h):
-        nonlocal zero
-        z_u = sae.encode(h.float())  # [B, T, d_sae]
-        if variant == "inject":
-            dz = alpha * (sae.encode(h_orig.float()) - z_u) * mask[:, None, :]
-        else:
-            dz = alpha * z_u * mask[:, None, :]
-        if zero is None:
-            zero = sae.decode(torch.zeros_like(z_u[:1, :1]))  # [1, 1, d]
-        delta = sae.decode(dz) - zero  # [B, T, d]: the linear part only
-        return h + delta.to(h.dtype)
-
-    return fn
-
-
-def _fact_sets(mean: torch.Tensor, grand: torch.Tensor, m: int, live: torch.Tensor, gen: torch.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item [n, d_sae] 0/1 masks: its top-m features by (item mean - grand mean) and m random live features
-    outside that set."""
-    n, d_sae = mean.shape
-    fact = torch.zeros(n, d_sae)
-    fact.scatter_(1, torch.topk(mean - grand, m, dim=1).indices, 1.0)
-    rand = torch.zeros(n, d_sae)
-    for i in range(n):
-        pool = live[fact[i, live] == 0]
-        rand[i, pool[torch.randperm(len(pool), generator=gen)[:m]]] = 1.0
-    return fact, rand
-
-
-@torch.no_grad()
-def _feature_stats(sae, split: _Split) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item: mean and max SAE activation over the answer-span positions (p-1 .. p+a-2, whose outputs predict the
-    answer), each [n_items, d_sae] (CPU). The span, not the whole sequence: the prompt template is shared by both
-    splits and would dominate a whole-sequence mean with features that say nothing about the forgotten facts."""
-    n, d_sae = len(split.enc), sae.cfg.d_sae
-    mean, mx = torch.zeros(n, d_sae), torch.zeros(n, d_sae)
-    for idx, (ids, _), h in zip(split.batches, split.padded, split.h_orig, strict=True):
-        span = answer_span_mask([split.enc[i] for i in idx], ids.shape[1], h.device)  # [B, T]
-        z = sae.encode(h.float()) * span[..., None]  # [B, T, d_sae]
-        mean[idx] = (z.sum(1) / span.sum(1, keepdim=True)).cpu()
-        mx[idx] = z.max(1).values.cpu()
-    return mean, mx
 
 
 def resolve_restoration(config: RestorationConfig, shape: Shape) -> RestorationConfig:
@@ -345,12 +73,12 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
         items = getattr(data, name)
         pairs = [data.prompt_format.pair(it) for it in items]
         enc = [e for e in encode(tok, [p for p, _ in pairs], [a for _, a in pairs]) if e.answer_ids]
-        splits[name] = _Split(enc, config.batch_size, pad, device)
+        splits[name] = Split(enc, config.batch_size, pad, device)
     say(0.1, "original model")
     base = {}
     item_p: dict[str, dict[str, np.ndarray]] = {}
     for name, sp in splits.items():
-        p, acc, sp.h_orig = _run(orig.model, layer, sp)
+        p, acc, sp.h_orig = run_split(orig.model, layer, sp)
         base[name] = (float(p.mean()), float(acc.mean()))
         if name == "forget":
             item_p[orig.name] = {PLAIN: _np(p)}
@@ -359,8 +87,8 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
                                               for h, (_, m) in zip(sp.h_orig, sp.padded, strict=True)]).cpu())
 
     # concept set (methods.md step 2): mean activation on forget minus retain; fact sets: per item vs the grand mean
-    f_mean, f_max = _feature_stats(sae, splits["forget"])
-    r_mean, r_max = _feature_stats(sae, splits["retain"])
+    f_mean, f_max = feature_stats(sae, splits["forget"])
+    r_mean, r_max = feature_stats(sae, splits["retain"])
     n_expert = default_n_expert(len(splits["forget"].enc)) if config.n_expert is None else config.n_expert
     m = min(n_expert, sae.cfg.d_sae)
     expert = torch.topk(f_mean.mean(0) - r_mean.mean(0), m).indices
@@ -372,7 +100,7 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
     grand = everything.mean(0)
     masks = {}
     for sname, mean in (("forget", f_mean), ("retain", r_mean)):
-        fact, rand = _fact_sets(mean, grand, m_fact, live, gen)
+        fact, rand = fact_sets(mean, grand, m_fact, live, gen)
         concept = torch.zeros_like(fact)
         concept[:, expert] = 1.0
         masks[sname] = {"fact": fact, "concept": concept, "random": rand}
@@ -387,7 +115,7 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
         say(0.1 + 0.9 * done / total, f"{cname}: plain")
         plain = {}
         for sname, sp in splits.items():
-            p, acc, _ = _run(lm.model, layer, sp)
+            p, acc, _ = run_split(lm.model, layer, sp)
             plain[sname] = (float(p.mean()), float(acc.mean()))
             rows.append(_row(cname, lm.role, "none", "none", 0.0, sname, plain[sname], plain[sname], base[sname]))
             if sname == "forget":
@@ -399,8 +127,8 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
                     say(0.1 + 0.9 * done / total, f"{cname}: {variant} {fname} alpha={alpha:g}")
                     for sname, sp in splits.items():
                         batch_masks = [masks[sname][fname][b].to(device) for b in sp.batches]
-                        p, acc, _ = _run(lm.model, layer, sp, lambda b, sp=sp, bm=batch_masks, variant=variant,
-                                         alpha=alpha: _steer(sae, bm[b], variant, alpha, sp.h_orig[b]))
+                        p, acc, _ = run_split(lm.model, layer, sp, lambda b, sp=sp, bm=batch_masks, variant=variant,
+                                         alpha=alpha: steer(sae, bm[b], variant, alpha, sp.h_orig[b]))
                         rows.append(_row(cname, lm.role, variant, fname, alpha, sname,
                                          (float(p.mean()), float(acc.mean())), plain[sname], base[sname]))
                         if sname == "forget":
@@ -460,7 +188,7 @@ def _feature_rows(expert, f_mean, r_mean, f_max, r_max, data: AuditData, top: in
     return out
 
 
-def _fact_rows(split: _Split, fact: torch.Tensor, mean: torch.Tensor, tok, top: int = 8) -> list[dict]:
+def _fact_rows(split: Split, fact: torch.Tensor, mean: torch.Tensor, tok, top: int = 8) -> list[dict]:
     """Per forget item: its answer, its strongest fact features and the share of its mean answer-span activation
     mass that the fact set holds (how much of the item the steering can touch)."""
     out = []
@@ -500,15 +228,3 @@ def layer_sweep(models: ModelSet, data: AuditData, config: RestorationConfig = R
 
         results.append(compute_restoration(models, data, cfg, sub))
     return sweep_frame(results)
-
-
-SPEC = AnalysisSpec(
-    name="sae_restoration", title="SAE restoration", default_config=RestorationConfig, compute=compute_restoration,
-    tables=lambda r: {"restoration_curves": r.to_frame(), "restoration_summary": r.summary_frame(),
-                      "restoration_features": r.features_frame(),
-                      "restoration_fact_features": r.fact_features_frame()},
-    scores=lambda r, name: r.scores(name),
-    evidence=(Evidence(EVIDENCE_KEY, "restored by injecting the original's fact features (SAE)", "reference"),),
-    evidence_items=lambda r: r.evidence_items(),
-    resolve=resolve_restoration,
-)

@@ -1,0 +1,93 @@
+"""Steering at a block output: run a split with a hook, the inject/scale edit, fact and random feature sets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from unlearn_core.forward import answer_logprobs, answer_span_mask, hooked
+from unlearn_core.scoring import Encoded, length_batches, model_device, right_pad
+
+Progress = Callable[[float, str], None]
+
+
+class Split:
+    """One split's encoded items in length batches, with the original's hidden states at the layer (on device)."""
+
+    def __init__(self, enc: list[Encoded], batch_size: int, pad: int, device):
+        self.enc = enc
+        self.batches = length_batches([len(e.ids) for e in enc], batch_size)
+        self.padded = [right_pad([enc[i].ids for i in b], pad, device) for b in self.batches]
+        self.h_orig: list[torch.Tensor] = []  # per batch [B, T, d]
+
+
+@torch.no_grad()
+def run_split(model, layer: int, split: Split, steer_for_batch=None) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(p~ [n], acc [n], captured block-`layer` outputs per batch). steer_for_batch(b) -> fn(h) -> new h, or None
+    to capture the block output instead."""
+    n = len(split.enc)
+    lp, acc = torch.zeros(n), torch.zeros(n)
+    captured = []
+    for b, (idx, (ids, mask)) in enumerate(zip(split.batches, split.padded, strict=True)):
+        store = {}
+        fn = steer_for_batch(b) if steer_for_batch else (lambda h, store=store: store.__setitem__("h", h))
+        with hooked(model, layer, fn):
+            logits = model(input_ids=ids.to(model_device(model)), attention_mask=mask.to(model_device(model))).logits
+        captured.append(store.get("h"))
+        batch = [split.enc[i] for i in idx]
+        lp[idx] = answer_logprobs(logits, batch)
+        for r, e in enumerate(batch):
+            p, a = len(e.prompt_ids), len(e.answer_ids)
+            pred = logits[r, p - 1 : p + a - 1].argmax(-1).cpu()
+            acc[idx[r]] = float(bool((pred == torch.tensor(e.answer_ids)).all()))
+    return lp.exp(), acc, captured
+
+
+def steer(sae, mask: torch.Tensor, variant: str, alpha: float, h_orig: torch.Tensor | None):
+    """fn(h) adding W_dec^T dz at every position of the block output h [B, T, d]; mask [B, d_sae] (1 = steered
+    feature, one row per item, so every item can have its own feature set)."""
+    zero = None
+
+    def fn(h):
+        nonlocal zero
+        z_u = sae.encode(h.float())  # [B, T, d_sae]
+        if variant == "inject":
+            dz = alpha * (sae.encode(h_orig.float()) - z_u) * mask[:, None, :]
+        else:
+            dz = alpha * z_u * mask[:, None, :]
+        if zero is None:
+            zero = sae.decode(torch.zeros_like(z_u[:1, :1]))  # [1, 1, d]
+        delta = sae.decode(dz) - zero  # [B, T, d]: the linear part only
+        return h + delta.to(h.dtype)
+
+    return fn
+
+
+def fact_sets(mean: torch.Tensor, grand: torch.Tensor, m: int, live: torch.Tensor, gen: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item [n, d_sae] 0/1 masks: its top-m features by (item mean - grand mean) and m random live features
+    outside that set."""
+    n, d_sae = mean.shape
+    fact = torch.zeros(n, d_sae)
+    fact.scatter_(1, torch.topk(mean - grand, m, dim=1).indices, 1.0)
+    rand = torch.zeros(n, d_sae)
+    for i in range(n):
+        pool = live[fact[i, live] == 0]
+        rand[i, pool[torch.randperm(len(pool), generator=gen)[:m]]] = 1.0
+    return fact, rand
+
+
+@torch.no_grad()
+def feature_stats(sae, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item: mean and max SAE activation over the answer-span positions (p-1 .. p+a-2, whose outputs predict the
+    answer), each [n_items, d_sae] (CPU). The span, not the whole sequence: the prompt template is shared by both
+    splits and would dominate a whole-sequence mean with features that say nothing about the forgotten facts."""
+    n, d_sae = len(split.enc), sae.cfg.d_sae
+    mean, mx = torch.zeros(n, d_sae), torch.zeros(n, d_sae)
+    for idx, (ids, _), h in zip(split.batches, split.padded, split.h_orig, strict=True):
+        span = answer_span_mask([split.enc[i] for i in idx], ids.shape[1], h.device)  # [B, T]
+        z = sae.encode(h.float()) * span[..., None]  # [B, T, d_sae]
+        mean[idx] = (z.sum(1) / span.sum(1, keepdim=True)).cpu()
+        mx[idx] = z.max(1).values.cpu()
+    return mean, mx
