@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from unlearn_core.data import FORMATS, MAX_FIELD_CHARS, DataError, LoadReport, load_items
 from unlearn_core.items import PromptFormat, QAItem
+from unlearn_core.ou_format import OUFormatError, load_ou
 from unlearn_core.workspace import CheckpointError, _safetensors_shapes  # imports torch once, outside the deadline
 
 N_EXAMPLES = int(os.environ.get("UNLEARN_AUDIT_FUZZ_EXAMPLES", "60"))
@@ -221,7 +222,7 @@ def test_a_csv_header_with_many_columns_is_fast():
     assert time.perf_counter() - t0 < 5
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "tsv", "txt"])
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "txt"])  # tsv is the csv parser with another delimiter
 def test_a_hundred_thousand_rows_load_in_bounded_time(fmt):
     n = 100_000
     rows = [{"question": f"Who is person {i}?", "answer": f"Answer {i}"} for i in range(n)]
@@ -277,3 +278,20 @@ def test_safetensors_headers_of_a_typed_checkpoint_folder(tmp_path_factory, body
         assert str(path) in str(e)
         return
     assert all(isinstance(s, tuple) and all(isinstance(d, int) for d in s) for s, _ in shapes.values())
+
+
+OU_KEYS = st.sampled_from(["forget_Q_A_Prob", "forget_truth_ratio", "value_by_index", "agg_value", "0", "1", "prob",
+                           "forget", "retain", "model_utility"]) | st.text(max_size=4)
+ou_value = st.recursive(json_leaf, lambda c: st.one_of(st.lists(c, max_size=3),
+                                                      st.dictionaries(OU_KEYS, c, max_size=4)), max_leaves=15)
+
+
+@FUZZ
+@given(raw=st.one_of(st.binary(max_size=300), ou_value.map(lambda v: json.dumps(v).encode()).flatmap(mutated)))
+def test_imported_open_unlearning_result_files(raw):
+    """An imported EVAL/SUMMARY json (CLI --import-eval): an OUEval, or OUFormatError naming the file."""
+    TRIED["inputs"] += 1
+    try:
+        load_ou(raw, "eval.json")
+    except OUFormatError as e:
+        assert "eval.json" in str(e)
