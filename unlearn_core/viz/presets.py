@@ -10,7 +10,7 @@ its hatching wherever a trace is named after it.
 
 from __future__ import annotations
 
-import copy
+import math
 import re
 import textwrap
 from dataclasses import dataclass
@@ -40,8 +40,9 @@ class SizePreset:
         return round(self.height_in * PX_PER_IN)
 
     def px(self, pt: float) -> float:
-        """CSS px for a size in points at print size."""
-        return pt * PX_PER_IN / PT_PER_IN
+        """CSS px for a size in points at print size, rounded UP to 1/100 px (plotly writes some sizes with two
+        decimals: 9.33 px would print at 6.998 pt)."""
+        return math.ceil(pt * PX_PER_IN / PT_PER_IN * 100) / 100
 
 
 PRESETS: dict[str, SizePreset] = {
@@ -90,7 +91,7 @@ def _is_retain_only(name: str | None) -> bool:
 def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
     """A copy of a plotly figure laid out at a preset's print size; the dashboard's figure is left as it is."""
     p = preset if isinstance(preset, SizePreset) else get_preset(preset)
-    out = go.Figure(copy.deepcopy(fig.to_dict()))
+    out = go.Figure(fig)  # a copy; to_dict() would turn numeric arrays into base64 blobs the helpers cannot read
     body, title_px, axis_px = p.px(p.font_pt), p.px(p.title_pt), p.px(p.axis_title_pt)
     w, h = p.width_px, p.height_px
     lay = out.layout
@@ -103,7 +104,7 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
         # plotly anchors a multi-line title by its last line: pad the extra lines down into the canvas
         title={"text": title, "font": {"size": title_px}, "x": 0, "xanchor": "left", "xref": "container",
                "y": 1, "yanchor": "top", "yref": "container", "automargin": True,
-               "pad": {"l": 6, "t": 6 + round(2.1 * title_px * title.count("<br>"))}},
+               "pad": {"l": 6, "t": 6 + round(2.4 * title_px * title.count("<br>"))}},
         margin=margin,
         hoverlabel={"font": {"size": body}},
     )
@@ -115,7 +116,7 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
         if not re.fullmatch(r"[xy]axis\d*", key):
             continue
         ax = lay[key]
-        span = w if key.startswith("x") else h
+        span = w if key.startswith("x") else 0.6 * h  # the plot area, not the canvas, holds a y title
         dom = ax.domain if ax.domain else (0, 1)
         text = ax.title.text or ""
         ax.title.text = _wrap(text, _chars((dom[1] - dom[0]) * span - 10, axis_px)) if text else text
@@ -124,9 +125,10 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
         ax.tickfont.size = body
         ax.automargin = True
         if ax.type == "log":
-            ax.dtick = None  # let plotly choose log ticks: a fixed dtick can leave a single tick at print size
+            _log_ticks(out, key)
     n_x = sum(1 for k in lay.to_plotly_json() if re.fullmatch(r"xaxis\d*", k)) or 1
     _wrap_category_ticks(out, w / n_x, body)
+    _wrap_y_categories(out, w * 0.3, body)
     for ann in lay.annotations or ():
         ann.font.size = body
         ann.text = _wrap(ann.text or "", _chars(w * 0.45, body))
@@ -139,13 +141,17 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
     for tr in out.data:
         if hasattr(tr, "textfont"):
             tr.textfont.size = body
-        if tr.type in ("heatmap", "contour") or getattr(getattr(tr, "marker", None), "colorbar", None) is not None:
-            cb = tr.colorbar if tr.type in ("heatmap", "contour") else None
+        marker = getattr(tr, "marker", None)
+        has_scale = marker is not None and getattr(marker, "colorscale", None) is not None
+        if tr.type in ("heatmap", "contour") or has_scale:
+            cb = tr.colorbar if tr.type in ("heatmap", "contour") else marker.colorbar
             if cb is not None:
                 cb.thickness = max(6, round(body * 0.8))
                 cb.len = 0.8
                 cb.tickfont.size = body
                 cb.title.font.size = body
+                cb.title.side = "right"  # rotated beside the bar: never wider than the canvas
+                cb.title.text = _wrap(cb.title.text or "", _chars(0.6 * h, body))
                 cb.x, cb.xanchor, cb.xref = 1, "left", "paper"
                 cb.xpad = 4
         if _is_retain_only(getattr(tr, "name", None)) and tr.type == "bar":
@@ -182,3 +188,51 @@ def _fit_right(fig: go.Figure) -> None:
     """A colour bar needs room on the right: reserve it in the margin (it is drawn beside the plot)."""
     if any(tr.type in ("heatmap", "contour") and tr.showscale is not False for tr in fig.data):
         fig.layout.margin.r = max(fig.layout.margin.r or 0, 48)
+
+
+def _log_ticks(fig: go.Figure, axis: str) -> None:
+    """A log axis spanning a decade or more gets one full-size label per decade: plotly's automatic log ticks add
+    small digits ("2", "5") at 70% of the tick font, under 7 pt at print size."""
+    letter = axis[0]
+    ref = letter + axis[5:]
+    values = []
+    for tr in fig.data:
+        if (getattr(tr, letter + "axis", None) or letter) != ref:
+            continue
+        data = getattr(tr, letter, None)
+        for v in (() if data is None else data):
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                continue
+            if f > 0:
+                values.append(f)
+    if not values:
+        return
+    lo, hi = min(values), max(values)
+    k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    ticks = [m * 10.0 ** k for k in range(k0, k1 + 1) for m in (1, 2, 5) if lo / 1.5 <= m * 10.0 ** k <= hi * 1.5]
+    if len(ticks) > 7:
+        ticks = [t for t in ticks if f"{t:g}".lstrip("0.").startswith("1")] or ticks
+    if len(ticks) < 2:  # a narrow range: its ends, so the axis never shows a single tick
+        ticks = sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
+    fig.layout[axis].tickmode = "array"
+    fig.layout[axis].tickvals = ticks
+    fig.layout[axis].ticktext = [f"{t:g}" for t in ticks]
+
+
+def _wrap_y_categories(fig: go.Figure, width: float, body: float) -> None:
+    """Long category labels on a y axis (heatmap rows, horizontal bars) wrap to at most `width` px."""
+    chars = _chars(width, body)
+    for tr in fig.data:
+        ys = getattr(tr, "y", None)
+        horizontal = tr.type == "heatmap" or getattr(tr, "orientation", None) == "h"
+        if ys is None or not horizontal or not all(isinstance(y, str) for y in ys):
+            continue
+        if all(len(re.sub(r"<[^>]+>", "", y)) <= chars for y in ys):
+            continue
+        axis = "yaxis" + (tr.yaxis[1:] if tr.yaxis and tr.yaxis != "y" else "")
+        values = list(dict.fromkeys(ys))
+        fig.layout[axis].tickmode = "array"
+        fig.layout[axis].tickvals = values
+        fig.layout[axis].ticktext = [_wrap(v, chars) for v in values]
