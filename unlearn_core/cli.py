@@ -10,12 +10,12 @@ from unlearn_core.data import DataError
 from unlearn_core.workspace import CheckpointError
 
 
-def _parse_unlearned(values: list[str]) -> tuple[tuple[str, str], ...]:
+def _parse_unlearned(values: list[str], flag: str = "--unlearned") -> tuple[tuple[str, str], ...]:
     out = []
     for v in values:
         name, sep, path = v.partition("=")
         if not sep or not name or not path:
-            raise argparse.ArgumentTypeError(f"--unlearned expects NAME=DIR, got {v!r}")
+            raise argparse.ArgumentTypeError(f"{flag} expects NAME=DIR, got {v!r}")
         out.append((name, path))
     return tuple(out)
 
@@ -38,7 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-reference", action="store_true", help="with --lab: audit without the retain-only model "
                    "(evidence is then calibrated against the holdout split)")
     a.add_argument("--original")
-    a.add_argument("--unlearned", action="append", metavar="NAME=DIR")
+    a.add_argument("--unlearned", action="append", metavar="NAME=DIR",
+                   help="an unlearned checkpoint: a model folder, a hub id in the local cache, or a PEFT LoRA adapter "
+                   "folder (merged into its base, or into --original when its base is not here)")
+    a.add_argument("--series", action="append", metavar="NAME=DIR",
+                   help="a training run's folder of checkpoint-N/ subfolders (full or adapter): each picked step is "
+                   "audited as NAME@N in its own set; writes OUT/series.csv (per step: behaviour, retention evidence "
+                   "with interval, verdict, the first step that looks forgotten). Stored steps are not recomputed")
+    a.add_argument("--series-every", type=int, default=1, metavar="K",
+                   help="audit every K-th step of each series (the last step always)")
     a.add_argument("--retain-model")
     a.add_argument("--forget")
     a.add_argument("--retain")
@@ -90,9 +98,9 @@ def _confine(args, names: tuple[str, ...]) -> None:
         flag = "--" + name.replace("_", "-")
         if value is None:
             continue
-        if name == "unlearned":
-            args.unlearned = [f"{n}={checkpoint_source(p, root, f'{flag} {n}')}"
-                              for n, p in _parse_unlearned(value)]
+        if name in ("unlearned", "series"):
+            setattr(args, name, [f"{n}={checkpoint_source(p, root, f'{flag} {n}')}"
+                                 for n, p in _parse_unlearned(value, flag)])
         elif name in ("original", "retain_model"):
             setattr(args, name, checkpoint_source(value, root, flag))
         elif name == "store":
@@ -236,8 +244,10 @@ def _audit(args) -> int:
     _confine(args, ("lab", "out", "store", "truth"))  # --lab first: the paths it fills in are checked below
     if args.lab is not None:
         _from_lab(args)
-    _confine(args, ("original", "unlearned", "retain_model", "forget", "retain", "holdout"))
-    missing = [f"--{k}" for k in ("original", "unlearned", "forget") if not getattr(args, k)]
+    _confine(args, ("original", "unlearned", "series", "retain_model", "forget", "retain", "holdout"))
+    missing = [f"--{k}" for k in ("original", "forget") if not getattr(args, k)]
+    if not args.unlearned and not args.series:
+        missing.append("--unlearned (or --series)")
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or give --lab DIR)")
     analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
@@ -246,16 +256,29 @@ def _audit(args) -> int:
     for a in analyses:
         get_spec(a)
     rule = _rule(args)
-    spec = WorkspaceSpec(
-        original=args.original, unlearned=_parse_unlearned(args.unlearned), forget=args.forget,
+    from unlearn_core.series import expand_series
+
+    series_steps = [st for n, d in _parse_unlearned(args.series or [], "--series")
+                    for st in expand_series(n, d, args.series_every)]
+    explicit = _parse_unlearned(args.unlearned or [])
+    spec = WorkspaceSpec(  # every checkpoint, series steps too: one check of unique names, and the planted truth
+        original=args.original, unlearned=explicit + tuple((s.name, s.path) for s in series_steps),
+        forget=args.forget,
         retain_only=args.retain_model, retain=args.retain, holdout=args.holdout, device=args.device,
         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
         prompt_format=PromptFormat(args.prompt_template.replace("\\n", "\n")),
     )
     truth = _truth(args.truth, spec)
     data = spec.load_data(accept_partial=args.accept_partial)
-    _describe_adapters(spec)
-    models = spec.load_models()
+    if series_steps:  # the series are audited step by step below, each in its own set
+        from dataclasses import replace
+
+        spec = replace(spec, unlearned=explicit) if explicit else None
+        if spec is None and (args.import_eval or args.export_ou):
+            raise ValueError("--import-eval and --export-ou apply to --unlearned checkpoints, not to a --series")
+    if spec is not None:
+        _describe_adapters(spec)
+    models = spec.load_models() if spec is not None else None
     args.out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(args.store or args.out / "results.sqlite")
 
@@ -276,9 +299,12 @@ def _audit(args) -> int:
         load_ou(path, f"{name}={path.name}")  # a bad file stops here, before minutes of probes
     scorecard_cfg = ScorecardConfig(definition=args.scorecard_definition, leak_k=args.leak_k,
                                     leak_temperature=args.leak_temperature)
+    configs = {"scorecard": scorecard_cfg}
+    if models is None:
+        return _series(args, series_steps, data, analyses, store, rule, configs, None, progress)
     _data_check(models, data, args.out, store)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
-                       configs={"scorecard": scorecard_cfg})
+                       configs=configs)
     if args.import_eval_files or args.export_ou:
         from unlearn_core.audit import get_analysis, run_analysis
 
@@ -296,6 +322,44 @@ def _audit(args) -> int:
         else:
             print(f"{name:<18} ({c['role']})")
     print(f"report: {args.out / 'report.json'}")
+    if series_steps:
+        return _series(args, series_steps, data, analyses, store, rule, configs, models, progress)
+    return 0
+
+
+def _series(args, steps, data, analyses, store, rule, configs, models, progress) -> int:
+    """--series: every picked step audited in its own set (stored steps read back, not recomputed) ->
+    OUT/series.csv, and the table on stdout."""
+    import math
+
+    from unlearn_core.numbers import fmt_rule
+    from unlearn_core.series import SeriesAuditor
+    from unlearn_core.types import ModelSet
+    from unlearn_core.workspace import WorkspaceSpec
+
+    spec = WorkspaceSpec(original=args.original, unlearned=tuple((s.name, s.path) for s in steps),
+                         forget=args.forget, retain_only=args.retain_model, device=args.device,
+                         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    auditor = SeriesAuditor(spec, data, analyses, store, rule, configs, loaded=models)
+    if models is None:  # no --unlearned: the data check runs on the original (and reference) here
+        fixed = auditor.fixed()
+        _data_check(ModelSet(fixed["original"], {}, fixed.get("retain_only")), data, args.out, store)
+    df = auditor.audit(steps, progress)
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "series.csv", index=False)
+    lines = (rule.suppressed_at, rule.partial_at)
+    for name, part in df.groupby("series", sort=False):
+        for r in part.itertuples():
+            num = ("" if math.isnan(r.retention) else
+                   f"  {r.retention_from} {fmt_rule(r.retention, lines, 3, signed=True)} "
+                   f"[{fmt_rule(r.retention_lo, lines, 3, signed=True)}, "
+                   f"{fmt_rule(r.retention_hi, lines, 3, signed=True)}]")
+            print(f"{r.checkpoint:<18} forget acc {r.forget_acc:.3f}  {r.verdict:<21}{num}"
+                  f"{'  (stored)' if r.from_store else ''}")
+        first = part["first_looks_forgotten"].iloc[0]
+        print(f"{name}: first looks forgotten at step {'never' if math.isnan(first) else int(first)}; "
+              f"{part['reading'].iloc[0]}")
+    print(f"series: {args.out / 'series.csv'} ({int(df['from_store'].sum())} of {len(df)} steps from the store)")
     return 0
 
 
