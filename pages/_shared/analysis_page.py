@@ -157,7 +157,7 @@ def render(name: str, module: str, plots: Callable[[object], list] | None = None
         result, seconds, _ = state.run_with_progress(analysis, cfg, ws)
         st.success(f"Computed in {seconds:.1f} s and saved to the results store.", icon=":material/check:")
     else:
-        st.caption(f"Served from the results store `{ws.store_path}`.")
+        st.caption(f"Served from the results store `{sidebar.shown_path(ws.store_path)}`.")
 
     if plots is not None:
         try:

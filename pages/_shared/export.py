@@ -11,6 +11,15 @@ import streamlit as st
 
 from unlearn_core.export import bundle_zip, figure_bytes, figures_bytes, safe_filename, table_csv, table_latex
 
+PRESET_KEY = "figure_preset"  # the sidebar's "Figure size" choice: every chart download uses it
+
+
+def preset() -> str | None:
+    """The chosen paper/slide size preset (unlearn_core.viz.presets), None for the screen size."""
+    key = st.session_state.get(PRESET_KEY, "two_columns")
+    return None if key == "screen" else key
+
+
 MIME = {"svg": "image/svg+xml", "pdf": "application/pdf", "png": "image/png", "csv": "text/csv",
         "tex": "application/x-tex", "zip": "application/zip"}
 _BUNDLE = "_bundle_items"
@@ -47,7 +56,8 @@ def chart(fig, key: str, page: str, *, height: int | None = None) -> None:
     row = st.container(horizontal=True, gap="small")
     for fmt in ("svg", "pdf", "png"):
         row.download_button(
-            fmt.upper(), data=lambda fmt=fmt: figure_bytes(fig, fmt), file_name=f"{safe_filename(title)}.{fmt}",
+            fmt.upper(), data=lambda fmt=fmt, p=preset(): figure_bytes(fig, fmt, preset=p),
+            file_name=f"{safe_filename(title)}.{fmt}",
             mime=MIME[fmt], key=f"dl_{key}_{fmt}", on_click="ignore", icon=":material/download:",
             help=f"Download '{title}' as {fmt.upper()}", type="tertiary",
         )
@@ -66,7 +76,7 @@ def table(df, title: str, key: str, page: str, *, caption: str = "", show: bool 
                             key=f"dl_{key}_tex", on_click="ignore", icon=":material/download:", type="tertiary")
 
 
-def _bundle_bytes(items: dict, formats: tuple[str, ...]) -> bytes:
+def _bundle_bytes(items: dict, formats: tuple[str, ...], size: str | None = None) -> bytes:
     files: dict[str, bytes] = {}
     jobs, paths = [], []
     for name, (kind, obj, caption) in items.items():
@@ -78,7 +88,7 @@ def _bundle_bytes(items: dict, formats: tuple[str, ...]) -> bytes:
         else:
             files[f"tables/{base}.csv"] = table_csv(obj)
             files[f"tables/{base}.tex"] = table_latex(obj, caption or name, f"tab:{base}")
-    files.update(zip(paths, figures_bytes(jobs), strict=True))  # one browser session for every chart
+    files.update(zip(paths, figures_bytes(jobs, preset=size), strict=True))  # one browser session for all charts
     return bundle_zip(files)
 
 
@@ -87,7 +97,7 @@ def bundle_button(page: str, label: str = "Download all (zip)", formats: tuple[s
     items = dict(st.session_state.get(_BUNDLE, {}).get(page, {}))
     n_fig = sum(kind == "figure" for kind, _, _ in items.values())
     st.download_button(
-        label, data=lambda: _bundle_bytes(items, formats), file_name=f"{safe_filename(page)}_export.zip",
+        label, data=lambda p=preset(): _bundle_bytes(items, formats, p), file_name=f"{safe_filename(page)}_export.zip",
         mime=MIME["zip"], key=f"dl_bundle_{page}", on_click="ignore", icon=":material/folder_zip:",
         disabled=not items,
         help=f"{n_fig} charts as {'/'.join(f.upper() for f in formats)} and {len(items) - n_fig} tables as "

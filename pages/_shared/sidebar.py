@@ -26,6 +26,30 @@ def chips(names: list[str]) -> str:
     return '<div class="ckpt-legend">' + "".join(parts) + "</div>"
 
 
+def shown_path(path: str) -> str:
+    """A path as the UI shows it: relative to the workspace root (or the demo lab's folder), so screenshots and
+    shared links do not carry a machine's absolute cache paths; a path outside both keeps its file name only."""
+    from pathlib import Path
+
+    from unlearn_core.guard import workspace_root
+
+    p = Path(path).expanduser().resolve()
+    try:
+        roots = [r for r in (workspace_root(), state.lab_dir().resolve()) if r is not None]
+    except Exception:  # noqa: BLE001 - a bad root is reported by the workspace page; here only the name matters
+        roots = []
+    for root in roots:
+        if p.is_relative_to(root):
+            return str(Path(root.name) / p.relative_to(root))
+    return f".../{p.name}"
+
+
+def _preset_label(key: str) -> str:
+    from unlearn_core.viz.presets import PRESETS
+
+    return PRESETS[key].label if key in PRESETS else "Screen (as shown here)"
+
+
 def render() -> None:
     ws = state.workspace()
     with st.sidebar:
@@ -33,4 +57,7 @@ def render() -> None:
         st.markdown(chips(ws.names()), unsafe_allow_html=True)
         d = ws.data
         st.caption(f"forget {len(d.forget)} · retain {len(d.retain)} · holdout {len(d.holdout)} items")
-        st.caption(f"Results store: `{ws.store_path}`")
+        st.caption(f"Results store: `{shown_path(ws.store_path)}`")
+        st.selectbox("Figure size for downloads", ["two_columns", "column", "slide", "screen"],
+                     key="figure_preset", format_func=_preset_label,
+                     help="SVG/PDF/PNG downloads are laid out at this print size, text 7-9 pt on paper")
