@@ -74,11 +74,21 @@ def is_hub_id(text: str) -> bool:
 
 
 def checkpoint_source(typed: str, root: Path | None, what: str = "checkpoint") -> str:
-    """A checkpoint field: a folder inside the root, or a hub id that is not such a folder (local HF cache only)."""
+    """A checkpoint field: a folder inside the root, or a hub id that is not such a folder, resolved here to its
+    snapshot folder in the local HF cache (never downloaded). Returning the bare id would let the loader read a
+    folder of that name relative to the server's working directory, outside the root."""
     text = str(typed).strip()
-    if root is not None and is_hub_id(text) and not (root / text).exists():
+    if root is None:
         return text
-    return str(resolve_inside(text, root, what)) if root is not None else text
+    if is_hub_id(text) and not (root / text).exists():
+        try:
+            from huggingface_hub import snapshot_download
+
+            return snapshot_download(text, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - the hub client raises several types for "not cached"
+            raise PathOutsideRoot(f"{what}: {text!r} is neither a folder under the workspace root {root} nor a hub "
+                                  f"id in the local Hugging Face cache ({type(exc).__name__})") from exc
+    return str(resolve_inside(text, root, what))
 
 
 def store_location(typed: str | os.PathLike, root: Path | None, allowed: tuple[str | os.PathLike, ...] = (),

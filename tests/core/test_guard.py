@@ -72,9 +72,31 @@ def test_workspace_root_from_env_or_argument(root, monkeypatch, tmp_path):
         workspace_root(str(tmp_path / "typo"))
 
 
-def test_hub_ids_pass_as_ids_but_folders_are_checked(root):
-    assert checkpoint_source("gpt2-org/tiny-model", root) == "gpt2-org/tiny-model"  # local HF cache lookup only
+def _fake_hub_cache(cache, repo: str) -> str:
+    """A snapshot in the Hugging Face cache layout, as `huggingface-cli download` leaves it."""
+    commit = "0" * 40
+    repo_dir = cache / f"models--{repo.replace('/', '--')}"
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    snap = repo_dir / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    return str(snap)
+
+
+def test_hub_ids_resolve_from_the_local_cache_only_never_from_the_working_directory(root, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snap = _fake_hub_cache(cache, "gpt2-org/tiny-model")
+    assert checkpoint_source("gpt2-org/tiny-model", root) == snap  # the cached snapshot, not a relative path
     assert checkpoint_source("models/orig", root) == str(root / "models" / "orig")  # a folder of that form wins
+    (tmp_path / "cwd" / "secret" / "model").mkdir(parents=True)  # same form as a hub id, next to the server
+    monkeypatch.chdir(tmp_path / "cwd")
+    with pytest.raises(PathOutsideRoot, match="neither a folder under the workspace root .* nor a hub id"):
+        checkpoint_source("secret/model", root)
     with pytest.raises(PathOutsideRoot):
         checkpoint_source("../x", root)
     with pytest.raises(PathOutsideRoot):
