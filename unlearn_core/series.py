@@ -150,8 +150,9 @@ class SeriesAuditor:
         return {a: store_key(a, hashes, self.data.hash, self.configs.get(a) or get_analysis(a).default_config(),
                              self._shape) for a in self.analyses}
 
-    def audit_step(self, step: SeriesStep, progress: Progress | None = None) -> dict:
-        """One row of the series table; results come from the store when all are there (no model loaded)."""
+    def audit_step(self, step: SeriesStep, progress: Progress | None = None, stored_only: bool = False) -> dict | None:
+        """One row of the series table; results come from the store when all are there (no model loaded).
+        stored_only: None instead of computing a step the store does not fully have (a page opening instantly)."""
         t0 = time.perf_counter()
         results, from_store = [], True
         stored = {}
@@ -163,6 +164,8 @@ class SeriesAuditor:
                     stored[a] = None
         if self.store is not None and all(v is not None for v in stored.values()):
             results = [(a, stored[a]) for a in self.analyses]
+        elif stored_only:
+            return None
         else:
             info = inspect_checkpoint(step.path, self.spec.allow_pickle, original=self.spec.original)
             check_compatible(self.infos["original"], {step.name: info})

@@ -13,6 +13,7 @@ PAGES = [
     ("pages/verdict.py", "Suppression vs deletion", ":material/balance:", None),
     ("pages/scorecard.py", "Behavioural scorecard", ":material/scoreboard:", None),
     ("pages/drilldown.py", "Item drill-down", ":material/table_rows:", None),
+    ("pages/dynamics.py", "Training dynamics", ":material/timeline:", None),
     ("pages/attribution.py", "Attribution", ":material/highlight:", "unlearn_core.analyses.attribution"),
     ("pages/keyword_recovery.py", "Keyword recovery", ":material/key:", "unlearn_core.analyses.keyword_emphasis"),
     ("pages/decodability.py", "Decodability probe", ":material/manage_search:", "unlearn_core.analyses.decodability"),
