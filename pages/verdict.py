@@ -15,6 +15,7 @@ from unlearn_core.analyses.verdict import COUNTED_BY_DEFAULT, NOT_COUNTED_WHY, V
 from unlearn_core.audit import get_analysis
 from unlearn_core.data_check import verdict_before_audit
 from unlearn_core.numbers import verdict_reading
+from unlearn_core.paper import verdict_table_latex
 from unlearn_core.registry import ANALYSES, all_evidence
 from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
 from unlearn_core.workspace import planted_truth
@@ -137,6 +138,10 @@ export.table(frame, "verdict per checkpoint", "verdict_table", PAGE, hide_index=
              column_config={"reason": st.column_config.TextColumn(width="large"), "forget_acc": NUM,
                             "original_forget_acc": NUM, "looks_forgotten": NUM, "retention_excess": NUM,
                             "ci_low": NUM, "ci_high": NUM})
+st.download_button("LaTeX table for a paper (booktabs, intervals, reasons as notes)",
+                   verdict_table_latex(verdict, evidence_labels=EVIDENCE), "verdict_table_paper.tex",
+                   "application/x-tex", key="dl_verdict_paper_tex", on_click="ignore", icon=":material/article:",
+                   type="tertiary")
 st.subheader("Evidence behind the verdicts")
 export.chart(plot_evidence_matrix(verdict), "verdict_evidence", PAGE)  # short keys: the table names them in full
 st.caption("Each cell: excess recovery over the control [95% interval]. Blank: that probe has not been run for this "
