@@ -88,7 +88,22 @@ def checkpoint_source(typed: str, root: Path | None, what: str = "checkpoint") -
         except Exception as exc:  # noqa: BLE001 - the hub client raises several types for "not cached"
             raise PathOutsideRoot(f"{what}: {text!r} is neither a folder under the workspace root {root} nor a hub "
                                   f"id in the local Hugging Face cache ({type(exc).__name__})") from exc
-    return str(resolve_inside(text, root, what))
+    return str(folder_inside(text, root, what))
+
+
+def folder_inside(typed: str | os.PathLike, root: Path | None, what: str = "folder") -> Path:
+    """resolve_inside, plus every file the folder holds (two levels down): a model folder inside the root whose
+    config.json or weights are symlinks to files elsewhere would otherwise be read through the links."""
+    path = resolve_inside(typed, root, what)
+    if root is None or not path.is_dir():
+        return path
+    for entry in [*path.iterdir(), *(e for d in path.iterdir() if d.is_dir() and not d.is_symlink()
+                                     for e in d.iterdir())][:10_000]:
+        target = entry.resolve()
+        if not target.is_relative_to(root):
+            raise PathOutsideRoot(f"{what}: {entry} links to {target}, outside the workspace root {root}; only "
+                                  "files under the root can be read on this server")
+    return path
 
 
 def store_location(typed: str | os.PathLike, root: Path | None, allowed: tuple[str | os.PathLike, ...] = (),

@@ -87,12 +87,12 @@ def _field_widget(page: str, f, default, container):
 
 def _confined(values: dict) -> dict:
     """Path settings (e.g. sae_path) resolved inside the workspace root; PathOutsideRoot (a ValueError) if not."""
-    from unlearn_core.guard import resolve_inside, workspace_root
+    from unlearn_core.guard import folder_inside, workspace_root
 
     root = workspace_root()
     if root is None:  # a local single user: settings stay as typed (they are part of the result's key)
         return values
-    return {k: str(resolve_inside(v, root, k.replace("_", " "))) if k.endswith(("_path", "_dir")) and isinstance(v, str)
+    return {k: str(folder_inside(v, root, k.replace("_", " "))) if k.endswith(("_path", "_dir")) and isinstance(v, str)
             and v.strip() else v for k, v in values.items()}
 
 

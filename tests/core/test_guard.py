@@ -180,3 +180,20 @@ def test_the_app_binds_to_localhost_and_run_app_refuses_the_network_without_a_ro
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2, r.stderr
         assert "refusing to serve on the network without a workspace root" in r.stderr
+
+
+def test_a_model_folder_inside_the_root_whose_files_link_outside_is_refused(root, tmp_path):
+    from unlearn_core.guard import folder_inside
+
+    model = root / "models" / "orig"
+    (model / "config.json").write_text("{}")
+    assert checkpoint_source("models/orig", root) == str(model)
+    (model / "model.safetensors").symlink_to(tmp_path / "secret" / "key.txt")
+    with pytest.raises(PathOutsideRoot, match=r"model.safetensors links to .*key.txt, outside the workspace root"):
+        checkpoint_source("models/orig", root)
+    (model / "model.safetensors").unlink()
+    (model / "tok").mkdir()
+    (model / "tok" / "vocab.json").symlink_to(tmp_path / "secret" / "key.txt")  # one level down too
+    with pytest.raises(PathOutsideRoot, match="vocab.json links to"):
+        folder_inside(str(model), root, "sae path")
+    assert folder_inside(str(model), None) == model  # no root: nothing checked
