@@ -37,6 +37,11 @@ ITEM_METRICS: dict[str, tuple[str, str, str]] = {
     "retain_Q_A_ROUGE": ("retain", "rougeL_recall", "rougeL_recall"),
     "retain_Truth_Ratio": ("retain", "score", "truth_ratio"),
 }
+# MUSE's QA metrics on the same footing (read on import; the export writes TOFU's names)
+MUSE_ITEM_METRICS: dict[str, tuple[str, str, str]] = {
+    "forget_knowmem_ROUGE": ("forget", "rougeL_recall", "rougeL_recall"),
+    "retain_knowmem_ROUGE": ("retain", "rougeL_recall", "rougeL_recall"),
+}
 # MIA metrics: OU name -> scorecard metric
 MIA_METRICS: dict[str, str] = {"mia_loss": "loss", "mia_zlib": "zlib", "mia_min_k": "mink",
                                "mia_min_k_plus_plus": "minkpp"}
@@ -47,7 +52,9 @@ AGG_METRICS: dict[str, str] = {
     "retain_Q_A_ROUGE": "retain_rougeL", "retain_Truth_Ratio": "retain_truth_ratio",
     "forget_quality": "forget_quality", "model_utility": "model_utility", "privleak": "privleak_mink",
     **{ou: f"mia_auc_{m}" for ou, m in MIA_METRICS.items()},
+    "forget_knowmem_ROUGE": "forget_rougeL", "retain_knowmem_ROUGE": "retain_rougeL",
 }
+_READ_ITEM_METRICS = {**ITEM_METRICS, **MUSE_ITEM_METRICS}
 ITEM_COLUMNS = ["split", "item", "metric", "value", "avg_loss", "generation"]
 
 
@@ -165,9 +172,9 @@ def parse_ou(raw: Any, source: str = "<json>") -> OUEval:
             if "auc" in node:
                 agg[metric] = _num(node["auc"], f"{where}['auc']")
             continue
-        if metric not in ITEM_METRICS:
+        if metric not in _READ_ITEM_METRICS:
             continue  # aggregate-only (forget_quality, privleak, model_utility) or a metric the audit has no twin for
-        split, fname, _ = ITEM_METRICS[metric]
+        split, fname, _ = _READ_ITEM_METRICS[metric]
         for i, entry in _value_by_index(metric, node, where, problems).items():
             at = f"{where}['value_by_index']['{i}']"
             if fname not in entry:
@@ -302,7 +309,7 @@ def compare_with_scorecard(result, model: str | None, ev: OUEval) -> pd.DataFram
         mine = own.get(col, math.nan) if col else math.nan
         rows.append({"level": "aggregate", "metric": metric, "item": None, "own_column": col, "own": mine,
                      "imported": value, "difference": value - mine})
-    for metric, (split, _, col) in ITEM_METRICS.items():
+    for metric, (split, _, col) in _READ_ITEM_METRICS.items():
         imported = ev.item_values(metric)
         if not imported:
             continue

@@ -113,3 +113,21 @@ def test_bad_files_name_the_wrong_key(text, names):
 def test_unreadable_path_is_a_format_error(tmp_path):
     with pytest.raises(OUFormatError, match="cannot read"):
         load_ou(tmp_path / "missing.json")
+
+
+def test_muse_eval_knowmem_rouge_is_read_per_item(scored):
+    muse = {"forget_knowmem_ROUGE": {"agg_value": 0.25, "value_by_index": {
+                "0": {"rougeL_recall": 0.5, "generation": "Brinhollow", "ground_truth": "Brinhollow"},
+                "1": {"rougeL_recall": 0.0, "generation": "no idea"}}},
+            "forget_verbmem_ROUGE": {"agg_value": 0.1, "value_by_index": {"0": {"rougeL_f1": 0.1}}},
+            "privleak": {"agg_value": 3.5}}
+    ev = load_ou(json.dumps(muse).encode(), "MUSE_EVAL.json")
+    assert ev.item_values("forget_knowmem_ROUGE") == {0: 0.5, 1: 0.0}
+    cmp = compare_with_scorecard(scored, "ga", ev)
+    row = cmp[(cmp.metric == "forget_knowmem_ROUGE") & (cmp.level == "item") & (cmp["item"] == 0)].iloc[0]
+    own = scored.items_frame().query("model == 'ga' and split == 'forget' and item == 0").rougeL_recall.item()
+    assert row.own_column == "forget.rougeL_recall" and row.own == own and row.imported == 0.5
+    agg = cmp[(cmp.level == "aggregate")].set_index("metric")
+    assert agg.loc["forget_knowmem_ROUGE", "own"] == scored.scores("ga")["forget_rougeL"]
+    assert math.isnan(agg.loc["forget_verbmem_ROUGE", "own"])  # no twin in the scorecard: imported alone
+    assert "forget_knowmem_ROUGE" not in scorecard_to_ou_eval(scored, "ga")  # the export speaks TOFU
