@@ -543,7 +543,7 @@ def _mia_text(item: QAItem, fmt: PromptFormat, mode: str) -> str:
     return answer if mode == "answer" else prompt + answer
 
 
-def _ou_membership_scores(sc, enc: list[Encoded], tokenizer, k: float) -> dict[str, list[float]]:
+def _ou_membership_scores(sc, enc: list[Encoded], tokenizer, k: float, eos: bool = True) -> dict[str, list[float]]:
     """OU's attacks, signed so that higher = member: LOSS = -avg loss over answer + EOS; zlib = -(avg loss /
     zlib bytes of the decoded labels); Min-K / Min-K++ over the answer tokens without the EOS (OU's tokenwise
     log-probs drop the last label), Min-K++ with the variance clamped at 1e-6."""
@@ -554,7 +554,8 @@ def _ou_membership_scores(sc, enc: list[Encoded], tokenizer, k: float) -> dict[s
         out["loss"].append(-avg_loss)
         text = tokenizer.decode(list(e.answer_ids), skip_special_tokens=True)
         out["zlib"].append(-avg_loss / len(zlib.compress(text.encode("utf-8"))))
-        body, body_mu, body_sd = lp[:-1], mu[:-1], sd[:-1]
+        cut = -1 if eos else None  # OU leaves the appended EOS out of Min-K / Min-K++
+        body, body_mu, body_sd = lp[:cut], mu[:cut], sd[:cut]
         if body.numel() == 0:  # OU scores an empty span 0
             out["mink"].append(0.0)
             out["minkpp"].append(0.0)
@@ -576,9 +577,10 @@ def _membership(lm: LoadedModel, data: AuditData, cfg: ScorecardConfig):
     mode = cfg.mia_mode
     enc = [_mia_encoded(it, data.prompt_format, mode, lm.tokenizer) for it in members]
     if cfg.ou:
-        enc = _with_eos(enc, lm.tokenizer, True)
+        eos = _eos_used(lm, cfg)
+        enc = _with_eos(enc, lm.tokenizer, eos)
         sc = score_encoded(lm.model, enc, pad_id_of(lm.tokenizer), cfg.batch_size, with_stats=True)
-        by_metric = _ou_membership_scores(sc, enc, lm.tokenizer, cfg.min_k)
+        by_metric = _ou_membership_scores(sc, enc, lm.tokenizer, cfg.min_k, eos)
     else:
         texts = [_mia_text(it, data.prompt_format, mode) for it in members]
         sc = score_encoded(lm.model, enc, pad_id_of(lm.tokenizer), cfg.batch_size, with_stats=True)
