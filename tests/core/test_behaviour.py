@@ -465,3 +465,19 @@ def test_leak_at_k_samples_find_what_greedy_finds_and_are_seeded(toy):
         ScorecardConfig(leak_k=-1)
     with pytest.raises(ValueError):
         ScorecardConfig(leak_temperature=0)
+
+
+def test_open_unlearning_definition_with_a_tokenizer_without_eos(toy):
+    """No EOS to append: OU's spans are the answer tokens alone, so p~ equals the own variant's, and Min-K scores
+    every answer token (nothing is dropped as if it were the EOS)."""
+    tok = copy.deepcopy(toy["tok"])
+    tok.eos_token = None
+    assert tok.eos_token_id is None
+    lm = LoadedModel("original", "original", toy["memorised"], tok, "/toy/noeos", "h-noeos")
+    ms = ModelSet(original=lm, unlearned={})
+    ou = compute_scorecard(ms, _data(), ScorecardConfig(generate=False))
+    own = compute_scorecard(ms, _data(), ScorecardConfig(generate=False, definition="own", mia_text="answer"))
+    np.testing.assert_allclose(ou.items_frame().p, own.items_frame().p, rtol=1e-6)
+    mink = {r.item: r.score for r in ou.mia if r.metric == "mink" and r.split == "forget"}
+    mink_own = {r.item: r.score for r in own.mia if r.metric == "mink" and r.split == "forget"}
+    assert mink.keys() == mink_own.keys() and all(mink[i] == pytest.approx(mink_own[i], abs=1e-6) for i in mink)
