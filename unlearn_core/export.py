@@ -99,8 +99,10 @@ def _is_altair(fig: Any) -> bool:
 def _at_preset(fig: Any, width: int, height: int, preset: str | None) -> tuple[Any, int, int]:
     """A size preset (unlearn_core.viz.presets: "column", "two_columns", "slide") lays a plotly figure out at its
     print size with print font sizes; None keeps the screen size."""
-    if preset is None or preset == "screen" or not _is_plotly(fig):
+    if not _is_plotly(fig):
         return fig, width, height
+    if preset is None or preset == "screen":  # a figure sized for its content (a tall heatmap) keeps its size
+        return fig, int(fig.layout.width or width), int(fig.layout.height or height)
     from unlearn_core.viz.presets import get_preset, paper_figure
 
     p = get_preset(preset)

@@ -34,11 +34,10 @@ def _retain_only(result) -> str:
 
 
 def plot_vector_change(result, metric: str = "cosine") -> go.Figure:
-    """Heatmap, located vector (rows, by layer) x checkpoint (columns): 1 - cosine (or rel. L2, 1 - Jaccard).
-
-    Random columns of the same layers are summarised as one extra row (median), the baseline the reader needs.
-    """
-    labels = {"cosine": "1 - cosine(v0, v1)", "rel_l2": "||v1 - v0|| / ||v0||", "jaccard": "1 - top-k Jaccard"}
+    """Heatmap, (block, concept) rows x checkpoint columns: the median change of that concept's located vectors in
+    that block (1 - cosine, rel. L2 or 1 - Jaccard). One row per vector (60+) squeezed the labels unreadable; the
+    per-vector numbers stay in the table. Random columns of the same blocks are one extra row, the baseline."""
+    labels = {"cosine": "1 - cosine", "rel_l2": "relative L2 change", "jaccard": "1 - top-k Jaccard"}
     if metric not in labels:
         raise ValueError(f"metric must be one of {sorted(labels)}")
     ch = result.change
@@ -46,24 +45,27 @@ def plot_vector_change(result, metric: str = "cosine") -> go.Figure:
              if n in set(ch["checkpoint"])]
     con = ch[ch["kind"] == "concept"]
     value = (lambda s: 1 - s) if metric in ("cosine", "jaccard") else (lambda s: s)
-    keys = sorted({(int(r.layer), int(r.neuron), r.concept) for r in con.itertuples()})
-    rows = [f"L{ly} #{j} ({c})" for ly, j, c in keys]
-    z = []
-    for ly, j, _ in keys:
-        sel = con[(con["layer"] == ly) & (con["neuron"] == j)]
-        z.append([float(value(sel.loc[sel["checkpoint"] == n, metric]).mean()) if (sel["checkpoint"] == n).any()
+    groups = sorted({(int(r.layer), r.concept) for r in con.itertuples()})
+    rows, z = [], []
+    for ly, c in groups:
+        sel = con[(con["layer"] == ly) & (con["concept"] == c)]
+        rows.append(f"block {ly} · {c} ({sel['neuron'].nunique()})")
+        z.append([float(value(sel.loc[sel["checkpoint"] == n, metric]).median()) if (sel["checkpoint"] == n).any()
                   else math.nan for n in names])
     rnd = ch[ch["kind"] == "random"]
-    rows.append("random columns (median)")
+    rows.append("random columns (baseline)")
     z.append([float(value(rnd.loc[rnd["checkpoint"] == n, metric]).median()) if (rnd["checkpoint"] == n).any()
               else math.nan for n in names])
-    fig = go.Figure(go.Heatmap(z=z, x=names, y=rows, colorscale=list(SEQUENTIAL_COLORS), zmin=0,
-                               colorbar={"title": {"text": labels[metric]}},
-                               hovertemplate="%{y}<br>%{x}: %{z:.4f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=max(320, 60 + 22 * len(rows)))
-    return apply_plotly(fig, f"Change of located concept vectors vs the original ({labels[metric]})",
-                        "checkpoint", "concept vector (layer, neuron, concept)")
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=rows, colorscale=list(SEQUENTIAL_COLORS), zmin=0, xgap=1, ygap=1,
+                               colorbar={"title": {"text": labels[metric], "side": "right"}, "thickness": 12},
+                               hovertemplate="%{y}<br>%{x}: median %{z:.4f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", showgrid=False)
+    fig.update_xaxes(showgrid=False)
+    fig.update_layout(height=max(320, 140 + 26 * len(rows)))
+    fig = apply_plotly(fig, f"Concept vectors: median change vs the original ({labels[metric]})",
+                       "checkpoint", "block · concept (located vectors)")
+    fig.update_layout(title={"xref": "container", "x": 0.01})  # the row labels push the plot right: title from the edge
+    return fig
 
 
 def plot_locate_scores(result, concept: str) -> go.Figure:
@@ -82,8 +84,10 @@ def plot_locate_scores(result, concept: str) -> go.Figure:
     fig.add_trace(go.Scatter(x=loc["neuron"], y=loc["layer"], mode="markers", name="located",
                              marker={"size": 12, "color": "rgba(0,0,0,0)", "line": {"color": ORIGINAL_COLOR,
                                                                                    "width": 2}}))
-    return apply_plotly(fig, f"Where '{concept}' is written: vocabulary-projection score of every MLP column",
-                        "neuron (column of the MLP output matrix)", "layer")
+    fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})  # not under the colour bar
+    fig.update_yaxes(dtick=1)
+    return apply_plotly(fig, f"Where '{concept}' is written (vocabulary-projection score per MLP column)",
+                        "neuron (column of the MLP output matrix)", "block")
 
 
 def plot_vocab_projection(result, layer: int, neuron: int, checkpoints: list[str] | None = None) -> go.Figure:
@@ -118,11 +122,13 @@ def plot_ablation(result) -> go.Figure:
     names = [n for n in ab["checkpoint"] if n in set(_names(result))]
     colors = checkpoint_colors(names, _original(result), _retain_only(result))
     fig = go.Figure()
+    oracle_symbols = iter(("diamond-open", "square-open", "triangle-up-open", "cross-open", "star-open"))
     for r in ab.itertuples():
         oracle = r.role == "oracle"
+        symbol = next(oracle_symbols, "x-open") if oracle else "circle"  # every ablation its own marker
         fig.add_trace(go.Scatter(
             x=[r.retain_acc], y=[r.forget_acc], mode="markers", name=r.checkpoint,
-            marker={"size": 14, "symbol": "diamond-open" if oracle else "circle",
+            marker={"size": 14, "symbol": symbol,
                     "color": ORIGINAL_COLOR if oracle else colors[r.checkpoint], "line": {"width": 2}},
             hovertemplate=(f"{r.checkpoint}<br>retain acc %{{x:.3f}}<br>forget acc %{{y:.3f}}"
                            f"<br>median cosine of located vectors: {r.median_cos_located:.4f}<extra></extra>")))

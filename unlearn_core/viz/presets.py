@@ -111,7 +111,7 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
     # the legend goes under the title, horizontal, inside the canvas
     out.update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1, "yanchor": "bottom",
                               "yref": "paper", "font": {"size": body}, "title": {"font": {"size": body}},
-                              "entrywidth": 0, "itemwidth": 30})
+                              "entrywidth": 0, "itemwidth": 30, "itemsizing": "constant"})
     for key in list(lay.to_plotly_json()):
         if not re.fullmatch(r"[xy]axis\d*", key):
             continue
@@ -138,9 +138,13 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
             ann.x, ann.xanchor = 0, "left"
         if ann.yref == "paper" and ann.y is not None and ann.y > 1:
             ann.y, ann.yanchor = 1, "top"
+    shrink = max(0.5, min(1.0, w / 900))  # markers were sized for a 900 px screen figure
     for tr in out.data:
         if hasattr(tr, "textfont"):
             tr.textfont.size = body
+        size = getattr(getattr(tr, "marker", None), "size", None)
+        if tr.type == "scatter" and isinstance(size, (int, float)):
+            tr.marker.size = max(4, size * shrink)
         marker = getattr(tr, "marker", None)
         has_scale = marker is not None and getattr(marker, "colorscale", None) is not None
         if tr.type in ("heatmap", "contour") or has_scale:
