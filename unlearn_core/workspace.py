@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                "F8_E4M3": 1, "F8_E5M2": 1}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",
+                   "spiece.model")
 
 
 class CheckpointError(ValueError):
@@ -47,6 +49,7 @@ class CheckpointInfo:
     has_remote_code: bool
     weight_format: str  # safetensors | pickle
     adapter: AdapterInfo | None = None  # a PEFT LoRA adapter folder: its base, rank (unlearn_core.adapters)
+    tokenizer_path: str | None = None  # where the tokenizer comes from when not `path` (a Trainer checkpoint-N/)
 
 
 def resolve_source(source: str | Path) -> Path:
@@ -99,7 +102,8 @@ def _safetensors_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 def inspect_checkpoint(source: str | Path, allow_pickle: bool = False,
                        original: str | Path | None = None) -> CheckpointInfo:
-    """original: the base a LoRA adapter folder is merged into when its own base is not here."""
+    """original: the base a LoRA adapter folder is merged into when its own base is not here, and the tokenizer of
+    a folder that ships none (Trainer checkpoint-N/ folders often hold weights only)."""
     path = resolve_source(source)
     from unlearn_core.adapters import inspect_adapter, is_adapter_folder
 
@@ -107,6 +111,11 @@ def inspect_checkpoint(source: str | Path, allow_pickle: bool = False,
         return inspect_adapter(path, allow_pickle, original)
     cfg_file = path / "config.json"
     if not cfg_file.exists():
+        from unlearn_core.series import is_series_folder
+
+        if is_series_folder(path):
+            raise CheckpointError(f"{path}: a series of checkpoint-N/ folders, not one checkpoint; audit it as a "
+                                  "series (CLI: --series NAME=DIR; the Training dynamics page)")
         raise CheckpointError(f"{path}: no config.json; this is not a Hugging Face model folder")
     try:
         cfg = json.loads(cfg_file.read_text())
@@ -133,14 +142,18 @@ def inspect_checkpoint(source: str | Path, allow_pickle: bool = False,
     else:
         raise CheckpointError(f"{path}: no weight files (*.safetensors) found")
     vocab = {}
+    tok_path = path
+    if original is not None and not any((path / f).is_file() for f in TOKENIZER_FILES):
+        tok_path = resolve_source(original)
     try:
         from transformers import AutoTokenizer
 
-        vocab = AutoTokenizer.from_pretrained(path).get_vocab()
+        vocab = AutoTokenizer.from_pretrained(tok_path).get_vocab()
     except Exception as exc:  # tokenizer formats vary; report what the library said
-        raise CheckpointError(f"{path}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{tok_path}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from exc
     return CheckpointInfo(str(path), cfg.get("model_type", "?"), tuple(cfg.get("architectures") or ()), shapes,
-                          n_params, vocab, bool(cfg.get("auto_map")), fmt)
+                          n_params, vocab, bool(cfg.get("auto_map")), fmt,
+                          tokenizer_path=None if tok_path == path else str(tok_path))
 
 
 def compatibility_problems(ref: CheckpointInfo, other: CheckpointInfo) -> list[str]:
@@ -225,7 +238,7 @@ def load_model(info: CheckpointInfo, name: str, role: str, device: torch.device,
             info.path, dtype=dtype, use_safetensors=info.weight_format == "safetensors",
             trust_remote_code=trust_remote_code,
         ).to(device).eval()
-        tok = AutoTokenizer.from_pretrained(info.path, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(info.tokenizer_path or info.path, trust_remote_code=trust_remote_code)
         digest = hash_checkpoint(info.path)
     for p in model.parameters():
         p.requires_grad_(False)

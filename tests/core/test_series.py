@@ -145,3 +145,31 @@ def test_cli_series_writes_the_table(ga_series, tiny_lab, tmp_path, capsys):
     assert set(json.loads((res / "report.json").read_text())["checkpoints"]) == {"original", "npo", "retain_only"}
     assert main(args[:-4] + ["--series", f"bad={tmp_path}", "--device", "cpu"]) == 2
     assert "no checkpoint-N subfolders" in capsys.readouterr().err
+
+
+def test_trainer_checkpoint_without_tokenizer_uses_the_originals(ga_series, tiny_lab, tmp_path):
+    """Trainer checkpoint-N/ folders often hold weights only: the original's tokenizer is used (and compared)."""
+    import shutil
+
+    from unlearn_core.workspace import inspect_checkpoint, load_model, pick_device
+
+    out, _ = ga_series
+    bare = tmp_path / "run" / "checkpoint-4"
+    shutil.copytree(out / "checkpoint-4", bare)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (bare / f).unlink()
+    # (transformers alone would build an empty 1-token tokenizer from such a folder)
+    info = inspect_checkpoint(bare, original=tiny_lab / "original")
+    assert info.tokenizer_path == str(tiny_lab / "original")
+    assert info.vocab == inspect_checkpoint(tiny_lab / "original").vocab
+    assert inspect_checkpoint(out / "checkpoint-4", original=tiny_lab / "original").tokenizer_path is None
+    device, dtype = pick_device("cpu")
+    loaded = load_model(info, "ga@4", "unlearned", device, dtype)
+    assert loaded.tokenizer.get_vocab() == info.vocab
+    spec = lab_workspace(tiny_lab, device="cpu")
+    from dataclasses import replace
+
+    assert "ga@4" in replace(spec, unlearned=(("ga@4", str(bare)),)).inspect()  # compatible with the original
+    # a series folder given as one checkpoint says what it is
+    with pytest.raises(CheckpointError, match="a series of checkpoint-N/ folders.*--series"):
+        inspect_checkpoint(tmp_path / "run", original=tiny_lab / "original")
