@@ -1,6 +1,7 @@
 """Property-based fuzzing (hypothesis) of every parser a user's bytes reach: forget/retain/holdout files in every
 format (JSONL, JSON, CSV, TSV, TXT) as random bytes and as mutated near-valid files (invalid UTF-8, BOMs, NUL, huge
-lines, deep nesting, duplicate keys, wrong types, many rows), CSV list cells, and the prompt template typed in the UI.
+lines, deep nesting, duplicate keys, wrong types, many rows), CSV list cells, safetensors headers of a typed checkpoint
+folder, imported Open-Unlearning result files, and the settings typed in the UI (prompt template, analysis configs).
 
 Property: load_items either returns a valid dataset or raises DataError whose message names the line (or the file
 as a whole) of every issue it lists; never another exception, never a hang (hypothesis' deadline bounds each input).
@@ -11,6 +12,7 @@ CI runs a few hundred inputs (seconds). A longer run, e.g. 20,000 inputs per tes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -19,7 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from unlearn_core import registry
 from unlearn_core.data import FORMATS, MAX_FIELD_CHARS, DataError, LoadReport, load_items
+from unlearn_core.hashing import hash_config
 from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.ou_format import OUFormatError, load_ou
 from unlearn_core.workspace import CheckpointError, _safetensors_shapes  # imports torch once, outside the deadline
@@ -295,3 +299,23 @@ def test_imported_open_unlearning_result_files(raw):
         load_ou(raw, "eval.json")
     except OUFormatError as e:
         assert "eval.json" in str(e)
+
+
+SPECS = {n: registry.get_spec(n) for n in registry.ANALYSES}  # imported once, outside the deadline
+setting_value = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.integers(), st.floats(),
+                          st.text(max_size=10), st.lists(st.one_of(st.integers(-5, 50), st.floats(),
+                                                                    st.text(max_size=3)), max_size=4).map(tuple))
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(SPECS)), data=st.data())
+def test_analysis_settings_typed_on_a_page(name, data):
+    """Any value in any analysis setting (what the page's widgets and JSON boxes can produce): the config is built
+    and hashed, or refused with ValueError/TypeError (the page shows it and keeps the defaults)."""
+    TRIED["inputs"] += 1
+    default = SPECS[name].default_config()
+    field = data.draw(st.sampled_from([f.name for f in dataclasses.fields(default) if f.init]))
+    try:
+        hash_config(dataclasses.replace(default, **{field: data.draw(setting_value)}))
+    except (ValueError, TypeError) as e:
+        assert str(e)
