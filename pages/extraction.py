@@ -12,4 +12,6 @@ def plots(result) -> list:
 
 
 render("extraction", "unlearn_core.analyses.extraction", plots=plots, main=("weights", "tau"),
-       intro=("Tries prompts that guide the model towards the forgotten answers (prefixes, paraphrases)."))
+       intro=("Decodes greedily with the ORIGINAL's logits plus w x (original - checkpoint), restricted to tokens the "
+              "original finds plausible: it measures whether the unlearning update points at the forget answers, "
+              "not whether the checkpoint alone still knows them (compare the retain-only row)."))

@@ -6,8 +6,15 @@ from pages._shared.analysis_page import render
 
 
 def plots(result) -> list:
-    from unlearn_core.viz.plot_robustness import plot_relearning
+    import streamlit as st
 
+    from unlearn_core.viz.plot_robustness import plot_relearning, relearning_curve_stats
+
+    st.dataframe(relearning_curve_stats(result), hide_index=True, width="stretch", key="relearning_curve_stats",
+                 column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                for k in ("start", "peak", "last", "area_per_step")})
+    st.caption("The whole curve per checkpoint (held-out forget accuracy): a retain-only reference that climbs "
+               "mid-run shows in its peak and area even when its last step is low.")
     return [plot_relearning(result)]
 
 

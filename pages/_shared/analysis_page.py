@@ -137,6 +137,10 @@ def render(name: str, module: str, plots: Callable[[object], list] | None = None
     st.markdown(sidebar.chips(ws.names()), unsafe_allow_html=True)
     if intro:
         st.caption(intro)
+    from unlearn_core.probe_scope import scope_line
+
+    if scope_line(name):
+        st.markdown(scope_line(name))  # what this probe can and cannot tell, before any number
     bundle_slot = st.container()
     cfg = _config(analysis, page, main)
     if state.was_stopped(name):
