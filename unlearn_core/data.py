@@ -328,9 +328,10 @@ def _parse_csv(text: str, fmt: str) -> tuple[Rows, list[RowIssue], str]:
     delim = "\t" if fmt == "tsv" else max(",;\t", key=first.count)  # spreadsheets in some locales write ';'
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     rows, issues, header = [], [], None
-    n = 0  # row number as a spreadsheet shows it: the header is row 1, blank rows count
+    n, end = 0, 0  # n: the file line a record starts on (a quoted cell may span lines); end: its last line
     try:
-        for n, cells in enumerate(reader, start=1):
+        for cells in reader:
+            n, end = end + 1, reader.line_num
             if header is None:
                 known = {k for names in _ALIASES.values() for k in names}  # typed by people: 'Question' is fine
                 header = [h.strip().lower() if h.strip().lower() in known else h.strip() for h in cells]
@@ -347,7 +348,7 @@ def _parse_csv(text: str, fmt: str) -> tuple[Rows, list[RowIssue], str]:
                 continue
             rows.append((n, {h: c for h, c in zip(header, cells) if h}))
     except csv.Error as e:
-        issues.append(RowIssue(n + 1, f"CSV parse error at row {n + 1}: {e}; the rest of the file was not read"))
+        issues.append(RowIssue(end + 1, f"CSV parse error at line {end + 1}: {e}; the rest of the file was not read"))
     return rows, issues, fmt
 
 
