@@ -70,3 +70,15 @@ def test_a_network_address_without_a_root_serves_nothing(app_env, monkeypatch):
     errors = "\n".join(e.value for e in at.error)
     assert "Not serving" in errors and "without a workspace root" in errors, errors
     assert not at.title  # no page ran
+
+
+def test_a_workspace_root_that_does_not_exist_serves_nothing(app_env, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("UNLEARN_AUDIT_ROOT", str(tmp_path / "typo"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = "\n".join(e.value for e in at.error)
+    assert "Not serving" in errors and "is not an existing folder" in errors, errors
+    assert not at.title
