@@ -20,4 +20,10 @@ if [ "$network" = "1" ]; then
 fi
 bash scripts/setup.sh requirements.txt
 . .venv/bin/activate
+# build the demo lab here, with its progress on the terminal, before the browser page opens (cached: instant later)
+if [ -z "${UNLEARN_AUDIT_LAB_DIR:-}" ]; then
+    config="${UNLEARN_AUDIT_LAB_CONFIG:-default}"
+    lab_dir="$(python -c "from unlearn_core.lab.build import default_lab_dir; print(default_lab_dir('$config'))")"
+    [ -f "$lab_dir/lab.json" ] || python -m unlearn_core lab build --out "$lab_dir" --config "$config"
+fi
 exec streamlit run app.py "${address[@]}" ${args[@]+"${args[@]}"}
