@@ -74,8 +74,9 @@ except (CheckpointError, ValueError, OSError) as e:
     st.stop()
 rows = {s.name: r for s in steps if (r := auditor.audit_step(s, stored_only=True)) is not None}
 missing = [s for s in steps if s.name not in rows]
-st.write(f"**{len(steps)} steps** in {len({s.series for s in steps})} series; {len(rows)} from the results store"
-         + (f", {len(missing)} not audited yet." if missing else "."))
+status = st.empty()
+status.write(f"**{len(steps)} steps** in {len({s.series for s in steps})} series; {len(rows)} from the results "
+             "store" + (f", {len(missing)} not audited yet." if missing else "."))
 if missing and st.button(f"Audit the {len(missing)} missing steps", type="primary", key="dyn_run"):
     auditor = SeriesAuditor(ws.spec, ws.data, analyses, state.store(ws), rule, loaded=state.models(ws))
     bar = st.progress(0.0, "starting")
@@ -88,6 +89,8 @@ if missing and st.button(f"Audit the {len(missing)} missing steps", type="primar
         except (CheckpointError, ValueError) as e:
             st.error(f"{s.name}: {e}")
     bar.empty()
+    status.write(f"**{len(steps)} steps** in {len({s.series for s in steps})} series; "
+                 f"{len(steps) - len(missing)} from the results store, {len(missing)} audited now.")
 if not rows:
     st.stop()
 

@@ -27,6 +27,7 @@ def test_dynamics_page_audits_a_series_then_reads_it_from_the_store(app, tiny_la
     app.button(key="dyn_run").click().run()
     no_exception(app)
     table = frame(app, "series", "step", "forget_acc", "retention_lo", "verdict")
+    assert "0 from the results store, 2 audited now." in texts(app)
     assert list(table["step"]) == [8, 16]
     assert list(table["forget_acc"]) == pytest.approx([recorded[8], recorded[16]])
     assert "**ga**: first looks forgotten at step" in texts(app)
