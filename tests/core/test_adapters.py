@@ -168,7 +168,8 @@ def test_cli_audits_an_adapter_like_its_merged_full_model(adapter, tiny_lab, tmp
     out = tmp_path / "out"
     args = ["audit", "--original", str(tiny_lab / "original"), "--unlearned", f"lora={path}",
             "--unlearned", f"full={full}", "--forget", str(tiny_lab / "data" / "forget.jsonl"),
-            "--retain", str(tiny_lab / "data" / "retain.jsonl"), "--out", str(out), "--analyses", "scorecard",
+            "--retain", str(tiny_lab / "data" / "retain.jsonl"), "--holdout", str(tiny_lab / "data" / "holdout.jsonl"),
+            "--retain-model", str(tiny_lab / "retain_only"), "--out", str(out), "--analyses", "scorecard,decodability",
             "--device", "cpu"]
     assert main(args) == 0
     err = capsys.readouterr().err
@@ -183,3 +184,8 @@ def test_cli_audits_an_adapter_like_its_merged_full_model(adapter, tiny_lab, tmp
         else:
             assert v == pytest.approx(merged["scores"][k], rel=1e-4, abs=1e-5), k
     assert lora["scores"]["forget_acc"] < report["checkpoints"]["original"]["scores"]["forget_acc"]
+    # the calibrated retention evidence and the verdict agree too
+    assert lora["verdict"] == merged["verdict"] and lora["retention_from"] == merged["retention_from"] != ""
+    assert lora["retention"] == pytest.approx(merged["retention"], abs=1e-6)
+    assert lora["retention_interval"] == pytest.approx(merged["retention_interval"], abs=1e-6)
+    assert set(lora["evidence"]) == set(merged["evidence"]) and lora["evidence"]
