@@ -189,3 +189,14 @@ def test_cli_audits_an_adapter_like_its_merged_full_model(adapter, tiny_lab, tmp
     assert lora["retention"] == pytest.approx(merged["retention"], abs=1e-6)
     assert lora["retention_interval"] == pytest.approx(merged["retention_interval"], abs=1e-6)
     assert set(lora["evidence"]) == set(merged["evidence"]) and lora["evidence"]
+
+
+def test_under_a_workspace_root_a_base_outside_it_is_not_read(adapter, tiny_lab, tmp_path, monkeypatch):
+    path, _ = adapter
+    inside = _copy(path, tmp_path / "root" / "adapter", base_model_name_or_path=str(tiny_lab / "original"))
+    assert inspect_checkpoint(inside, original=tiny_lab / "retain_only").adapter.base_from == "adapter config"
+    monkeypatch.setenv("UNLEARN_AUDIT_ROOT", str(tmp_path / "root"))
+    info = inspect_checkpoint(inside, original=tiny_lab / "retain_only")  # the original passed the caller's guard
+    assert info.adapter.base_from == "original" and info.adapter.base_path == str(tiny_lab / "retain_only")
+    with pytest.raises(CheckpointError, match="outside the workspace root"):
+        inspect_checkpoint(inside)
