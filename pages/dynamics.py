@@ -61,7 +61,8 @@ if len({s.name for s in steps}) != len(steps):
     st.error("Two series share a name: give each line its own NAME.")
     st.stop()
 if not steps:
-    st.info("Give one or more series folders above to see their dynamics.")
+    st.info("Give one or more series folders above to see their dynamics; steps audited before are read from the "
+            "results store, nothing is computed until you ask.")
     st.stop()
 if "scorecard" not in analyses:
     st.warning("Without the scorecard there is no behaviour (forget accuracy) and no verdict.")
