@@ -52,9 +52,14 @@ class AdapterInfo:
 
 
 def is_adapter_folder(path: str | Path) -> bool:
-    """A PEFT adapter folder: adapter_config.json and no config.json of a full model beside it."""
+    """A PEFT adapter folder: adapter_config.json and no full model's weights beside it (a config.json of the base
+    saved next to the adapter does not make it a full model)."""
     p = Path(path)
-    return p.is_dir() and (p / ADAPTER_CONFIG).is_file() and not (p / "config.json").is_file()
+    if not (p.is_dir() and (p / ADAPTER_CONFIG).is_file()):
+        return False
+    full = [f for f in p.iterdir() if f.name.startswith(("model", "pytorch_model")) and
+            f.name.endswith((".safetensors", ".bin", ".index.json"))]
+    return not full
 
 
 def describe(info: CheckpointInfo) -> str:

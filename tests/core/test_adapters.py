@@ -46,6 +46,7 @@ def test_real_training_moved_the_forget_set(adapter):
 def test_adapter_inspects_with_its_base_and_loads_merged(adapter, tiny_lab):
     path, _ = adapter
     assert is_adapter_folder(path) and not is_adapter_folder(tiny_lab / "original")
+    assert not is_adapter_folder(path / "adapter_config.json")
     info = inspect_checkpoint(path, original=tiny_lab / "original")
     base = inspect_checkpoint(tiny_lab / "original")
     a = info.adapter
@@ -95,6 +96,15 @@ def test_hash_covers_adapter_files_and_base(adapter, tiny_lab, tmp_path):
     on_original = checkpoint_hash(orphan, tiny_lab / "original")
     on_retain = checkpoint_hash(orphan, tiny_lab / "retain_only")
     assert on_original != on_retain
+
+
+def test_adapter_with_the_base_config_beside_it_is_still_an_adapter(adapter, tiny_lab, tmp_path):
+    path, _ = adapter
+    both = _copy(path, tmp_path / "with_config")
+    shutil.copy(tiny_lab / "original" / "config.json", both / "config.json")
+    assert is_adapter_folder(both) and inspect_checkpoint(both, original=tiny_lab / "original").adapter is not None
+    shutil.copy(tiny_lab / "original" / "model.safetensors", both / "model.safetensors")
+    assert not is_adapter_folder(both)  # full weights beside it: a full model that also keeps its adapter
 
 
 def test_base_not_found_falls_back_to_the_original_or_says_so(adapter, tiny_lab, tmp_path):
