@@ -13,6 +13,7 @@ from unlearn_core.viz.presets import PRESETS, PT_PER_IN, PX_PER_IN, paper_figure
 
 pytestmark = [pytest.mark.lab, pytest.mark.browser]
 CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "figures"  # git-ignored: PNGs to look at
 
 MEASURE = """() => {
   const svg = document.querySelector('svg');
@@ -98,6 +99,10 @@ def test_every_chart_fits_its_canvas_with_print_size_text(gallery, preset):
             sizes = [t["fs"] * pt_per_px for t in m["texts"]]
             assert max(sizes) <= 9 + 1e-3, (name, max(sizes))
     assert not problems, "\n".join(problems[:20])
+    out = ARTIFACTS / preset  # the same figures as PNG at print size, for a person to look at
+    out.mkdir(parents=True, exist_ok=True)
+    for name, png in zip(names, figures_bytes([(gallery[n], "png") for n in names], preset=preset), strict=True):
+        (out / f"{name}.png").write_bytes(png)
 
 
 def test_pdf_is_print_size_with_embedded_fonts_and_dashboard_figure_untouched(gallery):

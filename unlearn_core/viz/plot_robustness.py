@@ -165,7 +165,8 @@ def plot_perturbation(result, metric: str = "forget_acc") -> go.Figure:
     if metric.startswith("recovery"):
         df = df[df.attack != "plain"]
     return _bars(df, "attack", metric,
-                 f"Activation noise at blocks {list(result.layers)}: best of K={result.config.k} samples",
+                 f"Activation noise at {human_label(f'blocks {list(result.layers)}')}: best of "
+                 f"K={result.config.k} samples",
                  "noise scale sigma (relative to ||h||; plain = no noise)", _METRIC_LABEL.get(metric, metric))
 
 

@@ -110,7 +110,8 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
     )
     # the legend goes under the title, horizontal, inside the canvas
     out.update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1, "yanchor": "bottom",
-                              "yref": "paper", "font": {"size": body}, "title": {"font": {"size": body}},
+                              "yref": "paper", "font": {"size": body},
+                              "title": {"font": {"size": body}, "side": "top"},  # not left of the entries
                               "entrywidth": 0, "itemwidth": 30, "itemsizing": "constant"})
     for key in list(lay.to_plotly_json()):
         if not re.fullmatch(r"[xy]axis\d*", key):
@@ -140,6 +141,8 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
             ann.y, ann.yanchor = 1, "top"
     shrink = max(0.5, min(1.0, w / 900))  # markers were sized for a 900 px screen figure
     for tr in out.data:
+        if tr.name and tr.showlegend is not False:  # a long legend entry wraps instead of leaving the canvas
+            tr.name = _wrap(tr.name, _chars(w * 0.8, body))
         if hasattr(tr, "textfont"):
             tr.textfont.size = body
         size = getattr(getattr(tr, "marker", None), "size", None)
@@ -158,7 +161,7 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
                 cb.title.text = _wrap(cb.title.text or "", _chars(0.6 * h, body))
                 cb.x, cb.xanchor, cb.xref = 1, "left", "paper"
                 cb.xpad = 4
-        if _is_retain_only(getattr(tr, "name", None)) and tr.type == "bar":
+        if _is_retain_only(getattr(tr, "name", None)) and tr.type == "bar":  # (names wrapped above still match)
             tr.marker.pattern.shape = tr.marker.pattern.shape or "/"
     _fit_right(out)
     return out
