@@ -117,3 +117,21 @@ def test_pdf_is_print_size_with_embedded_fonts_and_dashboard_figure_untouched(ga
     assert fig.to_json() == before  # the page keeps its screen layout
     paper = paper_figure(fig, "two_columns")
     assert paper.layout.width == PRESETS["two_columns"].width_px and fig.layout.width != paper.layout.width
+
+
+def test_retain_only_is_hatched_in_every_bar_chart(gallery):
+    """One encoding per checkpoint across every chart: the retain-only reference's bars are always hatched."""
+    checked = 0
+    for name, fig in gallery.items():
+        for tr in fig.data:
+            if tr.type != "bar":
+                continue
+            shape = tr.marker.pattern.shape
+            if (tr.name or "").startswith("retain_only"):
+                assert shape and (shape if isinstance(shape, str) else shape[0]) == "/", (name, tr.name)
+                checked += 1
+            elif isinstance(tr.marker.color, (list, tuple)) and tr.x is not None and "retain_only" in list(tr.x):
+                i = list(tr.x).index("retain_only")
+                assert shape is not None and not isinstance(shape, str) and shape[i] == "/", (name, tr.name)
+                checked += 1
+    assert checked >= 5

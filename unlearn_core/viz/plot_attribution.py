@@ -119,10 +119,13 @@ def plot_keyword_recovery(result: KeywordEmphasisResult, measure: str = "p") -> 
                         horizontal_spacing=0.14)
     label = "p~" if measure == "p" else "accuracy"
     fig.add_trace(go.Bar(x=order, y=s[f"recovery_{measure}"], marker_color=[colors[n] for n in order],
+                         marker_pattern_shape=["/" if n == ro else "" for n in order],  # the reference: hatched
                          text=[f"{v:.2f}" for v in s[f"recovery_{measure}"]], textposition="outside",
                          name="recovery", showlegend=False), row=1, col=1)
     fig.add_trace(go.Bar(x=order, y=s[f"retain_side_effect_{measure}"], name="retain side effect",
-                         marker_color=[colors[n] for n in order], marker_pattern_shape="/", showlegend=False,
+                         marker_color=[colors[n] for n in order], marker_pattern_shape=["/" if n == ro else ""
+                                                                                       for n in order],
+                         marker_line={"color": "#333333", "width": 1}, opacity=0.75, showlegend=False,
                          text=[f"{v:+.2f}" for v in s[f"retain_side_effect_{measure}"]], textposition="outside"),
                   row=1, col=2)
     if ro in s.index:

@@ -106,7 +106,8 @@ def plot_vocab_projection(result, layer: int, neuron: int, checkpoints: list[str
             x=d["score"], y=[f"{r}. {t!r}" for r, t in zip(d["rank"] + 1, d["token"])], orientation="h", name=name,
             marker={"color": colors[name], "line": {"color": ["#000000" if b else colors[name]
                                                               for b in d["is_concept_token"]], "width": 2},
-                    "opacity": [1.0 if b else 0.45 for b in d["is_concept_token"]]},
+                    "opacity": [1.0 if b else 0.45 for b in d["is_concept_token"]],
+                    "pattern": {"shape": "/" if name == _retain_only(result) else ""}},  # the reference: hatched
             hovertemplate="%{y}<br>logit-lens score %{x:.3f}<extra>" + name + "</extra>", showlegend=False),
             row=1, col=c)
         fig.update_yaxes(autorange="reversed", row=1, col=c)

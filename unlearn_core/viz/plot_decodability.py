@@ -61,6 +61,7 @@ def plot_decodability_summary(result) -> go.Figure:
     for n in names:
         d = long[long.model == n]
         fig.add_trace(go.Bar(x=d.measure, y=d.p, name=n, marker_color=colors[n],
+                             marker_pattern_shape="/" if n == "retain_only" else "",  # the reference: hatched
                              hovertemplate=f"{n}<br>%{{x}}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(barmode="group", legend_title_text="checkpoint")
     fig.update_xaxes(categoryorder="array", categoryarray=list(_SUMMARY_BARS.values()))
