@@ -31,11 +31,13 @@ def _audit(lab, out, *extra) -> dict:
 WRONG = {"suppressed": ("deleted", "not forgotten"), "deleted": ("suppressed", "partially suppressed")}
 
 
-def _check(report: dict, with_reference: bool) -> None:
-    """Never a wrong call on any planted control; with the reference, the head-only suppression is caught and the
-    retrained model is deleted. The low-rank suppression spread over every block is caught on some labs only
-    (decodability loses it where the update rewrites every layer's MLP: see the issue notes): it may be
-    "inconclusive" or "partially suppressed", never "deleted"."""
+def _check(report: dict, with_reference: bool, every_suppression: bool = True) -> None:
+    """Never a wrong call on any planted control; with the reference, the retrained model is deleted and the
+    planted suppressions are caught: the head-only one everywhere, the low-rank one spread over every block on the
+    tiny labs and the default lab (40 forget items). Where every_suppression=False the low-rank one may stop at
+    "partially suppressed", a weaker call, not a wrong one: on the Llama lab (decodability +0.26 [0.14, 0.39];
+    relearning on held-out facts does not generalise there for any planted suppression, full or low-rank update)
+    and on the held-out world (20 forget items: too few for the interval to clear the threshold)."""
     cps = report["checkpoints"]
     table = {n: (c.get("verdict"), c.get("retention_from"), c.get("retention"), c.get("retention_interval"),
                  c.get("control")) for n, c in cps.items() if "verdict" in c}
@@ -43,6 +45,8 @@ def _check(report: dict, with_reference: bool) -> None:
         assert cps[name]["verdict"] not in WRONG[truth], (name, table)
     if with_reference:
         assert cps["suppressed_head"]["verdict"] == "suppressed", table
+        if every_suppression:
+            assert cps["suppressed_lowrank"]["verdict"] == "suppressed", table
         assert cps["retrained"]["verdict"] == "deleted", table
         assert cps["retrained"]["control"] == "retain-only reference", table
 
@@ -59,7 +63,7 @@ def lab(request):
 @pytest.mark.parametrize("reference", [True, False], ids=["with-reference", "no-reference"])
 def test_default_evidence_set(lab, tmp_path, reference):
     report = _audit(lab, tmp_path, *([] if reference else ["--no-reference"]))
-    _check(report, reference)
+    _check(report, reference, every_suppression=lab.name.split("-")[1] != "llama")
     assert report["reference"] == ("retain_only" if reference else None)
     if reference:
         validity = {(r["evidence"], r["control"]): r for r in report["probe_validity"]}
@@ -86,5 +90,5 @@ def test_second_world_never_tuned_on(tmp_path):
     from tests.fixtures.world2 import build_world2_lab
 
     lab = build_world2_lab(CACHE)
-    _check(_audit(lab, tmp_path / "ref"), True)
+    _check(_audit(lab, tmp_path / "ref"), True, every_suppression=False)
     _check(_audit(lab, tmp_path / "noref", "--no-reference"), False)
