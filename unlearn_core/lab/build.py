@@ -98,8 +98,14 @@ def build_lab(out: str | Path, config: str | LabConfig = "default", progress: Pr
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         meta = _build(tmp, cfg, progress, verbose)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)  # atomic publish: a cancelled build never leaves a half lab under `out`
+        # publish by renames only: a kill at any point leaves either the old lab or the new one under `out`, never
+        # a half-deleted old lab whose lab.json still says "built" (the old one is moved aside, then removed)
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
         return meta
 
 
