@@ -127,7 +127,13 @@ def _truth(path: Path | None, spec) -> dict[str, str] | None:
 
     if path is None:
         return None
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise ValueError(f"--truth {path}: cannot read it as JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"--truth {path}: expected a lab.json or a JSON object {{checkpoint: suppressed|deleted}}, "
+                         f"got a JSON {type(raw).__name__}")
     # a lab.json: matched to this workspace's checkpoints by folder, whatever names they were given
     truth = planted_truth(spec, path) if "checkpoints" in raw else {
         n: t for n, t in raw.items() if t in ("suppressed", "deleted")}

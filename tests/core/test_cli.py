@@ -87,3 +87,12 @@ def test_missing_checkpoint_exits_2(tiny_lab, tmp_path, capsys):
 def test_unknown_analysis_exits_2(tiny_lab, tmp_path, capsys):
     assert main(_args(tiny_lab, tmp_path / "o") + ["--analyses", "scorecard,telepathy"]) == 2
     assert "unknown analysis 'telepathy'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, says", [("[1, 2]", "got a JSON list"), ("{not json", "--truth"),
+                                        ('{"npo": "maybe"}', "no checkpoint with ground truth")])
+def test_bad_truth_file_exits_2_with_a_message(tiny_lab, tmp_path, capsys, text, says):
+    truth = tmp_path / "truth.json"
+    truth.write_text(text)
+    assert main(_args(tiny_lab, tmp_path / "o") + ["--truth", str(truth)]) == 2
+    assert says in capsys.readouterr().err
