@@ -171,7 +171,7 @@ def _rule(args):
     return replace(VerdictConfig(), **changes)
 
 
-def _data_check(models, data, out: Path, store) -> None:
+def _data_check(models, data, out: Path, store):
     """The data check runs before any analysis: OUT/data_check.csv (per item) and data_check_warnings.csv, and its
     warnings on stderr, so a forget set the original never knew is flagged before minutes of probes."""
     from unlearn_core.data_check import SPEC, run_data_check
@@ -183,6 +183,23 @@ def _data_check(models, data, out: Path, store) -> None:
         print(f"data check: {models.original.name} answers {s.n_known} of {s.n} {s.split} items", file=sys.stderr)
     for w in check.warnings:
         print(f"data check {w.level}: {w.message}", file=sys.stderr)
+    return check
+
+
+def _add_data_check(out: Path, check) -> None:
+    """report.json gets the data check's per-split counts and warnings beside the verdicts."""
+    import json
+    from dataclasses import asdict
+
+    path = out / "report.json"
+    report = json.loads(path.read_text())
+    def finite(d: dict) -> dict:  # strict JSON: a mean p of no items is null, not NaN
+        return {k: None if isinstance(v, float) and v != v else v for k, v in d.items()}
+
+    report["data_check"] = {"splits": [finite(asdict(s)) for s in check.splits],
+                            "warnings": [asdict(w) for w in check.warnings],
+                            "nothing_to_audit": check.nothing_to_audit}
+    path.write_text(json.dumps(report, indent=2, allow_nan=False))
 
 
 def _parse_imports(values: list[str] | None) -> list[tuple[str, Path]]:
@@ -308,9 +325,10 @@ def _audit(args) -> int:
     configs = {"scorecard": scorecard_cfg}
     if models is None:
         return _series(args, series_steps, data, analyses, store, rule, configs, None, progress)
-    _data_check(models, data, args.out, store)
+    check = _data_check(models, data, args.out, store)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
                        configs=configs)
+    _add_data_check(args.out, check)
     if args.import_eval_files or args.export_ou:
         from unlearn_core.audit import get_analysis, run_analysis
 

@@ -72,6 +72,8 @@ def test_forget_set_the_original_never_knew_is_flagged_and_nothing_to_audit(tiny
     check = (out / "data_check.csv").read_text()
     assert "Zalbert" in check and (out / "data_check_warnings.csv").read_text().count("forget_unknown") == 1
     report = json.loads((out / "report.json").read_text())
+    assert report["data_check"]["warnings"][0]["code"] == "forget_unknown"
+    assert "nothing to unlearn" in report["data_check"]["nothing_to_audit"]
     for name in ("supp", "npo", "ro"):
         c = report["checkpoints"][name]
         assert c["verdict"] == "nothing to audit" and "looks forgotten" not in c["verdict_reason"], c
