@@ -155,13 +155,22 @@ def render(name: str, module: str, plots: Callable[[object], list] | None = None
             label = analysis.title if first.isupper() else analysis.title[0].lower() + analysis.title[1:]
             run = st.button(f"Run {label}", type="primary", key=f"run_{name}",
                             icon=":material/play_arrow:")
+        last = st.session_state.get(f"_last_result_{name}")
         if not run:
-            st.stop()
-        prompt.empty()
-        result, seconds, _ = state.run_with_progress(analysis, cfg, ws)
-        st.success(f"Computed in {seconds:.1f} s and saved to the results store.", icon=":material/check:")
+            # changed settings do not blank the page: the last result of this workspace stays, marked stale
+            if last is None or last[0] != (ws.key, ws.data.hash):
+                st.stop()
+            result = last[1]
+            st.warning("Stale: the charts below are the previous result (other settings). Run to compute these "
+                       "settings.", icon=":material/history:")
+        else:
+            prompt.empty()
+            result, seconds, _ = state.run_with_progress(analysis, cfg, ws)
+            st.success(f"Computed in {seconds:.1f} s and saved to the results store.", icon=":material/check:")
     else:
         st.caption(f"Served from the results store `{sidebar.shown_path(ws.store_path)}`.")
+    if not (result is not None and st.session_state.get(f"_last_result_{name}", (None, None))[1] is result):
+        st.session_state[f"_last_result_{name}"] = ((ws.key, ws.data.hash), result)
 
     if plots is not None:
         try:
