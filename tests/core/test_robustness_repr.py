@@ -9,6 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.plot_checks import (
+    bars_show,
+    legend_names,
+    one_trace_per_checkpoint,
+    one_trace_per_checkpoint_of,
+    reads,
+)
 from unlearn_core import arch
 from unlearn_core.analyses.perturbation import PerturbationConfig, compute_perturbation
 from unlearn_core.analyses.representation import RepresentationConfig, compute_representation, linear_cka
@@ -16,7 +23,7 @@ from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibra
 from unlearn_core.codec import decode_result, encode_result
 from unlearn_core.registry import get_spec
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
-from unlearn_core.viz.plot_robustness import plot_cka, plot_logit_lens, plot_perturbation
+from unlearn_core.viz.plot_robustness import human_label, plot_cka, plot_logit_lens, plot_perturbation
 from unlearn_core.workspace import lab_workspace
 
 
@@ -74,8 +81,16 @@ def test_suppressed_head_keeps_lower_layers(lab):
     scores = res.scores("suppressed_head")
     assert scores["cka_forget_min"] > 0.95 and not math.isnan(scores["logit_lens_recovery"])
     fig = plot_cka(res)
-    assert any("retain_only" in t.name for t in fig.data) and fig.layout.xaxis.title.text
-    assert plot_logit_lens(res).layout.yaxis.title.text
+    reads(fig)
+    for split in ("forget", "retain"):  # one line per checkpoint and split (dashed = retain prompts)
+        one_trace_per_checkpoint_of(fig, res.to_frame().model.unique(), split)
+    assert "retain_only (forget)" in legend_names(fig)
+    lens_fig = plot_logit_lens(res)
+    reads(lens_fig)
+    one_trace_per_checkpoint(lens_fig, lens.model.unique())
+    want = lens[lens.split == "forget"].set_index(["model", "layer"])["top1_share"]
+    for t in lens_fig.data:
+        assert list(t.y) == [want[(t.name, int(x))] for x in t.x]
 
 
 def test_zero_noise_is_identity_and_hooks_are_removed(lab):
@@ -95,7 +110,11 @@ def test_zero_noise_is_identity_and_hooks_are_removed(lab):
     for layer in arch.decoder_layers(models.original.model):
         assert not layer._forward_hooks
     assert "perturbation_recovery_sigma0.5_acc" in res.scores("suppressed_head")
-    assert plot_perturbation(res).layout.title.text
+    fig = plot_perturbation(res)
+    reads(fig)
+    one_trace_per_checkpoint(fig, res.to_frame().model.unique())
+    bars_show(fig, res.to_frame(), "attack", "forget_acc", human_label)
+    assert "noise σ = 0.5" in fig.data[0].x
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.plot_checks import bars_show, legend_names, one_trace_per_checkpoint, reads
 from unlearn_core.analyses.extraction import ExtractionConfig, compute_extraction, guided_logits
 from unlearn_core.analyses.probe_helpers import split_scores
 from unlearn_core.analyses.quantization import (
@@ -28,6 +29,7 @@ from unlearn_core.registry import get_spec
 from unlearn_core.scoring import encode, pad_id_of
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 from unlearn_core.viz.plot_robustness import (
+    human_label,
     plot_bucket_changes,
     plot_extraction,
     plot_quantization,
@@ -111,7 +113,17 @@ def test_16_bit_changes_nothing(lab):
     b = res.buckets_frame()
     sh = b[b.model == "suppressed_head"]
     assert (sh[sh.layer == 0].changed_share == 0).all() and (sh[sh.layer == 2].changed_share > 0).any()
-    assert plot_quantization(res).layout.yaxis.title.text and plot_bucket_changes(res).data
+    q = plot_quantization(res)
+    reads(q)
+    one_trace_per_checkpoint(q, res.to_frame().model.unique())
+    assert set(models.unlearned) | {"retain_only"} <= set(legend_names(q))
+    bars_show(q, res.to_frame(), "attack", "forget_acc", human_label)
+    bc = plot_bucket_changes(res)
+    reads(bc)
+    one_trace_per_checkpoint(bc, res.buckets_frame().model.unique())
+    assert set(models.unlearned) <= set(legend_names(bc))
+    blocks = {t.name: dict(zip(t.x, t.y, strict=True)) for t in bc.data}
+    assert blocks["suppressed_head"]["block 0"] == 0 and blocks["suppressed_head"]["block 2"] > 0
 
 
 def test_quantization_evidence_is_4_bit_per_item_on_forget_and_holdout(lab):
@@ -228,7 +240,14 @@ def test_relearning_recovers_suppression_faster_than_deletion(lab):
     c = curve.pivot(index="step", columns="model", values="recovery_p")
     assert c["suppressed_head"].max() > c["retain_only"].max() + 0.1  # the held-out facts come back, not learned
     assert all(torch.equal(a, b) for a, b in zip(before, models.unlearned["suppressed_head"].model.parameters()))
-    assert plot_relearning(res).layout.xaxis.title.text
+    fig = plot_relearning(res)
+    reads(fig)
+    one_trace_per_checkpoint(fig, curve.model.unique())
+    assert set(models.unlearned) | {"retain_only"} <= {n.split(" ")[0].rstrip(":") for n in legend_names(fig)}
+    ref = next(t for t in fig.data if (t.name or "").startswith("retain_only"))
+    assert ref.line.dash == "dash" and "deletion reference" in ref.name
+    sh = next(t for t in fig.data if (t.name or "").startswith("suppressed_head"))
+    assert list(sh.y) == list(curve[curve.model == "suppressed_head"].sort_values("step")["held_acc"])
 
 
 def test_guided_extraction_definition_and_zero_weight(lab):
@@ -243,4 +262,8 @@ def test_guided_extraction_definition_and_zero_weight(lab):
     assert df.loc[("suppressed_head", "w0"), "forget_rougeL"] == df.loc[("original", "plain"), "forget_rougeL"]
     assert df.loc[("suppressed_head", "plain"), "forget_rougeL"] < 0.5
     assert df.loc[("suppressed_head", "w1"), "recovery_rougeL"] >= 0.8
-    assert plot_extraction(res).data
+    fig = plot_extraction(res)
+    reads(fig)
+    one_trace_per_checkpoint(fig, res.to_frame().model.unique())
+    assert set(models.unlearned) <= set(legend_names(fig))
+    bars_show(fig, res.to_frame(), "attack", "forget_rougeL", human_label)
