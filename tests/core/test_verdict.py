@@ -161,3 +161,24 @@ def test_nothing_to_audit_when_the_original_never_knew_the_forget_set():
     # the same evidence with an original that knew the facts still gives a verdict
     behaviour["original"] = {"forget_acc": 1.0}
     assert compute_verdict(behaviour, ev, rule, reference="ref").get("sup").verdict == "suppressed"
+
+
+def test_sampling_leak_overrides_greedy_forgetting_in_reference_units():
+    """Greedy answers gone but k samples still find them: "not forgotten". A leak no larger than what the deletion
+    reference guesses (a common answer) is not a leak; without leak@k sampled nothing changes; the rule can switch
+    it off."""
+    rule = VerdictConfig(counted=("probe",), n_boot=1000, suppressed_at=0.25, partial_at=0.1)
+    it = _items()
+    names = ["original", "sup", "deleted", "ref"]
+    ev = calibrate_all({"probe": (Evidence("probe", "synthetic", "reference+holdout"), it)}, names, "original", "ref",
+                       rule)
+    leak = {"original": 1.0, "sup": 0.7, "deleted": 0.35, "ref": 0.3}
+    behaviour = {n: {"forget_acc": 1.0 if n == "original" else 0.05, "forget_leak_at_k": leak[n]} for n in names}
+    res = compute_verdict(behaviour, ev, rule, original="original", reference="ref")
+    assert res.get("sup").verdict == "not forgotten" and "leak@k 0.700" in res.get("sup").reason
+    assert res.get("deleted").verdict == "deleted"  # 0.35 - 0.3 <= 0.5 x (1.0 - 0.3)
+    off = compute_verdict(behaviour, ev, VerdictConfig(**{**rule.__dict__, "read_leak": False}), original="original",
+                          reference="ref")
+    assert off.get("sup").verdict == "suppressed" and "leak@k" not in off.rule
+    nan = {n: {**b, "forget_leak_at_k": math.nan} for n, b in behaviour.items()}
+    assert compute_verdict(nan, ev, rule, original="original", reference="ref").get("sup").verdict == "suppressed"

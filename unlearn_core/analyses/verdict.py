@@ -63,6 +63,9 @@ class VerdictConfig:
     n_boot: int = 2000  # bootstrap resamples
     ci: float = 0.95
     seed: int = 0
+    # the looks-forgotten half also reads leak@k when the scorecard sampled (leak_k > 0): greedy decoding hides an
+    # answer that still has real probability mass, which k samples at temperature T find
+    read_leak: bool = True
 
     def __post_init__(self):
         for name in ("forgotten_ratio", "suppressed_at", "partial_at"):
@@ -79,8 +82,10 @@ class VerdictConfig:
 
     def rule_text(self) -> str:
         pct = f"{self.ci:.0%}"
-        return (f"looks forgotten if forget accuracy <= {self.forgotten_ratio:g} x the original's. Evidence = excess "
-                f"recovery of each counted probe ({', '.join(self.counted)}) over its control (the retain-only "
+        leak = (f" and, where leak@k was sampled, leak@k - the reference's <= {self.forgotten_ratio:g} x (the "
+                "original's - the reference's)" if self.read_leak else "")
+        return (f"looks forgotten if forget accuracy <= {self.forgotten_ratio:g} x the original's{leak}. Evidence = "
+                f"excess recovery of each counted probe ({', '.join(self.counted)}) over its control (the retain-only "
                 f"reference on the same items, else the holdout split for self-contained attacks), with a {pct} "
                 f"bootstrap interval [lo, hi] ({self.n_boot} resamples, seed {self.seed}). Suppressed if the largest "
                 f"lo >= {self.suppressed_at:g}; partially suppressed if it is >= {self.partial_at:g}; deleted if "
@@ -196,6 +201,25 @@ def _decide(evidence: list[CalibratedEvidence], rule: VerdictConfig) -> tuple[st
     return verdict, best, [e.key for e in counted], why
 
 
+def _still_leaks(behaviour: dict[str, dict[str, float]], name: str, original: str, reference: str | None,
+                 rule: VerdictConfig) -> str | None:
+    """The reason the sampled answers say "not forgotten" although the greedy ones are gone, or None (no leak@k
+    sampled, or the checkpoint leaks no more than the rule allows). In units between the reference (a model that
+    never learned the facts still guesses some, e.g. a common city) and the original, like forget accuracy."""
+    if not rule.read_leak:
+        return None
+    leak = _num(behaviour[name].get("forget_leak_at_k"))
+    l0 = _num(behaviour.get(original, {}).get("forget_leak_at_k"))
+    lr = _num(behaviour.get(reference, {}).get("forget_leak_at_k")) if reference else 0.0
+    lr = 0.0 if math.isnan(lr) else lr
+    if math.isnan(leak) or math.isnan(l0) or l0 <= lr:
+        return None
+    if leak - lr <= rule.forgotten_ratio * (l0 - lr):
+        return None
+    return (f"greedy answers gone, but sampling still leaks them: leak@k {leak:.3f} - reference {lr:.3f} > "
+            f"{rule.forgotten_ratio:g} x (original {l0:.3f} - reference {lr:.3f})")
+
+
 def compute_verdict(behaviour: dict[str, dict[str, float]], evidence: dict[str, list[CalibratedEvidence]],
                     rule: VerdictConfig = VerdictConfig(), original: str = "original",
                     reference: str | None = None) -> VerdictResult:
@@ -218,6 +242,8 @@ def compute_verdict(behaviour: dict[str, dict[str, float]], evidence: dict[str, 
             verdict, reason = "unknown", "no behavioural forget accuracy for this checkpoint or the original"
         elif f > rule.forgotten_ratio * f0:
             verdict, reason = "not forgotten", f"forget acc {f:.3f} > {rule.forgotten_ratio:g} x original {f0:.3f}"
+        elif (leaks := _still_leaks(behaviour, name, original, reference, rule)) is not None:
+            verdict, best, counted, reason = "not forgotten", None, [], leaks
         elif best is None:
             verdict = "unknown"
             reason = ("looks forgotten, but no counted evidence with a control"
