@@ -30,7 +30,7 @@ from unlearn_core.items import QAItem
 from unlearn_core.scoring import encode, greedy_generate, pad_id_of, score_encoded
 from unlearn_core.spec import AnalysisSpec
 from unlearn_core.store import make_key
-from unlearn_core.threads import few_threads, model_params
+from unlearn_core.threads import few_threads, model_params, models_in_use
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 LEVELS = ("error", "warning", "info")  # error: the audit cannot mean anything; warning: part of it cannot
@@ -324,7 +324,7 @@ def run_data_check(models: ModelSet, data: AuditData, store=None, config: DataCh
     config = config or DataCheckConfig()
 
     def compute():
-        with few_threads(model_params(models)):
+        with models_in_use(models, progress), few_threads(model_params(models)):  # the page's models are shared
             return compute_data_check(models, data, config, progress)
 
     if store is None:
