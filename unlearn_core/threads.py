@@ -2,10 +2,9 @@
 
 For the demo lab's models (0.1-1M parameters) a forward pass is a handful of [B*T, 64..128] matmuls, where intra-op
 thread synchronisation costs more than it saves, and two torch processes on the same cores (the app beside a lab
-build or a test run) oversubscribe them and slow each other down by an order of magnitude. Measured with
-benchmarks/restoration.py on the tiny lab (2 cores): while a lab build ran, 3486 ms on 2 threads vs 68 ms on 1;
-idle, 50 ms on 2 threads vs 67 ms on 1. One thread gives up ~25% at best for a 50x worst case. Large models, and
-anything on CUDA, keep the configured thread count.
+build or a test run) oversubscribe them and slow each other down by an order of magnitude: one thread gives up
+about a quarter at best for a 50x worst case (benchmarks/MEASUREMENTS.md). Large models, and anything on CUDA, keep
+the configured thread count.
 """
 
 from __future__ import annotations
