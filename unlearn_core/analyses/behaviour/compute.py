@@ -1,333 +1,47 @@
-"""Behavioural scorecard (methods.md section 1): the numbers the standard unlearning benchmarks report.
-
-They say whether a checkpoint *looks* forgotten (low p~, accuracy, ROUGE-L and extraction strength on the
-forget set, truth ratios like the retain-only model's, membership inference near chance) and what forgetting
-cost (retain perplexity and accuracy). On their own they cannot tell suppression from deletion (the other audits
-do), but every verdict needs them as its "looks forgotten" half, named by variant so tables stay comparable.
-
-Two definitions (`ScorecardConfig.definition`), and every table row names the one that made it:
-- "open-unlearning" (default): open-unlearning's exact spans and formulas, so numbers sit beside published TOFU /
-  MUSE tables: EOS appended to every answer and counted in p~ and the truth ratio, membership inference on the
-  answer only (prompt as context; Min-K/Min-K++ leave the EOS out, zlib = mean loss / zlib bytes of the answer),
-  200 new tokens for ROUGE-L, extraction strength as OU's loop computes it (1/|y| when the last token is wrong),
-  1e-10 guards in the truth ratio, PrivLeak with a 0.5 reference AUC when no retain-only model is loaded.
-- "own": the project's variant: no EOS, prompt + answer as the MIA text, zlib = summed loss / zlib bytes, 24 new
-  tokens, extraction strength by the paper (0 when the last token is wrong).
-PrivLeak is MUSE's in both: (AUC_ref - AUC) / (1 - AUC_ref) x 100, AUC = 1 when forget texts look like members.
-
-Cost: per model and split, ONE teacher-forced scoring call covers gold, paraphrased and perturbed answers
-together (length-sorted batches), plus one batched greedy generation; membership inference is one more
-scoring call over forget + holdout texts. Never one forward pass per item.
-"""
+"""compute_scorecard: one teacher-forced scoring call per model and split, one batched generation."""
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from rouge_score import rouge_scorer
-from scipy.stats import hmean, ks_2samp
 
+from unlearn_core.analyses.behaviour.metrics import (
+    aggregate_truth_ratio,
+    answer_in,
+    extraction_strength,
+    extraction_strength_ou,
+    forget_quality,
+    has_truth_ratio,
+    mean_lp,
+    mean_of,
+    model_utility,
+    privleak,
+    rouge_l_recall,
+    truth_ratio,
+    wilson_interval,
+)
+from unlearn_core.analyses.behaviour.result import (
+    ITEM_FIELD,
+    OU_PRIVLEAK_REF,
+    SPLITS,
+    SUMMARY_COLUMNS,
+    ItemScore,
+    MiaScore,
+    Progress,
+    RocCurve,
+    ScorecardConfig,
+    ScorecardResult,
+)
 from unlearn_core.analyses.text_scores import MIA_METRICS, auc_roc, encode_texts, membership_scores
-from unlearn_core.codec import register_result
 from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.scoring import Encoded, encode, greedy_generate, pad_id_of, score_encoded
-from unlearn_core.spec import AnalysisSpec
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
-
-OU = "open-unlearning"
-OWN = "own"
-DEFINITIONS = (OU, OWN)
-MIA_TEXT_MODES = ("answer", "prompt_answer", "as_text")
-# what a definition fixes unless the config overrides it: greedy budget for ROUGE-L and the MIA text
-_DEFINITION_DEFAULTS = {OU: {"max_new_tokens": 200, "mia_text": "answer"},
-                        OWN: {"max_new_tokens": 24, "mia_text": "prompt_answer"}}
-OU_EPS = 1e-10  # open-unlearning's guard in the truth ratio, its aggregator and PrivLeak
-OU_PRIVLEAK_REF = 0.5  # open-unlearning's `ref_value` when no retain-only model's AUC is available
-SPLITS = ("forget", "retain")
-_SPLIT_STATS = ("p", "token_acc", "acc", "rougeL", "truth_ratio", "es")
-_ITEM_FIELD = {"p": "p", "token_acc": "token_acc", "acc": "acc", "rougeL": "rougeL_recall", "es": "es"}
-SUMMARY_COLUMNS = (
-    ["model", "role", "definition"]
-    + [f"{s}_{m}" for s in SPLITS for m in _SPLIT_STATS]
-    + ["retain_ppl", "forget_quality", "model_utility", "forget_leak_at_k", "forget_leak_lo", "forget_leak_hi"]
-    + [f"mia_auc_{m}" for m in MIA_METRICS]
-    + [f"privleak_{m}" for m in MIA_METRICS]
-)
-
-Progress = Callable[[float, str], None]
-
-
-@register_result
-@dataclass(frozen=True)
-class ScorecardConfig:
-    """definition: "open-unlearning" (comparable with published TOFU/MUSE numbers) or "own" (module docstring);
-    batch_size: rows per forward pass; max_new_tokens: greedy budget for ROUGE-L (None: the definition's, 200 or
-    24); min_k: Min-K% share; generate=False skips generation (ROUGE-L becomes NaN) for a fast pass; mia_text picks
-    what membership inference scores (None: the definition's): the answer after its prompt ("answer", OU), the
-    prompt-formatted item ("prompt_answer", what a QA fine-tune saw) or `QAItem.as_text()`."""
-
-    batch_size: int = 32
-    max_new_tokens: int | None = None
-    min_k: float = 0.4
-    rouge_stemmer: bool = True
-    generate: bool = True
-    mia_text: str | None = None
-    definition: str = OU
-    leak_k: int = 0  # leak@k: samples per forget question (0 = off: k samples cost k generations)
-    leak_temperature: float = 1.0
-    leak_seed: int = 0
-
-    def __post_init__(self):
-        if self.definition not in DEFINITIONS:
-            raise ValueError(f"definition must be one of {DEFINITIONS}, got {self.definition!r}")
-        for name in ("batch_size", "max_new_tokens"):
-            value = getattr(self, name)
-            if value is None and name == "max_new_tokens":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        k = self.min_k
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 1:
-            raise ValueError(f"min_k must be in (0, 1], got {k!r}")
-        for name in ("rouge_stemmer", "generate"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if isinstance(self.leak_k, bool) or not isinstance(self.leak_k, int) or self.leak_k < 0:
-            raise ValueError(f"leak_k must be an int >= 0, got {self.leak_k!r}")
-        t = self.leak_temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
-            raise ValueError(f"leak_temperature must be > 0, got {t!r}")
-        if self.mia_text is not None and self.mia_text not in MIA_TEXT_MODES:
-            raise ValueError(f"mia_text must be one of {MIA_TEXT_MODES}, got {self.mia_text!r}")
-
-    @property
-    def new_tokens(self) -> int:
-        """The greedy budget actually used: the explicit one, else the definition's."""
-        return self.max_new_tokens or _DEFINITION_DEFAULTS[self.definition]["max_new_tokens"]
-
-    @property
-    def mia_mode(self) -> str:
-        return self.mia_text or _DEFINITION_DEFAULTS[self.definition]["mia_text"]
-
-    @property
-    def ou(self) -> bool:
-        return self.definition == OU
-
-
-@register_result
-@dataclass(frozen=True)
-class ItemScore:
-    """One item under one model. NaN where a metric does not apply (no paraphrase, generation off, empty answer)."""
-
-    model: str
-    split: str
-    item: int  # index in data.<split>
-    line: int
-    question: str
-    gold_answer: str
-    generated_answer: str | None
-    p: float
-    token_acc: float
-    acc: float
-    rougeL_recall: float
-    truth_ratio: float
-    es: float
-    leak: float = math.nan  # share of the leak_k samples that contain the gold answer (forget split; NaN when off)
-
-
-ITEM_COLUMNS = tuple(f.name for f in fields(ItemScore))
-
-
-@register_result
-@dataclass(frozen=True)
-class MiaScore:
-    """One text's membership score under one metric: higher = more likely a member (LOSS and zlib negated)."""
-
-    model: str
-    split: str  # "forget" (members) or "holdout"
-    item: int
-    metric: str
-    score: float
-
-
-@register_result
-@dataclass(frozen=True)
-class RocCurve:
-    model: str
-    metric: str
-    auc: float
-    fpr: tuple[float, ...]
-    tpr: tuple[float, ...]
-
-
-@register_result
-@dataclass(frozen=True)
-class ScorecardResult:
-    """Everything the scorecard page and report.json show. `summary` rows are keyed by SUMMARY_COLUMNS."""
-
-    summary: tuple[dict[str, Any], ...]
-    items: tuple[ItemScore, ...]
-    roc: tuple[RocCurve, ...]
-    mia: tuple[MiaScore, ...]
-    variants: dict[str, str]  # metric -> variant description (stemming, truth-ratio form, k, ...)
-    model_hashes: dict[str, str]
-    data_hash: str
-    config: ScorecardConfig
-
-    def to_frame(self) -> pd.DataFrame:
-        """Per-model summary, one row per checkpoint in ModelSet.all() order."""
-        return pd.DataFrame(list(self.summary), columns=list(SUMMARY_COLUMNS))
-
-    def items_frame(self) -> pd.DataFrame:
-        """One row per (model, split, item), with the definition that made the numbers."""
-        df = pd.DataFrame([asdict(r) for r in self.items], columns=list(ITEM_COLUMNS))
-        df["definition"] = self.config.definition
-        return df
-
-    def roc_frame(self) -> pd.DataFrame:
-        """Long format (model, metric, auc, fpr, tpr): one row per ROC point, ready for a line chart."""
-        rows = [
-            {"model": c.model, "metric": c.metric, "auc": c.auc, "fpr": f, "tpr": t}
-            for c in self.roc
-            for f, t in zip(c.fpr, c.tpr, strict=True)
-        ]
-        df = pd.DataFrame(rows, columns=["model", "metric", "auc", "fpr", "tpr"])
-        df["definition"] = self.config.definition
-        return df
-
-    def mia_frame(self) -> pd.DataFrame:
-        df = pd.DataFrame([asdict(r) for r in self.mia], columns=["model", "split", "item", "metric", "score"])
-        df["definition"] = self.config.definition
-        return df
-
-    def scores(self, model_name: str) -> dict[str, float]:
-        """Flat metric -> value for one checkpoint (report.json); NaN where a metric does not apply."""
-        for row in self.summary:
-            if row["model"] == model_name:
-                return {k: float(v) for k, v in row.items() if k not in ("model", "role", "definition")}
-        raise KeyError(f"no model named {model_name!r} in this scorecard")
-
-
-# ----------------------------------------------------------------------------------------------- definitions
-
-
-def extraction_strength(correct: torch.Tensor) -> float:
-    """ES = 1 - k*/|y|, k* = shortest answer prefix after which teacher-forced argmax yields every later token.
-
-    With teacher forcing the prediction at step t never depends on earlier mistakes, so k* is just the index
-    after the last wrong prediction: all correct -> 1, last token wrong -> 0.
-    """
-    n = correct.numel()
-    if n == 0:
-        return math.nan
-    wrong = torch.nonzero(~correct.bool().flatten())
-    k_star = int(wrong[-1]) + 1 if wrong.numel() else 0
-    return 1.0 - k_star / n
-
-
-def extraction_strength_ou(correct: torch.Tensor) -> float:
-    """Extraction strength as open-unlearning's loop computes it: the first k with preds[k:] == labels[k:], and
-    k = |y| - 1 when there is none, so a wrong LAST token gives 1/|y| (the paper, and `extraction_strength`, 0)."""
-    c = correct.bool().flatten()
-    n = c.numel()
-    if n == 0:
-        return 0.0  # OU scores an empty span 0
-    k = 0
-    for k in range(n):
-        if bool(c[k:].all()):
-            break
-    return 1.0 - k / n
-
-
-def truth_ratio(lp_paraphrased: float, lp_perturbed: list[float], ou: bool = False) -> float:
-    """tr = p_wrong / p_correct, p_wrong = geometric mean of p~ over perturbed answers (in log space); with
-    ou=True exactly OU's float expression exp(-mean loss_wrong) / (exp(-loss_correct) + 1e-10)."""
-    if not lp_perturbed or not math.isfinite(lp_paraphrased):
-        return math.nan
-    with np.errstate(over="ignore"):
-        if ou:
-            wrong = np.exp(np.float64(np.mean(lp_perturbed)))
-            return float(wrong / (np.exp(np.float64(lp_paraphrased)) + OU_EPS))
-        return float(np.exp(np.float64(np.mean(lp_perturbed) - lp_paraphrased)))
-
-
-def aggregate_truth_ratio(values: list[float], split: str, ou: bool = False) -> float:
-    """Forget: mean(min(tr, 1/tr)) (1 = cannot tell right from wrong; OU's `closer_to_1_better`, which adds 1e-10
-    under 1/tr); retain: mean(max(0, 1 - tr)) (OU's `true_better`). NaN items (no paraphrase) are left out."""
-    trs = np.array([v for v in values if not math.isnan(v)], dtype=np.float64)
-    if trs.size == 0:
-        return math.nan
-    with np.errstate(divide="ignore"):
-        inv = 1.0 / (trs + OU_EPS) if ou else 1.0 / trs
-        per_item = np.minimum(trs, inv) if split == "forget" else np.maximum(0.0, 1.0 - trs)
-    return float(per_item.mean())
-
-
-def privleak(auc: float, auc_ref: float, ou: bool = False) -> float:
-    """MUSE's PrivLeak: (AUC_ref - AUC) / (1 - AUC_ref) x 100, AUC = 1 when forget texts look like members.
-
-    0 = as private as the retain-only model; strongly negative = the forget set still reads as training data
-    (a memorising model: -100 against a reference at 0.5); positive = under-memorised. OU computes it as
-    ((1-AUC) - (1-AUC_ref)) / ((1-AUC_ref) + 1e-10) x 100, which ou=True reproduces to the last bit; the own
-    variant gives NaN instead of dividing by 1e-10 when the reference AUC is 1.
-    """
-    if math.isnan(auc) or math.isnan(auc_ref):
-        return math.nan
-    score, ref = 1.0 - auc, 1.0 - auc_ref
-    if ou:
-        return (score - ref) / (ref + OU_EPS) * 100.0
-    return (score - ref) / ref * 100.0 if ref > 0 else math.nan
-
-
-def model_utility(row: dict[str, Any]) -> tuple[float, list[str]]:
-    """OU's model utility: harmonic mean of retain p~, retain ROUGE-L recall and retain truth ratio (true_better).
-
-    OU also averages real-authors and world-facts splits in; the audit has only the retain split, so the number is
-    over the retain components present, and the second value names what is missing.
-    """
-    parts = {"retain_p": row.get("retain_p"), "retain_rougeL": row.get("retain_rougeL"),
-             "retain_truth_ratio": row.get("retain_truth_ratio")}
-    have = [float(v) for v in parts.values() if v is not None and not math.isnan(v)]
-    missing = [k for k, v in parts.items() if v is None or math.isnan(v)] + ["real_authors", "world_facts"]
-    if not have:
-        return math.nan, missing
-    if min(have) <= 0:
-        return 0.0, missing
-    return float(hmean(have)), missing
-
-
-def rouge_l_recall(scorer, gold: str, generated: str) -> float:
-    """ROUGE-L recall of the generation against the gold answer (share of the gold's LCS that was produced)."""
-    return float(scorer.score(gold, generated)["rougeL"].recall)
-
-
-def forget_quality(tr_unlearned: list[float], tr_retain_only: list[float]) -> float:
-    """KS-test p-value of two models' forget-set truth ratios: high = indistinguishable from never trained on it."""
-    a = [v for v in tr_unlearned if not math.isnan(v)]
-    b = [v for v in tr_retain_only if not math.isnan(v)]
-    if not a or not b:
-        return math.nan
-    return float(ks_2samp(a, b).pvalue)
-
-
-def _mean(values) -> float:
-    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
-    return float(arr.mean()) if arr.size else math.nan
-
-
-def _mean_lp(lp: torch.Tensor) -> float:
-    return float(lp.mean()) if lp.numel() else math.nan
-
-
-def _has_truth_ratio(item: QAItem) -> bool:
-    return not item.is_passage and item.paraphrased_answer is not None and len(item.perturbed_answers) > 0
 
 
 def _variants(cfg: ScorecardConfig) -> dict[str, str]:
@@ -394,26 +108,6 @@ def _eos_used(lm: LoadedModel, cfg: ScorecardConfig) -> bool:
     return cfg.ou and lm.tokenizer.eos_token_id is not None
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def answer_in(gold: str, sample: str) -> bool:
-    """leak@k's hit: the gold answer appears in the sample, case- and whitespace-insensitive."""
-    g = _norm(gold)
-    return bool(g) and g in _norm(sample)
-
-
-def wilson_interval(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion: honest at 0 and 1 hits and for the few items an audit has."""
-    if n == 0:
-        return math.nan, math.nan
-    p = hits / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
 
 @torch.no_grad()
 def sample_generate(lm: LoadedModel, prompts: list[str], k: int, temperature: float, max_new_tokens: int,
@@ -471,7 +165,7 @@ def _score_split(
     # paraphrased + perturbed answers go after the gold answers so ONE length-batched scoring call covers all
     owners: list[int] = []
     for i, it in enumerate(items):
-        if _has_truth_ratio(it):
+        if has_truth_ratio(it):
             for alt in (it.paraphrased_answer, *it.perturbed_answers):
                 prompts.append(prompts[i])
                 answers.append(fmt.pair(it, alt)[1])
@@ -479,7 +173,7 @@ def _score_split(
     eos = _eos_used(lm, cfg)
     enc = _with_eos(encode(lm.tokenizer, prompts, answers), lm.tokenizer, eos)
     sc = score_encoded(lm.model, enc, pad_id_of(lm.tokenizer), cfg.batch_size)
-    lps = [_mean_lp(lp) for lp in sc.logprobs]  # p~ and truth ratio: over the EOS too when the definition adds it
+    lps = [mean_lp(lp) for lp in sc.logprobs]  # p~ and truth ratio: over the EOS too when the definition adds it
     alt_lps: dict[int, list[float]] = {}
     for j, owner in enumerate(owners):
         alt_lps.setdefault(owner, []).append(lps[n + j])  # [paraphrased, *perturbed] in order
@@ -633,8 +327,8 @@ def compute_scorecard(
             step(f"{name}: scoring the {split} set")
             res = _score_split(lm, split, getattr(data, split), data.prompt_format, config, scorer)
             items += res.rows
-            for stat, attr in _ITEM_FIELD.items():
-                row[f"{split}_{stat}"] = _mean(getattr(r, attr) for r in res.rows)
+            for stat, attr in ITEM_FIELD.items():
+                row[f"{split}_{stat}"] = mean_of(getattr(r, attr) for r in res.rows)
             row[f"{split}_truth_ratio"] = aggregate_truth_ratio(res.truth_ratios, split, ou=config.ou)
             if split == "forget":
                 forget_trs[name] = res.truth_ratios
@@ -677,11 +371,3 @@ def compute_scorecard(
         data_hash=data.hash,
         config=config,
     )
-
-
-SPEC = AnalysisSpec(
-    name="scorecard", title="Behavioural scorecard", default_config=ScorecardConfig, compute=compute_scorecard,
-    tables=lambda r: {"scorecard_summary": r.to_frame(), "scorecard_items": r.items_frame(),
-                      "scorecard_roc": r.roc_frame()},
-    scores=lambda r, name: r.scores(name),
-)
