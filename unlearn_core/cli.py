@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--partial-at", type=float, help="verdict: partially suppressed if the lower bound >= this")
     a.add_argument("--n-boot", type=int, help="bootstrap resamples for the evidence intervals")
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    a.add_argument("--jobs", type=int, default=1,
+                   help="worker processes for the analyses (each loads its own copy of the checkpoints; CPU: up to "
+                        "the number of cores). The numbers are the same as with 1")
     a.add_argument("--store", type=Path, help="results store (SQLite); default OUT/results.sqlite")
     a.add_argument("--prompt-template", default="Question: {question}\nAnswer:")
     a.add_argument("--scorecard-definition", default="open-unlearning", choices=["open-unlearning", "own"],
@@ -326,6 +329,12 @@ def _audit(args) -> int:
     if models is None:
         return _series(args, series_steps, data, analyses, store, rule, configs, None, progress)
     check = _data_check(models, data, args.out, store)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.jobs > 1:
+        from unlearn_core.parallel import prefill_store
+
+        prefill_store(spec, analyses, store.path, args.jobs, configs, args.accept_partial, progress)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
                        configs=configs)
     _add_data_check(args.out, check)

@@ -1,0 +1,64 @@
+"""The whole audit of a demo lab: one process (the baseline) vs N worker processes, same run, same numbers.
+
+    python benchmarks/audit_all.py                         # default lab, every analysis, 1 vs 2 processes
+    python benchmarks/audit_all.py --analyses default --jobs 2 --lab DIR
+
+Each side writes to its own fresh results store, so nothing is served from a cache; the verdicts and evidence tables
+of both sides are compared cell by cell. Time it on an otherwise idle machine: two torch processes beside another
+job slow each other down (unlearn_core/threads.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _run(lab: Path, out: Path, analyses: str, jobs: int) -> float:
+    cmd = [sys.executable, "-m", "unlearn_core", "audit", "--lab", str(lab), "--out", str(out), "--jobs", str(jobs)]
+    if analyses != "default":
+        cmd += ["--analyses", analyses]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lab", type=Path, help="a built demo lab (default: the default config, built if missing)")
+    p.add_argument("--analyses", default="all", help="'all', 'default' (the headline evidence set) or a list")
+    p.add_argument("--jobs", type=int, default=2)
+    args = p.parse_args()
+    lab = args.lab
+    if lab is None:
+        from unlearn_core.lab.build import build_lab
+        from unlearn_core.lab.config import get_config
+
+        cfg = get_config("default")
+        lab = ROOT / ".lab" / "test" / f"lab-{cfg.name}-{cfg.hash}"
+        build_lab(lab, cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        serial = _run(lab, tmp / "serial", args.analyses, 1)
+        parallel = _run(lab, tmp / "parallel", args.analyses, args.jobs)
+        same = all(pd.read_csv(tmp / "serial" / f"{t}.csv").equals(pd.read_csv(tmp / "parallel" / f"{t}.csv"))
+                   for t in ("verdicts", "evidence"))
+    print(f"lab {lab.name}, analyses: {args.analyses}")
+    print(f"{'one process (baseline)':<28}{serial:8.1f} s")
+    print(f"{f'{args.jobs} worker processes':<28}{parallel:8.1f} s   x{serial / parallel:.2f}")
+    print(f"verdicts and evidence identical: {same}")
+    if not same:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Independent analyses in worker processes, written to the one results store; the audit then reads them back.
+
+torch's small-model forward passes use one intra-op thread (unlearn_core.threads), so a single audit uses one core.
+Analyses of one workspace are independent computations, but not in one process: they hook the SAME model objects
+(noise, patching, steering), so threads would have to take turns (threads.models_in_use). Separate processes each
+load their own copy of the checkpoints (seconds for the demo lab) and write their result under the same content key
+the serial path would use, so the audit that follows serves every analysis from the store and the verdict path is
+unchanged. The numbers are the serial ones: same code, same seeds, one thread per process.
+
+Processes are spawned, not forked: a fork of a process whose OpenMP pool already ran can hang in the child.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from unlearn_core.workspace import WorkspaceSpec
+
+Progress = Callable[[float, str], None]
+
+# analyses that usually take longest first, so the pool does not end waiting on one late long job
+_LONGEST_FIRST = ("relearning", "sae_restoration", "extraction", "concept_vectors", "attribution", "patching",
+                  "decodability", "perturbation", "quantization", "keyword_recovery", "representation", "scorecard")
+
+_LOADED: dict[tuple, tuple] = {}  # per worker process: (spec, accept_partial) -> (models, data)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store_path: str) -> tuple[str, float, bool]:
+    from unlearn_core.audit import run_analysis
+    from unlearn_core.registry import get_spec
+    from unlearn_core.store import ResultsStore
+
+    key = (spec, accept_partial)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = (spec.load_models(), spec.load_data(accept_partial=accept_partial))
+    models, data = _LOADED[key]
+    t0 = time.perf_counter()
+    _, cached = run_analysis(get_spec(name), models, data, ResultsStore(store_path), config=config)
+    return name, time.perf_counter() - t0, cached
+
+
+def order(analyses: list[str]) -> list[str]:
+    rank = {a: i for i, a in enumerate(_LONGEST_FIRST)}
+    return sorted(analyses, key=lambda a: rank.get(a, -1))
+
+
+def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Path, jobs: int,
+                  configs: dict[str, object] | None = None, accept_partial: bool = False,
+                  progress: Progress | None = None) -> dict[str, float]:
+    """Compute every analysis the store lacks in `jobs` worker processes; {analysis: seconds in its worker}.
+
+    An analysis already in the store comes back at once (its worker only reads it). A worker's error is raised here
+    with the analysis named."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    configs = configs or {}
+    seconds: dict[str, float] = {}
+    todo = order(list(dict.fromkeys(analyses)))
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)) or 1, mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        futures = {pool.submit(_compute, spec, accept_partial, a, configs.get(a), str(store_path)): a for a in todo}
+        for done, fut in enumerate(as_completed(futures), 1):
+            name = futures[fut]
+            try:
+                _, secs, cached = fut.result()
+            except Exception as exc:
+                for other in futures:
+                    other.cancel()
+                raise RuntimeError(f"{name} failed in its worker process: {type(exc).__name__}: {exc}") from exc
+            seconds[name] = secs
+            if progress:
+                progress(done / len(todo), f"{name}: {'from the store' if cached else f'{secs:.1f} s'} "
+                                           f"({done}/{len(todo)} done, {jobs} processes)")
+    return seconds
