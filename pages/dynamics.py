@@ -9,6 +9,7 @@ only the steps the store does not have, through unlearn_core.series, the CLI's -
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import streamlit as st
 
@@ -35,6 +36,7 @@ st.caption("A series is a training run's output folder of `checkpoint-N/` subfol
 bundle_slot = st.container()
 
 c1, c2 = st.columns([3, 1])
+lab_series = Path(ws.spec.original).parent / "extras" / "ga_series"  # the demo lab ships one run as a series
 lines = c1.text_area("Series, one per line as NAME=FOLDER", key="dyn_series", height=90,
                      placeholder="ga=/runs/ga_lr2e-5")
 every = c2.number_input("Every k-th step (the last always)", min_value=1, value=1, step=1, key="dyn_every")
@@ -63,6 +65,10 @@ if len({s.name for s in steps}) != len(steps):
 if not steps:
     st.info("Give one or more series folders above to see their dynamics; steps audited before are read from the "
             "results store, nothing is computed until you ask.")
+    if lab_series.is_dir():
+        st.button("Use the demo lab's series (gradient ascent saved every 8 steps)", key="dyn_use_lab",
+                  icon=":material/timeline:",
+                  on_click=lambda: st.session_state.update(dyn_series=f"ga={lab_series}"))
     st.stop()
 if "scorecard" not in analyses:
     st.warning("Without the scorecard there is no behaviour (forget accuracy) and no verdict.")

@@ -20,6 +20,10 @@ def test_dynamics_page_audits_a_series_then_reads_it_from_the_store(app, tiny_la
     app.switch_page("pages/dynamics.py").run()
     no_exception(app)
     assert "Give one or more series folders" in texts(app)
+    # the demo lab ships a series of its own (extras/ga_series): one click fills it in, nothing is computed yet
+    app.button(key="dyn_use_lab").click().run()
+    assert app.text_area(key="dyn_series").value == f"ga={tiny_lab / 'extras' / 'ga_series'}"
+    assert "4 steps** in 1 series; 0 from the results store, 4 not audited yet" in texts(app)
     app.text_area(key="dyn_series").input(f"ga={run}").run()
     app.multiselect(key="dyn_analyses").set_value(["scorecard", "decodability"]).run()
     no_exception(app)

@@ -23,6 +23,7 @@ def _fake_build(version):
 def test_forced_rebuild_replaces_the_lab_whole(tmp_path, monkeypatch):
     cfg = get_config("tiny")
     out = tmp_path / "lab"
+    monkeypatch.setattr(build, "build_extras", lambda lab: None)  # the fake lab has no models to train from
     monkeypatch.setattr(build, "_build", _fake_build("v1"))
     build.build_lab(out, cfg, verbose=False)
     monkeypatch.setattr(build, "_build", _fake_build("v2"))
@@ -35,6 +36,7 @@ def test_a_kill_while_removing_the_old_lab_leaves_the_new_one(tmp_path, monkeypa
     """The old lab is deleted only after the new one is in place: a crash in that delete costs nothing."""
     cfg = get_config("tiny")
     out = tmp_path / "lab"
+    monkeypatch.setattr(build, "build_extras", lambda lab: None)  # the fake lab has no models to train from
     monkeypatch.setattr(build, "_build", _fake_build("v1"))
     build.build_lab(out, cfg, verbose=False)
     monkeypatch.setattr(build, "_build", _fake_build("v2"))

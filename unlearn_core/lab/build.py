@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from unlearn_core.lab.config import LabConfig, get_config
+from unlearn_core.lab.extras import build_extras
 from unlearn_core.lab.tokenizer import train_tokenizer
 from unlearn_core.lab.train import make_model, qa_accuracy, train_lm
 from unlearn_core.lab.unlearn import METHODS, unlearn
@@ -91,6 +92,7 @@ def build_lab(out: str | Path, config: str | LabConfig = "default", progress: Pr
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         if is_built(out, cfg) and not force:
+            build_extras(out)  # a lab cached before the extras existed gets them once (seconds)
             if progress:
                 progress(1.0, "demo lab already built (cached)")
             return json.loads((out / "lab.json").read_text())
@@ -106,6 +108,9 @@ def build_lab(out: str | Path, config: str | LabConfig = "default", progress: Pr
             out.rename(old)
         tmp.rename(out)
         shutil.rmtree(old, ignore_errors=True)
+        if progress:
+            progress(0.99, "extras: a LoRA adapter and a checkpoint series")
+        build_extras(out)
         return meta
 
 
