@@ -109,6 +109,28 @@ def _at_preset(fig: Any, width: int, height: int, preset: str | None) -> tuple[A
     return paper_figure(fig, p), p.width_px, p.height_px
 
 
+def _export_font(fig: Any) -> Any:
+    """A copy of a plotly figure set in the one export family (unlearn_core.viz.fonts): the font Chromium measures
+    with is the font the SVG carries."""
+    if not _is_plotly(fig):
+        return fig
+    import plotly.graph_objects as go
+
+    from unlearn_core.viz.fonts import CSS_FAMILY
+
+    out = go.Figure(fig)
+    out.update_layout(font_family=CSS_FAMILY)
+    return out
+
+
+def _finish(raw: bytes, fmt: str) -> bytes:
+    if fmt != "svg":
+        return raw
+    from unlearn_core.viz.fonts import embed_fonts
+
+    return embed_fonts(raw)
+
+
 def figure_bytes(fig: Any, fmt: str, width: int = 900, height: int = 500, scale: float = 2,
                  preset: str | None = None) -> bytes:
     """Render a plotly figure or an altair chart to SVG, PDF or PNG bytes.
@@ -122,7 +144,7 @@ def figure_bytes(fig: Any, fmt: str, width: int = 900, height: int = 500, scale:
     if preset is not None and fmt != "png":
         scale = 1  # vector output at exactly the print size the fonts were set for
     if _is_plotly(fig):
-        return _plotly_bytes(fig, fmt, width, height, scale)
+        return _finish(_plotly_bytes(_export_font(fig), fmt, width, height, scale), fmt)
     if _is_altair(fig):
         return _altair_bytes(fig, fmt, width, height, scale)
     raise TypeError(f"figure_bytes expects a plotly Figure or an altair Chart, got {type(fig).__name__}")
@@ -140,7 +162,7 @@ def figures_bytes(jobs: list[tuple[Any, str]], width: int = 900, height: int = 5
         if _is_plotly(fig):
             fig, w, h = _at_preset(fig, width, height, preset)
             sc = 1 if preset is not None and fmt != "png" else scale
-            plotly_jobs.append((i, fig.to_dict(), dict(format=fmt, width=w, height=h, scale=sc)))
+            plotly_jobs.append((i, _export_font(fig).to_dict(), dict(format=fmt, width=w, height=h, scale=sc)))
         else:
             out[i] = figure_bytes(fig, fmt, width, height, scale)
     if plotly_jobs:
@@ -150,8 +172,8 @@ def figures_bytes(jobs: list[tuple[Any, str]], width: int = 900, height: int = 5
             async with kaleido.Kaleido(n=1) as k:
                 return [await k.calc_fig(spec, opts=opts) for _, spec, opts in plotly_jobs]
 
-        for (i, _, _), raw in zip(plotly_jobs, _kaleido_call(lambda: _in_thread(render), "batch"), strict=True):
-            out[i] = raw
+        for (i, _, opts), raw in zip(plotly_jobs, _kaleido_call(lambda: _in_thread(render), "batch"), strict=True):
+            out[i] = _finish(raw, opts["format"])
     return out  # type: ignore[return-value]
 
 
