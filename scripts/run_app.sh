@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs everything and opens the dashboard on the demo lab (built on first start, then cached).
+# `--prepare-only` installs, builds the lab and fills the results store, then exits without serving.
 # Listens on 127.0.0.1 only. `--network` (or UNLEARN_AUDIT_SERVE_NETWORK=1) serves on every interface, and only
 # with a workspace root (UNLEARN_AUDIT_ROOT=/folder): every path typed in the browser must then stay inside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=()
 network="${UNLEARN_AUDIT_SERVE_NETWORK:-0}"
+prepare_only=0
 for a in "$@"; do
-    if [ "$a" = "--network" ]; then network=1; else args+=("$a"); fi
+    if [ "$a" = "--network" ]; then network=1
+    elif [ "$a" = "--prepare-only" ]; then prepare_only=1
+    else args+=("$a"); fi
 done
 address=(--server.address 127.0.0.1)
 if [ "$network" = "1" ]; then
@@ -25,5 +29,18 @@ if [ -z "${UNLEARN_AUDIT_LAB_DIR:-}" ]; then
     config="${UNLEARN_AUDIT_LAB_CONFIG:-default}"
     lab_dir="$(python -c "from unlearn_core.lab.build import default_lab_dir; print(default_lab_dir('$config'))")"
     [ -f "$lab_dir/lab.json" ] || python -m unlearn_core lab build --out "$lab_dir" --config "$config"
+else
+    lab_dir="$UNLEARN_AUDIT_LAB_DIR"
 fi
+# then the default evidence set into the store the app reads (same store keys as the pages), so the headline page
+# shows verdicts on its first visit; UNLEARN_AUDIT_PREFILL=0 skips it (the page then offers a Run button)
+if [ "${UNLEARN_AUDIT_PREFILL:-1}" = "1" ] && [ -f "$lab_dir/lab.json" ] && [ ! -f "$lab_dir/first-audit/report.json" ]
+then
+    jobs="$(python -c "import os; print(max(1, min(4, os.cpu_count() or 1)))")"
+    echo "First start: computing the headline page's evidence for the demo lab ($jobs processes; once) ..."
+    python -m unlearn_core audit --lab "$lab_dir" --out "$lab_dir/first-audit" --jobs "$jobs" \
+        --store "${UNLEARN_AUDIT_STORE:-$lab_dir/results.sqlite}" \
+        || echo "the first audit failed; the headline page offers to run it (Run button)" >&2
+fi
+[ "$prepare_only" = "1" ] && exit 0
 exec streamlit run app.py "${address[@]}" ${args[@]+"${args[@]}"}
