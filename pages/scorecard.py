@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages._shared import export, sidebar, state
+from pages._shared import cost, export, sidebar, state
 from unlearn_core.analyses.behaviour import DEFINITIONS, MIA_TEXT_MODES, OU, OWN, ScorecardConfig
 from unlearn_core.audit import get_analysis
 from unlearn_core.guard import PathOutsideRoot, resolve_inside, workspace_root
@@ -100,6 +100,7 @@ if result is None:
         st.info(f"The scorecard for these {len(ws.names())} checkpoints and settings is not in the results store "
                 "yet (the tiny demo lab takes seconds, the default lab about a minute on a CPU).")
         run = st.button("Run scorecard", type="primary", key="run_scorecard", icon=":material/play_arrow:")
+        cost.render([analysis.name], ws, {analysis.name: cfg})
     if run:
         prompt.empty()
         result, seconds, from_store = state.run_with_progress(analysis, cfg, ws, label="Scorecard")

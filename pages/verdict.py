@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._shared import datacheck, evidence, export, sidebar, state
+from pages._shared import cost, datacheck, evidence, export, sidebar, state
 from unlearn_core.analyses.verdict import COUNTED_BY_DEFAULT, NOT_COUNTED_WHY, VerdictConfig
 from unlearn_core.audit import get_analysis
 from unlearn_core.data_check import verdict_before_audit
@@ -90,6 +90,7 @@ with st.container(border=True):
                               placeholder="all available probes are in the store" if not offer else "choose probes")
         run_more = st.button("Run selected probes", key="run_verdict_more", icon=":material/playlist_play:",
                              disabled=not more)
+    cost.render(list(dict.fromkeys([*missing_fast, *more])), ws)
 todo = (missing_fast if run_fast else []) + (list(more) if run_more else [])
 if run_more and not run_fast:
     todo = missing_fast + todo  # the verdict needs the behavioural half in any case

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from unlearn_core import registry
+from unlearn_core import registry, timing
 from unlearn_core.analyses.verdict import VerdictConfig, VerdictResult, calibrate_all, compute_verdict
 from unlearn_core.arch import n_layers
 from unlearn_core.hashing import hash_config
 from unlearn_core.spec import AnalysisSpec, Shape
 from unlearn_core.store import ResultsStore
 from unlearn_core.threads import few_threads, model_params, models_in_use
+from unlearn_core.timing import TimingRecord
 from unlearn_core.types import AuditData, ModelSet
 
 Progress = Callable[[float, str], None]
@@ -43,18 +45,40 @@ def run_analysis(analysis: AnalysisSpec, models: ModelSet, data: AuditData, stor
     """(result, served_from_store). Results are computed at most once per (checkpoints, data, resolved config)."""
     config = config if config is not None else analysis.default_config()
     config = registry.resolve_config(analysis.name, config, shape_of(models, data))
+    took: list[float] = []
 
     def compute():
         with models_in_use(models, progress), few_threads(model_params(models)):  # shared models: one at a time
-            return analysis.compute(models, data, config, progress=progress)
+            t0 = time.perf_counter()
+            result = analysis.compute(models, data, config, progress=progress)
+            took.append(time.perf_counter() - t0)
+            return result
 
     if store is None:
         return compute(), False
-    return store.get_or_compute(
-        result_key(analysis.name, models, data, config), compute, analysis=analysis.name,
-        checkpoints={n: m.hash for n, m in models.all().items()}, data_hash=data.hash,
-        config_hash=hash_config(config),
+    key = result_key(analysis.name, models, data, config)
+    result, cached = store.get_or_compute(
+        key, compute, analysis=analysis.name, checkpoints={n: m.hash for n, m in models.all().items()},
+        data_hash=data.hash, config_hash=hash_config(config),
     )
+    if took:  # the next run of this analysis can be estimated before it starts (unlearn_core.timing)
+        record = TimingRecord(analysis.name, hash_config(config), took[0], timing.workload(models, data),
+                              timing.device_of(models))
+        store.record_timing(key, record)
+    return result, cached
+
+
+def cost_estimates(analyses: list[str], models: ModelSet, data: AuditData, store: ResultsStore,
+                   configs: dict[str, object] | None = None) -> dict[str, timing.Estimate | None]:
+    """Per analysis the store does not hold yet: its estimated wall time here, None without a timing record."""
+    work, device, out = timing.workload(models, data), timing.device_of(models), {}
+    for name in analyses:
+        analysis = get_analysis(name)
+        config = (configs or {}).get(name) or analysis.default_config()
+        config = registry.resolve_config(name, config, shape_of(models, data))
+        if store.get(result_key(name, models, data, config)) is None:
+            out[name] = timing.estimate_for(store, name, work, device, hash_config(config))
+    return out
 
 
 def behaviour_status(scores: dict[str, float], original: dict[str, float]) -> str:
@@ -82,20 +106,27 @@ def verdict_from_results(results: list[tuple[str, object]], models: ModelSet | d
 
 def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path, store: ResultsStore | None,
               progress: Progress | None = None, rule: VerdictConfig = VerdictConfig(),
-              truth: dict[str, str] | None = None, configs: dict[str, object] | None = None) -> dict:
+              truth: dict[str, str] | None = None, configs: dict[str, object] | None = None,
+              weights: dict[str, float] | None = None) -> dict:
     """truth: {checkpoint: "suppressed" | "deleted"} for planted controls (the demo lab's lab.json): adds the
-    probe-validity table. configs: analysis name -> config for those not run with their defaults."""
+    probe-validity table. configs: analysis name -> config for those not run with their defaults. weights: each
+    analysis' share of the progress fraction (timing.progress_weights: its estimated seconds), so the time left
+    read from the fraction holds when one probe takes five times another; equal shares without."""
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"checkpoints": {}, "analyses": {}, "data_hash": data.hash,
                     "n_items": {"forget": len(data.forget), "retain": len(data.retain), "holdout": len(data.holdout)}}
     names = list(models.all())
     results: list[tuple[str, object]] = []
+    shares = [float((weights or {}).get(a, 1.0)) for a in analyses]
+    if sum(shares) <= 0:
+        shares = [1.0] * len(analyses)
+    starts = [sum(shares[:i]) / sum(shares) for i in range(len(analyses))]
     for i, name in enumerate(analyses):
         analysis = get_analysis(name)
 
-        def sub(frac: float, msg: str, i=i, title=analysis.title) -> None:
+        def sub(frac: float, msg: str, start=starts[i], share=shares[i] / sum(shares), title=analysis.title) -> None:
             if progress:
-                progress((i + frac) / len(analyses), f"{title}: {msg}")
+                progress(start + frac * share, f"{title}: {msg}")
 
         result, cached = run_analysis(analysis, models, data, store, config=(configs or {}).get(name), progress=sub)
         results.append((name, result))

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from unlearn_core.codec import DecodeError, decode_result, encode_result, register_result
+from unlearn_core.timing import TimingRecord, Workload
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -80,7 +81,22 @@ CREATE TABLE IF NOT EXISTS results (
     payload BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_analysis ON results (analysis);
+CREATE TABLE IF NOT EXISTS timings (
+    key TEXT NOT NULL,
+    analysis TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    n_checkpoints INTEGER NOT NULL,
+    n_params INTEGER NOT NULL,
+    n_items INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    host TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timings_analysis ON timings (analysis, host, device);
 """
+# timings: wall time and size of each computed result, for estimates before a run (unlearn_core.timing). Created
+# IF NOT EXISTS on open, so a store written before it existed gains it without a schema version change.
 
 
 class ResultsStore:
@@ -236,6 +252,33 @@ class ResultsStore:
             obj = compute_fn()
             self.put_obj(key, obj, **meta)
             return obj, False
+
+    # -- wall times
+
+    def record_timing(self, key: str, record: TimingRecord) -> bool:
+        """False instead of an error when it cannot be written: a timing is a hint, never worth losing a result."""
+        w = record.workload
+        try:
+            with self.transaction() as con:
+                con.execute(
+                    "INSERT INTO timings (key, analysis, config_hash, seconds, n_checkpoints, n_params, n_items, "
+                    "device, host, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, record.analysis, record.config_hash, float(record.seconds), w.n_checkpoints, w.n_params,
+                     w.n_items, record.device, record.host, record.created),
+                )
+        except sqlite3.Error:
+            return False
+        return True
+
+    def timings(self, analysis: str, *, device: str | None = None, host: str | None = None) -> list[TimingRecord]:
+        sql = ("SELECT analysis, config_hash, seconds, n_checkpoints, n_params, n_items, device, host, created "
+               "FROM timings WHERE analysis = ?")
+        args: list = [analysis]
+        for col, value in (("device", device), ("host", host)):
+            if value is not None:
+                sql, args = sql + f" AND {col} = ?", [*args, value]
+        rows = self._conn().execute(sql + " ORDER BY created DESC", args).fetchall()
+        return [TimingRecord(a, c, s, Workload(nc, npar, ni), d, h, t) for a, c, s, nc, npar, ni, d, h, t in rows]
 
     def list(self, analysis: str | None = None) -> pd.DataFrame:
         """Metadata of stored results (newest first), without payloads."""

@@ -14,7 +14,7 @@ from dataclasses import asdict, fields, is_dataclass, replace
 import pandas as pd
 import streamlit as st
 
-from pages._shared import export, nav, sidebar, state
+from pages._shared import cost, export, nav, sidebar, state
 
 
 def _analysis(name: str, module: str):
@@ -155,6 +155,7 @@ def render(name: str, module: str, plots: Callable[[object], list] | None = None
             label = analysis.title if first.isupper() else analysis.title[0].lower() + analysis.title[1:]
             run = st.button(f"Run {label}", type="primary", key=f"run_{name}",
                             icon=":material/play_arrow:")
+            cost.render([name], ws, {name: cfg})
         last = st.session_state.get(f"_last_result_{name}")
         if not run:
             # changed settings do not blank the page: the last result of this workspace stays, marked stale

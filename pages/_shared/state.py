@@ -192,13 +192,15 @@ def stored_result(analysis_name: str, config, ws: Workspace | None = None):
 
 
 def run_with_progress(analysis, config, ws: Workspace | None = None, label: str | None = None, part: str = ""):
-    """Run one registry analysis with a progress bar and a Stop button; returns (result, seconds, from_store).
+    """Run one registry analysis with a progress bar (with the time left) and a Stop button; returns (result,
+    seconds, from_store).
 
     Stop (or any other click) makes Streamlit raise inside the next progress update, which unwinds out of the
     computation before the store's single write transaction: an interrupted run leaves nothing behind. `part`
     tells apart several runs of one analysis in one script run (their Stop buttons need distinct keys).
     """
     from unlearn_core.audit import result_key, run_analysis
+    from unlearn_core.eta import with_eta
 
     ws = ws or workspace()
     ms = models(ws)
@@ -210,9 +212,10 @@ def run_with_progress(analysis, config, ws: Workspace | None = None, label: str 
                        help="Cancel this run; nothing is written to the results store")
     st.session_state["running"] = analysis.name
 
-    def progress(frac: float, msg: str) -> None:
+    def show(frac: float, msg: str) -> None:
         bar.progress(min(max(float(frac), 0.0), 1.0), text=f"{label or analysis.title}: {msg}")
 
+    progress = with_eta(show)
     t0 = time.perf_counter()
     result, from_store = run_analysis(analysis, ms, ws.data, store(ws), config=config, progress=progress)
     seconds = time.perf_counter() - t0

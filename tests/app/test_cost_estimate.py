@@ -1,0 +1,43 @@
+"""Before Run, the headline page says what the default evidence will cost on this machine: nothing before any run
+(no record), then the first run's recorded wall times scaled to the next workspace's size."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.apptest_helpers import no_exception, texts
+from unlearn_core.workspace import lab_workspace
+
+pytestmark = pytest.mark.lab
+
+
+def _use(app, tiny_lab, unlearned: list[str]) -> None:
+    from pages._shared import state
+
+    spec = lab_workspace(tiny_lab, unlearned=unlearned)
+    app.session_state["workspace"] = state.Workspace(spec, spec.load_data(), app.session_state["workspace"].store_path)
+    app.switch_page("pages/verdict.py").run()
+    no_exception(app)
+
+
+def test_headline_page_estimates_the_next_run_from_the_first(app, app_env, tiny_lab):
+    from pages._shared.evidence import FAST
+    from unlearn_core.eta import fmt_about
+    from unlearn_core.store import ResultsStore
+    from unlearn_core.timing import NO_RECORD
+
+    _use(app, tiny_lab, ["ga"])
+    assert f"Time: {NO_RECORD}" in texts(app)
+    app.button(key="run_verdict_fast").click().run()
+    no_exception(app)
+    with ResultsStore(app_env) as store:
+        recorded = {a: store.timings(a) for a in FAST}
+    assert all(len(r) == 1 and r[0].workload.n_checkpoints == 3 for r in recorded.values()), recorded
+
+    _use(app, tiny_lab, ["ga", "rmu"])  # one checkpoint more: nothing stored, every analysis x 4/3
+    assert not app.button(key="run_verdict_fast").disabled
+    shown = texts(app)
+    expected = sum(r[0].seconds for r in recorded.values()) * 4 / 3
+    assert f"{fmt_about(expected)} on this machine (" in shown, shown
+    assert "scaled from recorded runs" in shown and NO_RECORD not in shown
+    assert all(f"{a} " in shown for a in FAST)
