@@ -224,8 +224,10 @@ def checkpoint_hash(source: str | Path, original: str | Path | None = None) -> s
     return hash_checkpoint(path)
 
 
-def load_merged(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False):
-    """(merged model, tokenizer): the base loaded fresh, the adapter merged into it in memory."""
+def load_merged(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False,
+                max_memory=None):
+    """(merged model, tokenizer): the base loaded fresh, the adapter merged into it in memory; with a max_memory
+    budget (placement.MaxMemory) merged on the CPU, then spread within it (peft merges plain modules only)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -239,6 +241,10 @@ def load_merged(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, 
                               f"({type(exc).__name__}: {exc})") from exc
     tok_dir = a.path if _tokenizer_vocab(Path(a.path)) is not None else a.base_path
     tok = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=trust_remote_code)
+    if max_memory:
+        from unlearn_core.placement import dispatch
+
+        return dispatch(merged, max_memory).eval(), tok
     return merged.to(device).eval(), tok
 
 

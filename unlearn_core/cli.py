@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--partial-at", type=float, help="verdict: partially suppressed if the lower bound >= this")
     a.add_argument("--n-boot", type=int, help="bootstrap resamples for the evidence intervals")
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    a.add_argument("--max-memory", metavar="DEV=SIZE,...",
+                   help="spread the checkpoints over devices within this budget for all of them together "
+                   "(accelerate device_map='auto'), for checkpoints larger than one device: e.g. "
+                   "0=70GiB,1=70GiB,cpu=100GiB (GPU index or cpu; KiB/MiB/GiB/TiB or KB/MB/GB/TB). The numbers do "
+                   "not depend on placement")
     a.add_argument("--jobs", type=int, default=1,
                    help="worker processes for the analyses (each loads its own copy of the checkpoints; CPU: up to "
                         "the number of cores). The numbers are the same as with 1")
@@ -251,12 +256,45 @@ def _ou_files(args, models, result) -> None:
 
 
 def _describe_adapters(spec) -> None:
-    """Say which checkpoints are LoRA adapters and what base they are merged into, before minutes of loading."""
+    """Say which checkpoints are LoRA adapters and what base they are merged into, and how much memory the load
+    needs against what is free (or budgeted), before minutes of loading."""
     from unlearn_core.adapters import describe
+    from unlearn_core.workspace import memory_estimate, pick_device
 
-    for name, info in spec.inspect().items():
+    infos = spec.inspect()
+    for name, info in infos.items():
         if info.adapter is not None:
             print(f"{name}: {describe(info)} ({info.adapter.base_path})", file=sys.stderr)
+    device, dtype = pick_device(spec.device, spec.max_memory)
+    print(memory_estimate(infos, device, dtype, spec.max_memory), file=sys.stderr)
+
+
+def _max_memory(text: str | None):
+    from unlearn_core.placement import normalise_max_memory
+
+    try:
+        return normalise_max_memory(text)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("max_memory:", "--max-memory:", 1)) from exc
+
+
+def _print_estimates(analyses, models, data, store, configs, jobs: int) -> dict:
+    """Before minutes of probes: per analysis still to compute, its time scaled from this machine's records (returned
+    too: they weigh the progress fraction)."""
+    from unlearn_core.audit import cost_estimates
+    from unlearn_core.timing import NO_RECORD, total
+
+    estimates = cost_estimates(analyses, models, data, store, configs)
+    for name, est in estimates.items():
+        print(f"estimate: {name}: {NO_RECORD if est is None else est.describe()}", file=sys.stderr)
+    known = [e for e in estimates.values() if e is not None]
+    if len(known) > 1:
+        from unlearn_core.eta import fmt_about
+
+        rest = "" if len(known) == len(estimates) else f" (+ {len(estimates) - len(known)} without a record)"
+        serial = " in one process" if jobs > 1 else ""
+        print(f"estimate: all {fmt_about(total(known))}{serial}{rest}", file=sys.stderr)
+    return estimates
 
 
 def _audit(args) -> int:
@@ -276,6 +314,7 @@ def _audit(args) -> int:
         missing.append("--unlearned (or --series)")
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or give --lab DIR)")
+    args.max_memory = _max_memory(args.max_memory)
     analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
     if analyses == ["all"]:
         analyses = list(ANALYSES)
@@ -292,7 +331,7 @@ def _audit(args) -> int:
         forget=args.forget,
         retain_only=args.retain_model, retain=args.retain, holdout=args.holdout, device=args.device,
         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
-        prompt_format=PromptFormat(args.prompt_template.replace("\\n", "\n")),
+        prompt_format=PromptFormat(args.prompt_template.replace("\\n", "\n")), max_memory=args.max_memory,
     )
     truth = _truth(args.truth, spec)
     data = spec.load_data(accept_partial=args.accept_partial)
@@ -308,8 +347,13 @@ def _audit(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(args.store or args.out / "results.sqlite")
 
-    def progress(frac: float, msg: str) -> None:
+    from unlearn_core.eta import with_eta
+    from unlearn_core.timing import progress_weights
+
+    def show(frac: float, msg: str) -> None:
         print(f"[{frac:6.1%}] {msg}", file=sys.stderr, flush=True)
+
+    progress = with_eta(show)
 
     from unlearn_core.analyses.behaviour import ScorecardConfig
     from unlearn_core.ou_format import load_ou
@@ -331,12 +375,13 @@ def _audit(args) -> int:
     check = _data_check(models, data, args.out, store)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    weights = progress_weights(analyses, _print_estimates(analyses, models, data, store, configs, args.jobs))
     if args.jobs > 1:
         from unlearn_core.parallel import prefill_store
 
         prefill_store(spec, analyses, store.path, args.jobs, configs, args.accept_partial, progress)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
-                       configs=configs)
+                       configs=configs, weights=None if args.jobs > 1 else weights)
     _add_data_check(args.out, check)
     if args.import_eval_files or args.export_ou:
         from unlearn_core.audit import get_analysis, run_analysis
@@ -372,7 +417,8 @@ def _series(args, steps, data, analyses, store, rule, configs, models, progress)
 
     spec = WorkspaceSpec(original=args.original, unlearned=tuple((s.name, s.path) for s in steps),
                          forget=args.forget, retain_only=args.retain_model, device=args.device,
-                         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+                         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                         max_memory=args.max_memory)
     auditor = SeriesAuditor(spec, data, analyses, store, rule, configs, loaded=models)
     if models is None:  # no --unlearned: the data check runs on the original (and reference) here
         fixed = auditor.fixed()

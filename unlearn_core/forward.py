@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearn_core.arch import decoder_layers
-from unlearn_core.scoring import Encoded, right_pad
+from unlearn_core.scoring import Encoded, input_device, right_pad
 
 
 def block_output(output) -> torch.Tensor:
@@ -48,11 +48,15 @@ def answer_logprobs(logits: torch.Tensor, batch: list[Encoded]) -> torch.Tensor:
 
 @contextmanager
 def hooked(model, layer: int, fn: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
-    """While the block runs: fn(h [B, T, d]) sees block `layer`'s output; a tensor it returns replaces it."""
+    """While the block runs: fn(h [B, T, d]) sees block `layer`'s output; a tensor it returns replaces it.
+    fn sees h on the model's input device, where the analyses keep their masks and sources; a model spread over
+    devices (device_map="auto") gets the new output back on the block's own device (one device: no copy)."""
+    dev = input_device(model)
 
     def hook(_m, _i, out):
-        new = fn(block_output(out))
-        return None if new is None else replace_block_output(out, new)
+        h = block_output(out)
+        new = fn(h.to(dev))
+        return None if new is None else replace_block_output(out, new.to(h.device))
 
     handle = decoder_layers(model)[layer].register_forward_hook(hook)
     try:
@@ -64,13 +68,14 @@ def hooked(model, layer: int, fn: Callable[[torch.Tensor], torch.Tensor | None])
 @torch.no_grad()
 def capture_block_outputs(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int] | None = None,
                           with_logits: bool = False):
-    """{layer: [B, T, d]} block outputs of the requested layers (default all), from ONE forward pass; with
-    with_logits, (that dict, logits [B, T, V]) from the same pass."""
+    """{layer: [B, T, d]} block outputs of the requested layers (default all), from ONE forward pass, on the input
+    device; with with_logits, (that dict, logits [B, T, V]) from the same pass."""
     blocks = decoder_layers(model)
     layers = list(range(len(blocks))) if layers is None else list(layers)
     store: dict[int, torch.Tensor] = {}
-    handles = [blocks[i].register_forward_hook(lambda _m, _i, out, i=i: store.__setitem__(i, block_output(out)))
-               for i in layers]
+    dev = input_device(model)
+    handles = [blocks[i].register_forward_hook(
+        lambda _m, _i, out, i=i: store.__setitem__(i, block_output(out).to(dev))) for i in layers]
     try:
         logits = model(input_ids=ids, attention_mask=mask).logits
     finally:
@@ -82,11 +87,14 @@ def capture_block_outputs(model, ids: torch.Tensor, mask: torch.Tensor, layers: 
 @contextmanager
 def edited_blocks(model, layers: list[int] | tuple[int, ...], fn: Callable[[torch.Tensor], torch.Tensor]
                   ) -> Iterator[None]:
-    """While the block runs, every listed block's output h [B, T, d] is replaced by fn(h)."""
+    """While the block runs, every listed block's output h [B, T, d] is replaced by fn(h) (fn sees h on the input
+    device, as in `hooked`)."""
     blocks = decoder_layers(model)
+    dev = input_device(model)
 
     def hook(_m, _i, out):
-        return replace_block_output(out, fn(block_output(out)))
+        h = block_output(out)
+        return replace_block_output(out, fn(h.to(dev)).to(h.device))
 
     handles = [blocks[i].register_forward_hook(hook) for i in layers]
     try:
@@ -99,7 +107,7 @@ def edited_blocks(model, layers: list[int] | tuple[int, ...], fn: Callable[[torc
 def answer_logprob_sums(model, batch: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable sum of answer-token log-probs per item [B] and answer lengths [B] (for fine-tuning attacks;
     scoring without gradients is scoring.score_encoded)."""
-    ids, mask = right_pad([e.ids for e in batch], pad_id, next(model.parameters()).device)
+    ids, mask = right_pad([e.ids for e in batch], pad_id, input_device(model))
     logits = model(input_ids=ids, attention_mask=mask).logits.float()
     logp = F.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None])[..., 0]  # [B, T-1]
     span = torch.zeros_like(logp)

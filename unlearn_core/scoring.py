@@ -6,10 +6,14 @@ tokenizer does at the boundary. Batches are sorted by length to keep padding (wa
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,16 @@ def pad_id_of(tokenizer) -> int:
     return 0
 
 
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
+def input_device(model) -> torch.device:
+    """Where input ids must go: the input embedding's device. A model spread over devices (device_map="auto") has
+    its first parameter wherever accelerate put it; its embedding is where the forward pass starts, and its outputs
+    come back there (accelerate's io_same_device hook on the whole model)."""
+    try:
+        emb = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):  # not a Hugging Face model: one device
+        emb = None
+    weight = getattr(emb, "weight", None)
+    return weight.device if isinstance(weight, torch.Tensor) else next(model.parameters()).device
 
 
 def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
@@ -80,6 +92,41 @@ def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None =
     if cur:
         batches.append(cur)
     return batches
+
+
+def _free_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_batched(fn: Callable[[list[int]], None], lengths: list[int], batch_size: int,
+                max_tokens: int | None = None, what: str = "forward pass") -> None:
+    """fn(batch) on every length batch of item indices; fn stores its results by index. On a CUDA out-of-memory
+    error the batch that hit it is halved (cache emptied) and it and the rest are redone, down to one item, so an
+    audit sized for one GPU still runs on a smaller one. Rows are independent (right padding, attention mask), so
+    the numbers do not depend on the batch size memory allowed."""
+    todo = list(range(len(lengths)))
+    while todo:
+        batches = [[todo[j] for j in b] for b in length_batches([lengths[i] for i in todo], batch_size, max_tokens)]
+        failed = None
+        for k, batch in enumerate(batches):
+            try:
+                fn(batch)
+            except torch.OutOfMemoryError as exc:
+                if len(batch) == 1:
+                    raise torch.OutOfMemoryError(
+                        f"out of memory in a {what} even with one item ({lengths[batch[0]]} tokens): the model and "
+                        "one sequence do not fit; spread the model over more memory (CLI: --max-memory) or use a "
+                        f"smaller one ({exc})") from exc
+                failed = k
+                break  # leave the handler first: its traceback holds the failed batch's tensors
+        if failed is None:
+            return
+        _free_cache()
+        batch_size = max(1, len(batches[failed]) // 2)
+        _log.warning("out of memory in a %s with %d items: retrying with batches of %d", what,
+                     len(batches[failed]), batch_size)
+        todo = [i for b in batches[failed:] for i in b]
 
 
 def right_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,14 +149,15 @@ def score_encoded(
     max_tokens: int | None = 16384,
 ) -> AnswerScores:
     """Teacher-forced log-probs of each item's answer tokens. One forward pass per length batch."""
-    device = model_device(model)
+    device = input_device(model)
     n = len(encoded)
     logprobs: list = [None] * n
     correct: list = [None] * n
     mus: list = [None] * n
     sigmas: list = [None] * n
     lengths = [len(e.prompt_ids) + len(e.answer_ids) for e in encoded]
-    for batch in length_batches(lengths, batch_size, max_tokens):
+
+    def run(batch: list[int]) -> None:
         ids, mask = right_pad([encoded[i].ids for i in batch], pad_id, device)
         logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
         for r, i in enumerate(batch):
@@ -130,6 +178,8 @@ def score_encoded(
                 mu = (probs * logp).sum(-1)
                 var = (probs * logp.square()).sum(-1) - mu.square()
                 mus[i], sigmas[i] = mu.cpu(), var.clamp_min(1e-12).sqrt().cpu()
+
+    run_batched(run, lengths, batch_size, max_tokens, "teacher-forced scoring pass")
     return AnswerScores(logprobs, correct, mus if with_stats else None, sigmas if with_stats else None)
 
 
@@ -144,11 +194,12 @@ def greedy_generate(
     model, tokenizer, prompts: list[str], max_new_tokens: int = 24, batch_size: int = 32
 ) -> list[str]:
     """Greedy continuations cut at EOS (HF generate with left padding, the standard eval setting)."""
-    device = model_device(model)
+    device = input_device(model)
     pad = pad_id_of(tokenizer)
     enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
     out: list = [None] * len(prompts)
-    for batch in length_batches([len(e) for e in enc], batch_size):
+
+    def run(batch: list[int]) -> None:
         width = max(len(enc[i]) for i in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -168,4 +219,6 @@ def greedy_generate(
             if tokenizer.eos_token_id is not None and tokenizer.eos_token_id in new:
                 new = new[: new.index(tokenizer.eos_token_id)]
             out[i] = tokenizer.decode(new, skip_special_tokens=True)
+
+    run_batched(run, [len(e) for e in enc], batch_size, what="greedy generation")
     return out

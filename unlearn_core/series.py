@@ -24,6 +24,7 @@ from unlearn_core.adapters import checkpoint_hash
 from unlearn_core.analyses.verdict import VerdictConfig
 from unlearn_core.arch import n_layers_from_config
 from unlearn_core.audit import behaviour_status, get_analysis, run_analysis, verdict_from_results
+from unlearn_core.placement import remaining
 from unlearn_core.registry import store_key
 from unlearn_core.spec import Shape
 from unlearn_core.types import ModelSet
@@ -121,7 +122,7 @@ class SeriesAuditor:
         self.spec, self.data, self.analyses, self.store = spec, data, list(analyses), store
         self.rule = rule or VerdictConfig()
         self.configs = configs or {}
-        self.device, self.dtype = pick_device(spec.device)
+        self.device, self.dtype = pick_device(spec.device, spec.max_memory)
         self.infos = {"original": inspect_checkpoint(spec.original, spec.allow_pickle)}
         if spec.retain_only:
             self.infos["retain_only"] = inspect_checkpoint(spec.retain_only, spec.allow_pickle, original=spec.original)
@@ -141,8 +142,14 @@ class SeriesAuditor:
         if set(self._fixed) != set(self.infos):
             for n, info in self.infos.items():
                 if n not in self._fixed:
-                    self._fixed[n] = load_model(info, n, n, self.device, self.dtype, self.spec.trust_remote_code)
+                    self._fixed[n] = load_model(info, n, n, self.device, self.dtype, self.spec.trust_remote_code,
+                                                self._budget(self._fixed.values()))
         return self._fixed
+
+    def _budget(self, resident):
+        """The max_memory budget left after the resident models (placement.remaining), None without one."""
+        budget = self.spec.max_memory
+        return remaining(budget, [lm.model for lm in resident]) if budget else None
 
     def _keys(self, step: SeriesStep) -> dict[str, str]:
         """The store key of every analysis for this step, from file hashes alone (audit.result_key's)."""
@@ -169,10 +176,10 @@ class SeriesAuditor:
         else:
             info = inspect_checkpoint(step.path, self.spec.allow_pickle, original=self.spec.original)
             check_compatible(self.infos["original"], {step.name: info})
-            check_memory({**self.infos, step.name: info}, self.device, self.dtype)
+            check_memory({**self.infos, step.name: info}, self.device, self.dtype, max_memory=self.spec.max_memory)
             fixed = self.fixed()
             model = load_model(info, step.name, "unlearned", self.device, self.dtype,
-                                     self.spec.trust_remote_code)
+                               self.spec.trust_remote_code, self._budget(fixed.values()))
             models = ModelSet(fixed["original"], {step.name: model}, fixed.get("retain_only"))
             try:
                 for a in self.analyses:

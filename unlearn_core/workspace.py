@@ -18,6 +18,15 @@ import torch
 from unlearn_core.data import load_items
 from unlearn_core.hashing import hash_checkpoint
 from unlearn_core.items import PromptFormat
+from unlearn_core.placement import (
+    MaxMemory,
+    accelerate_max_memory,
+    budget_bytes,
+    describe_budget,
+    gpu_indices,
+    normalise_max_memory,
+    remaining,
+)
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 if TYPE_CHECKING:
@@ -187,8 +196,19 @@ def check_compatible(ref: CheckpointInfo, others: dict[str, CheckpointInfo]) -> 
         raise IncompatibleCheckpoints("checkpoints are not comparable:\n" + "\n".join(msgs))
 
 
-def pick_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
-    """auto: CUDA in bf16 when present, else CPU in fp32 (bf16 matmuls are slow and lossy on most CPUs)."""
+def pick_device(device: str = "auto", max_memory: MaxMemory | None = None) -> tuple[torch.device, torch.dtype]:
+    """auto: CUDA in bf16 when present, else CPU in fp32 (bf16 matmuls are slow and lossy on most CPUs). With a
+    max_memory budget: its first GPU (where inputs go), or the CPU when it names none."""
+    if max_memory:
+        gpus = gpu_indices(max_memory)
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if gpus and device == "cpu":
+            raise CheckpointError(f"device 'cpu' asked for, but max_memory gives GPU {gpus[0]} a budget")
+        if not gpus and device.startswith("cuda"):
+            raise CheckpointError("device 'cuda' asked for, but max_memory names no GPU (only cpu)")
+        if any(g >= n for g in gpus):
+            raise CheckpointError(f"max_memory names GPU {max(gpus)}, but this machine has {n} CUDA device(s)")
+        device = f"cuda:{gpus[0]}" if gpus else "cpu"
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -206,23 +226,51 @@ def available_bytes(device: torch.device) -> int:
     return int(psutil.virtual_memory().available)
 
 
+def weight_bytes(infos: dict[str, CheckpointInfo], dtype: torch.dtype) -> dict[str, int]:
+    """Bytes of each checkpoint's weights in `dtype` (params x bytes; a LoRA adapter counts its base)."""
+    size = torch.tensor([], dtype=dtype).element_size()
+    return {n: i.n_params * size for n, i in infos.items()}
+
+
+def _gib(b: float) -> str:
+    return f"{b / 2**30:.1f}" if b >= 2**30 else f"{b / 2**30:.3f}"
+
+
+def memory_estimate(infos: dict[str, CheckpointInfo], device: torch.device, dtype: torch.dtype,
+                    max_memory: MaxMemory | None = None) -> str:
+    """One line said before loading, so a user waits minutes only for what fits: checkpoints resident at once x
+    params x dtype bytes, against free memory on the device or the max_memory budget."""
+    need, n = sum(weight_bytes(infos, dtype).values()), len(infos)
+    where = (f"spread over {describe_budget(max_memory)} (budget {_gib(budget_bytes(max_memory))} GiB)"
+             if max_memory else f"on {device} ({_gib(available_bytes(device))} GiB free)")
+    return (f"loading {n} checkpoint{'s' if n != 1 else ''}: about {_gib(need)} GiB in "
+            f"{str(dtype).replace('torch.', '')} {where}")
+
+
 def check_memory(infos: dict[str, CheckpointInfo], device: torch.device, dtype: torch.dtype,
-                 headroom: float = 0.8, overhead: float = 1.2) -> int:
-    """Estimated bytes for all weights (+20% for activations) against `headroom` of free memory; refuses early."""
-    per = {n: int(i.n_params * torch.tensor([], dtype=dtype).element_size() * overhead) for n, i in infos.items()}
-    need, have = sum(per.values()), available_bytes(device)
-    if need > headroom * have:
+                 headroom: float = 0.8, overhead: float = 1.2, max_memory: MaxMemory | None = None) -> int:
+    """Estimated bytes for all weights (+20% for activations) against `headroom` of free memory, or against the
+    whole max_memory budget when one is given (the user sized it); refuses early."""
+    per = {n: int(b * overhead) for n, b in weight_bytes(infos, dtype).items()}
+    need = sum(per.values())
+    have, room = (budget_bytes(max_memory), 1.0) if max_memory else (available_bytes(device), headroom)
+    if need > room * have:
         detail = ", ".join(f"{n} {b / 2**30:.1f} GiB" for n, b in per.items())
+        where = (f"in the max_memory budget ({describe_budget(max_memory)})" if max_memory else f"on {device}")
+        fix = ("Raise the budget (CLI: --max-memory), load fewer checkpoints at once" if max_memory else
+               "Load fewer checkpoints at once, spread them over devices (CLI: --max-memory)")
         raise CheckpointError(
-            f"not enough memory on {device}: the {len(infos)} checkpoints need about {need / 2**30:.1f} GiB "
-            f"({detail}) in {str(dtype).replace('torch.', '')}, but only {have / 2**30:.1f} GiB is free. Load fewer "
-            "checkpoints at once, or use a machine with more memory."
+            f"not enough memory {where}: the {len(infos)} checkpoints need about {need / 2**30:.1f} GiB "
+            f"({detail}) in {str(dtype).replace('torch.', '')}, but only {have / 2**30:.1f} GiB is "
+            f"{'budgeted' if max_memory else 'free'}. {fix}, or use a machine with more memory."
         )
     return need
 
 
 def load_model(info: CheckpointInfo, name: str, role: str, device: torch.device, dtype: torch.dtype,
-               trust_remote_code: bool = False) -> LoadedModel:
+               trust_remote_code: bool = False, max_memory: MaxMemory | None = None) -> LoadedModel:
+    """max_memory: spread the weights with accelerate's device_map="auto" within that budget instead of moving
+    the whole model to `device` (a checkpoint larger than one device); inputs then go to scoring.input_device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if info.has_remote_code and not trust_remote_code:
@@ -231,13 +279,15 @@ def load_model(info: CheckpointInfo, name: str, role: str, device: torch.device,
     if info.adapter is not None:  # a LoRA adapter: merged into its base in memory, hashed with the base's hash
         from unlearn_core.adapters import adapter_hash, load_merged
 
-        model, tok = load_merged(info, device, dtype, trust_remote_code)
+        model, tok = load_merged(info, device, dtype, trust_remote_code, max_memory)
         digest = adapter_hash(info.adapter)
     else:
+        placed = {"device_map": "auto", "max_memory": accelerate_max_memory(max_memory)} if max_memory else {}
         model = AutoModelForCausalLM.from_pretrained(
             info.path, dtype=dtype, use_safetensors=info.weight_format == "safetensors",
-            trust_remote_code=trust_remote_code,
-        ).to(device).eval()
+            trust_remote_code=trust_remote_code, **placed,
+        )
+        model = (model if max_memory else model.to(device)).eval()
         tok = AutoTokenizer.from_pretrained(info.tokenizer_path or info.path, trust_remote_code=trust_remote_code)
         digest = hash_checkpoint(info.path)
     for p in model.parameters():
@@ -261,8 +311,10 @@ class WorkspaceSpec:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     prompt_format: PromptFormat = field(default_factory=PromptFormat)
+    max_memory: MaxMemory | None = None  # device_map="auto" budget; a dict or "0=70GiB,cpu=100GiB" is accepted
 
     def __post_init__(self):
+        object.__setattr__(self, "max_memory", normalise_max_memory(self.max_memory))
         if not self.unlearned:
             raise ValueError("at least one unlearned checkpoint is needed")
         names = [n for n, _ in self.unlearned]
@@ -280,10 +332,13 @@ class WorkspaceSpec:
 
     def load_models(self) -> ModelSet:
         infos = self.inspect()
-        device, dtype = pick_device(self.device)
-        check_memory(infos, device, dtype)
-        loaded = {n: load_model(i, n, "original" if n == "original" else "retain_only" if n == "retain_only"
-                                else "unlearned", device, dtype, self.trust_remote_code) for n, i in infos.items()}
+        device, dtype = pick_device(self.device, self.max_memory)
+        check_memory(infos, device, dtype, max_memory=self.max_memory)
+        loaded: dict[str, LoadedModel] = {}
+        for n, i in infos.items():  # under a budget, each checkpoint gets what the ones before it left
+            budget = remaining(self.max_memory, [lm.model for lm in loaded.values()]) if self.max_memory else None
+            loaded[n] = load_model(i, n, "original" if n == "original" else "retain_only" if n == "retain_only"
+                                   else "unlearned", device, dtype, self.trust_remote_code, budget)
         return ModelSet(loaded.pop("original"), {n: loaded[n] for n, _ in self.unlearned}, loaded.get("retain_only"))
 
     def load_data(self, accept_partial: bool = False) -> AuditData:

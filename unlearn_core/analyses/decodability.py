@@ -36,7 +36,7 @@ from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
 from unlearn_core.forward import capture_block_outputs
 from unlearn_core.recovery import recovery_rate
-from unlearn_core.scoring import encode, length_batches, model_device, pad_id_of, right_pad
+from unlearn_core.scoring import encode, input_device, length_batches, pad_id_of, right_pad
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
@@ -177,7 +177,7 @@ def last_token_states(lm: LoadedModel, prompts: list[str], answers: list[str], b
     states = None
     plain = np.zeros(n, np.float64)
     for batch in length_batches([len(e.prompt_ids) for e in enc], batch_size):
-        ids, mask = right_pad([list(enc[i].prompt_ids) for i in batch], pad_id_of(tok), model_device(model))
+        ids, mask = right_pad([list(enc[i].prompt_ids) for i in batch], pad_id_of(tok), input_device(model))
         captured, logits = capture_block_outputs(model, ids, mask, with_logits=True)
         pos = torch.tensor([len(enc[i].prompt_ids) - 1 for i in batch], device=ids.device)
         rows = torch.arange(len(batch), device=ids.device)

@@ -35,7 +35,7 @@ from rouge_score import rouge_scorer
 from unlearn_core.analyses.quantization import check_int, recovery_rate
 from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
-from unlearn_core.scoring import length_batches, model_device, pad_id_of
+from unlearn_core.scoring import input_device, length_batches, pad_id_of
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
@@ -59,7 +59,7 @@ def guided_logits(s_orig: torch.Tensor, s_unl: torch.Tensor | None, w: float, ta
 def guided_greedy(orig, unl, tokenizer, prompts: list[str], w: float, tau: float, max_new_tokens: int,
                   batch_size: int) -> list[str]:
     """Greedy continuations under guided_logits; `unl=None` decodes from `orig` alone (plain greedy)."""
-    device = model_device(orig)
+    device = input_device(orig)
     pad, eos = pad_id_of(tokenizer), tokenizer.eos_token_id
     enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
     out: list = [None] * len(prompts)
@@ -77,8 +77,8 @@ def guided_greedy(orig, unl, tokenizer, prompts: list[str], w: float, tau: float
             s_o = orig(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]  # [B, V]
             s_u = None
             if unl is not None:
-                s_u = unl(input_ids=ids.to(model_device(unl)), attention_mask=mask.to(model_device(unl)),
-                          position_ids=pos.to(model_device(unl))).logits[:, -1].to(s_o.device)
+                s_u = unl(input_ids=ids.to(input_device(unl)), attention_mask=mask.to(input_device(unl)),
+                          position_ids=pos.to(input_device(unl))).logits[:, -1].to(s_o.device)
             nxt = guided_logits(s_o, s_u, w, tau).argmax(-1)  # [B]
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             new.append(nxt)

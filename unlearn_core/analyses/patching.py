@@ -50,7 +50,7 @@ from unlearn_core.arch import decoder_layers
 from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
 from unlearn_core.forward import answer_logprobs, answer_span_mask, hooked
-from unlearn_core.scoring import Encoded, encode, length_batches, model_device, pad_id_of, right_pad
+from unlearn_core.scoring import Encoded, encode, input_device, length_batches, pad_id_of, right_pad
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, ModelSet
 
@@ -183,7 +183,7 @@ def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig =
     items = [it for it in data.forget]
     pairs = [data.prompt_format.pair(it) for it in items]
     enc = [e for e in encode(orig.tokenizer, [p for p, _ in pairs], [a for _, a in pairs]) if e.answer_ids]
-    pad, device = pad_id_of(orig.tokenizer), model_device(orig.model)
+    pad, device = pad_id_of(orig.tokenizer), input_device(orig.model)
     sums = {n: [0.0] * n_layers for n in sources}
     own_lp = {n: torch.zeros(len(enc)) for n in models.all()}
     patched_lp = {n: torch.zeros(n_layers, len(enc)) for n in sources}
@@ -199,8 +199,8 @@ def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig =
         base_sum += float(base.sum())
         own_lp[orig.name][idx] = base
         for n, lm in sources.items():
-            src, own_lp[n][idx] = _states_and_lp(lm.model, ids.to(model_device(lm.model)),
-                                                 mask.to(model_device(lm.model)), batch)
+            src, own_lp[n][idx] = _states_and_lp(lm.model, ids.to(input_device(lm.model)),
+                                                 mask.to(input_device(lm.model)), batch)
             for layer in range(n_layers):
                 lp = _patched_lp(orig.model, layer, ids, mask, span, src[layer].to(device), batch)
                 sums[n][layer] += float((base - lp).sum())

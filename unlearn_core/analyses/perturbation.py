@@ -42,7 +42,7 @@ from unlearn_core.analyses.probe_helpers import (
 )
 from unlearn_core.codec import register_result
 from unlearn_core.forward import edited_blocks
-from unlearn_core.scoring import encode, model_device, pad_id_of, score_encoded
+from unlearn_core.scoring import encode, input_device, pad_id_of, score_encoded
 from unlearn_core.spec import AnalysisSpec, Evidence, Shape
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
@@ -51,7 +51,7 @@ HEADLINE_SIGMA = 0.3
 
 def activation_noise(model, layers: tuple[int, ...], sigma: float, seed: int):
     """Within the block, add sigma * ||h|| * u to the outputs of `layers` (hooks; the model itself is untouched)."""
-    gen = torch.Generator(device=model_device(model)).manual_seed(seed)
+    gen = torch.Generator(device=input_device(model)).manual_seed(seed)
 
     def noisy(h: torch.Tensor) -> torch.Tensor:  # h [B, T, d]
         u = torch.randn(h.shape, generator=gen, device=h.device, dtype=torch.float32)

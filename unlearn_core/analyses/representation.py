@@ -27,7 +27,7 @@ from unlearn_core import arch
 from unlearn_core.analyses.probe_helpers import check_int, recovery_rate
 from unlearn_core.codec import register_result
 from unlearn_core.forward import capture_block_outputs
-from unlearn_core.scoring import encode, length_batches, model_device, pad_id_of, right_pad
+from unlearn_core.scoring import encode, input_device, length_batches, pad_id_of, right_pad
 from unlearn_core.spec import AnalysisSpec
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
@@ -61,7 +61,7 @@ def block_features(lm: LoadedModel, prompts: list[str], pooling: str, max_rows: 
     One forward pass per length batch with hooks on every block; the lens is computed from the same pass.
     """
     model, tok = lm.model, lm.tokenizer
-    device = model_device(model)
+    device = input_device(model)
     ids_list = tok(list(prompts), add_special_tokens=True)["input_ids"]
     layers = arch.decoder_layers(model)
     lens_model = model if lens_model is None else lens_model

@@ -40,7 +40,7 @@ from unlearn_core.analyses.behaviour.result import (
 )
 from unlearn_core.analyses.text_scores import MIA_METRICS, auc_roc, encode_texts, membership_scores
 from unlearn_core.items import PromptFormat, QAItem
-from unlearn_core.scoring import Encoded, encode, greedy_generate, pad_id_of, score_encoded
+from unlearn_core.scoring import Encoded, encode, greedy_generate, input_device, pad_id_of, score_encoded
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 
@@ -117,7 +117,7 @@ def sample_generate(lm: LoadedModel, prompts: list[str], k: int, temperature: fl
     Greedy decoding shows the single most likely answer; sampling at temperature T shows whether the answer still
     has real probability mass, which is what leaks when a deployed model samples."""
     tok, model = lm.tokenizer, lm.model
-    device = next(model.parameters()).device
+    device = input_device(model)
     pad = pad_id_of(tok)
     enc = tok(list(prompts), add_special_tokens=True)["input_ids"]
     out: list[list[str]] = [[] for _ in prompts]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearn_core import arch
-from unlearn_core.scoring import Encoded, length_batches, model_device, right_pad
+from unlearn_core.scoring import Encoded, input_device, length_batches, right_pad
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,6 @@ class _EditHooks:
 
     def __init__(self, model, variants: Sequence[Variant]):
         self.model = model
-        device = model_device(model)
         n_var = len(variants)
         by_layer: dict[int, list[tuple[int, ColumnEdit]]] = {}
         for v, edits in enumerate(variants):
@@ -61,7 +60,8 @@ class _EditHooks:
             table = torch.zeros(n_var + 1, len(neurons), w.shape[0])  # [variants + unedited, u, d_model]
             for v, e in entries:
                 table[v, col[e.neuron]] += e.delta.float().cpu()
-            self.tables[layer] = (torch.tensor(neurons, device=device), table.to(device=device, dtype=w.dtype))
+            # on the projection's own device: a model spread over devices runs each block where it lives
+            self.tables[layer] = (torch.tensor(neurons, device=w.device), table.to(device=w.device, dtype=w.dtype))
         self.row_variant: torch.Tensor | None = None  # [B] variant index of each batch row
         self.handles: list = []
 
@@ -69,7 +69,8 @@ class _EditHooks:
         for layer, (neurons, table) in self.tables.items():
             def hook(module, args, output, neurons=neurons, table=table):
                 x = args[0][..., neurons]  # [B, T, u] activations of the edited neurons
-                return output + torch.einsum("btu,bud->btd", x, table[self.row_variant])  # [B, T, d_model]
+                rows = table[self.row_variant.to(table.device)]  # [B, u, d_model]
+                return output + torch.einsum("btu,bud->btd", x, rows)  # [B, T, d_model]
 
             self.handles.append(arch.mlp_out_proj(self.model, layer).register_forward_hook(hook))
         return self
@@ -99,7 +100,7 @@ def score_under_edits(
     acc = np.full((n_var, n), np.nan)
     if n == 0:
         return p, acc
-    device = model_device(model)
+    device = input_device(model)
     rows = [(v, i) for v in range(n_var) for i in range(n)]
     lengths = [len(encoded[i].prompt_ids) + len(encoded[i].answer_ids) for _, i in rows]
     with _EditHooks(model, variants) as hooks:
@@ -146,7 +147,7 @@ def zero_ablation_attribution(model, encoded: Sequence[Encoded], pad_id: int, ba
     pass per length batch ranks every column, where exact ablation would need one variant per column. Tiny
     models spread a fact over many columns, each worth ~1e-4 of p~, so ranking all of them needs this.
     """
-    device = model_device(model)
+    device = input_device(model)
     layers = range(arch.n_layers(model))
     total = torch.zeros(len(layers), arch.mlp_out_matrix(model, 0).shape[1])
     acts: dict[int, torch.Tensor] = {}

@@ -30,7 +30,7 @@ from unlearn_core.analyses.sae_restoration.training import (
 )
 from unlearn_core.arch import decoder_layers
 from unlearn_core.recovery import recovery_rate
-from unlearn_core.scoring import encode, model_device, pad_id_of
+from unlearn_core.scoring import encode, input_device, pad_id_of
 from unlearn_core.spec import Shape
 from unlearn_core.types import AuditData, ModelSet
 
@@ -57,7 +57,7 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
     layer = layer + n_layers if layer < 0 else layer
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {config.layer} out of range for {n_layers} blocks")
-    tok, pad, device = orig.tokenizer, pad_id_of(orig.tokenizer), model_device(orig.model)
+    tok, pad, device = orig.tokenizer, pad_id_of(orig.tokenizer), input_device(orig.model)
 
     say(0.0, f"SAE at block {layer} output")
     if config.sae_path:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from unlearn_core.forward import answer_logprobs, answer_span_mask, hooked
-from unlearn_core.scoring import Encoded, length_batches, model_device, right_pad
+from unlearn_core.scoring import Encoded, input_device, length_batches, right_pad
 
 Progress = Callable[[float, str], None]
 
@@ -33,7 +33,7 @@ def run_split(model, layer: int, split: Split, steer_for_batch=None) -> tuple[to
         store = {}
         fn = steer_for_batch(b) if steer_for_batch else (lambda h, store=store: store.__setitem__("h", h))
         with hooked(model, layer, fn):
-            logits = model(input_ids=ids.to(model_device(model)), attention_mask=mask.to(model_device(model))).logits
+            logits = model(input_ids=ids.to(input_device(model)), attention_mask=mask.to(input_device(model))).logits
         captured.append(store.get("h"))
         batch = [split.enc[i] for i in idx]
         lp[idx] = answer_logprobs(logits, batch)

@@ -35,7 +35,7 @@ from sae_lens.config import LoggingConfig, SAETrainerConfig
 from unlearn_core.codec import register_result
 from unlearn_core.forward import answer_span_mask, capture_block_outputs
 from unlearn_core.hashing import hash_json
-from unlearn_core.scoring import Encoded, length_batches, model_device, right_pad
+from unlearn_core.scoring import Encoded, input_device, length_batches, right_pad
 from unlearn_core.threads import few_threads
 from unlearn_core.types import AuditData
 
@@ -117,7 +117,7 @@ def collect_residual(model, encoded: list[Encoded], layer: int, pad_id: int, bat
                      positions: str = "all") -> torch.Tensor:
     """[n_tokens, d_model] float32 CPU: block-`layer` outputs at every non-pad position ("all") or at the positions
     predicting answer tokens ("answer"), length-batched."""
-    device = model_device(model)
+    device = input_device(model)
     chunks = []
     for batch in length_batches([len(e.ids) for e in encoded], batch_size):
         ids, mask = right_pad([encoded[i].ids for i in batch], pad_id, device)
