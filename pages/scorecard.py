@@ -98,7 +98,7 @@ if result is None:
     prompt = st.empty()
     with prompt.container():
         st.info(f"The scorecard for these {len(ws.names())} checkpoints and settings is not in the results store "
-                "yet (the tiny demo lab takes seconds, the default lab about a minute on a CPU).")
+                "yet; the estimate below the button is scaled from runs recorded on this machine.")
         run = st.button("Run scorecard", type="primary", key="run_scorecard", icon=":material/play_arrow:")
         cost.render([analysis.name], ws, {analysis.name: cfg})
     if run:
