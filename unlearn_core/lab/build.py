@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from filelock import FileLock
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
@@ -29,6 +28,7 @@ from unlearn_core.lab.train import make_model, qa_accuracy, train_lm
 from unlearn_core.lab.unlearn import METHODS, unlearn
 from unlearn_core.lab.world import make_world, qa_pairs, training_texts
 from unlearn_core.scoring import encode
+from unlearn_core.threads import few_threads
 
 CHECKPOINTS = ("base", "original", "retain_only", "retrained", "ga", "graddiff", "npo", "rmu", "suppressed_head",
                "suppressed_lowrank")
@@ -99,7 +99,8 @@ def build_lab(out: str | Path, config: str | LabConfig = "default", progress: Pr
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        meta = _build(tmp, cfg, progress, verbose)
+        with few_threads(0):  # one thread: the lab is the same on every machine's core count (the tests' truth)
+            meta = _build(tmp, cfg, progress, verbose)
         # publish by renames only: a kill at any point leaves either the old lab or the new one under `out`, never
         # a half-deleted old lab whose lab.json still says "built" (the old one is moved aside, then removed)
         old = out.with_name(out.name + ".old")
@@ -125,7 +126,6 @@ def _build(out: Path, cfg: LabConfig, progress: Progress | None, verbose: bool) 
         bar.set_postfix_str(f"{name} {detail}".strip())
 
     stage("world")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     world = make_world(cfg.n_entities, cfg.n_attributes, cfg.forget_frac, cfg.n_holdout, cfg.seed,
                        n_base=cfg.n_base_entities, world=cfg.world)
     # one tokenizer for every model, trained on the whole trained corpus (as a real tokenizer is trained before)

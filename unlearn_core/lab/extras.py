@@ -15,6 +15,7 @@ from unlearn_core.data import load_items
 from unlearn_core.forward import answer_logprob_sums
 from unlearn_core.items import PromptFormat
 from unlearn_core.scoring import encode, pad_id_of, score_encoded
+from unlearn_core.threads import few_threads
 
 # every linear map inside the blocks, by family (GPT-2's are Conv1D: fan_in_fan_out)
 LORA_TARGETS = {"gpt2": ("c_attn", "c_fc", "c_proj"),
@@ -124,8 +125,9 @@ def build_extras(lab: Path, *, force: bool = False) -> dict:
     tmp = lab / (EXTRAS + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    lora = train_lora_ga(lab, tmp / "ga_lora", steps=30, lr=3e-3)
-    series = train_full_ga_series(lab, tmp / "ga_series", steps=32, every=8, lr=1e-4)
+    with few_threads(0):  # reproducible on any core count, like the lab itself
+        lora = train_lora_ga(lab, tmp / "ga_lora", steps=30, lr=3e-3)
+        series = train_full_ga_series(lab, tmp / "ga_series", steps=32, every=8, lr=1e-4)
     cfg = json.loads((tmp / "ga_lora" / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = "../../original"  # relative to the adapter: the lab moves as a whole
     (tmp / "ga_lora" / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
