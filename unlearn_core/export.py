@@ -116,10 +116,10 @@ def _export_font(fig: Any) -> Any:
         return fig
     import plotly.graph_objects as go
 
-    from unlearn_core.viz.fonts import CSS_FAMILY
+    from unlearn_core.viz.fonts import css_family
 
     out = go.Figure(fig)
-    out.update_layout(font_family=CSS_FAMILY)
+    out.update_layout(font_family=css_family())
     return out
 
 

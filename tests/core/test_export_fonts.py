@@ -10,7 +10,7 @@ import re
 import pytest
 
 from unlearn_core.export import figure_bytes, figures_bytes, find_chrome
-from unlearn_core.viz.fonts import FAMILY, embed_fonts, text_in_svg
+from unlearn_core.viz.fonts import embed_fonts, family, text_in_svg
 
 pytestmark = pytest.mark.skipif(find_chrome() is None, reason="plotly export needs Chromium")
 
@@ -36,8 +36,9 @@ def test_svg_embeds_the_glyphs_of_every_character_it_shows():
     fig = _figure()
     theme_family = fig.layout.font.family
     svg = figure_bytes(fig, "svg", preset="column").decode()
-    families = set(re.findall(r"font-family:\s*([^;\"]+)", svg)) - {f"'{FAMILY}'"}
-    assert families and all(f.strip().startswith(f"'{FAMILY}'") for f in families), families
+    name = family()
+    families = set(re.findall(r"font-family:\s*([^;\"]+)", svg)) - {f"'{name}'"}
+    assert families and all(f.strip().startswith(f"'{name}'") for f in families), families
     faces = _faces(svg)
     assert set(faces) == {"400", "700"}  # the bold title needs the bold face
     shown = set(text_in_svg(svg)) - {" ", "\n"}
@@ -54,7 +55,7 @@ def test_svg_embeds_the_glyphs_of_every_character_it_shows():
 
 def test_batch_export_embeds_too_and_other_formats_are_untouched():
     svg, pdf = figures_bytes([(_figure(), "svg"), (_figure(), "pdf")], preset="column")
-    assert _faces(svg.decode()) and pdf.startswith(b"%PDF") and b"DejaVuSans" in pdf
+    assert _faces(svg.decode()) and pdf.startswith(b"%PDF") and family().replace(" ", "").encode() in pdf
 
 
 def test_embedding_is_idempotent_and_leaves_foreign_svgs_alone():
