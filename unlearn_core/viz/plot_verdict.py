@@ -115,7 +115,7 @@ def plot_evidence_matrix(verdict, labels: dict[str, str] | None = None,
                           f"{fmt_rule(e.hi, lines, signed=True)}]{mark}")
         z.append(zr)
         text.append(tr)
-    ylabels = [(labels or {}).get(k, k) for k in keys]
+    ylabels = [(labels or {}).get(k, k.replace("_", " ")) for k in keys]
     scale = [[i / (len(SEQUENTIAL_COLORS) - 1), c] for i, c in enumerate(SEQUENTIAL_COLORS)]
     fig = go.Figure(go.Heatmap(
         z=z, x=[v.model for v in rows], y=ylabels, text=text, texttemplate="%{text}", zmin=0, zmax=1,

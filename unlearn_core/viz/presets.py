@@ -130,6 +130,7 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
     n_x = sum(1 for k in lay.to_plotly_json() if re.fullmatch(r"xaxis\d*", k)) or 1
     _wrap_category_ticks(out, w / n_x, body)
     _wrap_y_categories(out, w * 0.3, body)
+    _fit_cell_text(out, h, body)
     for ann in lay.annotations or ():
         ann.font.size = body
         ann.text = _wrap(ann.text or "", _chars(w * 0.45, body))
@@ -140,9 +141,14 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
         if ann.yref == "paper" and ann.y is not None and ann.y > 1:
             ann.y, ann.yanchor = 1, "top"
     shrink = max(0.5, min(1.0, w / 900))  # markers were sized for a 900 px screen figure
+    entries = [tr for tr in out.data if tr.name and tr.showlegend is not False]
+    # more than three entries on a narrow canvas: two columns, so the legend does not eat the plot's height
+    columns = 2 if len(entries) > 3 and w < 500 else 1
+    if columns == 2:
+        out.update_layout(legend={"entrywidth": 0.5, "entrywidthmode": "fraction"})
+    for tr in entries:  # a long legend entry wraps instead of leaving the canvas (or its column)
+        tr.name = _wrap(tr.name, _chars(w * 0.8 / columns - (30 if columns == 2 else 0), body))
     for tr in out.data:
-        if tr.name and tr.showlegend is not False:  # a long legend entry wraps instead of leaving the canvas
-            tr.name = _wrap(tr.name, _chars(w * 0.8, body))
         if hasattr(tr, "textfont"):
             tr.textfont.size = body
         size = getattr(getattr(tr, "marker", None), "size", None)
@@ -226,6 +232,18 @@ def _log_ticks(fig: go.Figure, axis: str) -> None:
     fig.layout[axis].tickmode = "array"
     fig.layout[axis].tickvals = ticks
     fig.layout[axis].ticktext = [f"{t:g}" for t in ticks]
+
+
+def _fit_cell_text(fig: go.Figure, height: float, body: float) -> None:
+    """Heatmap cells keep only their first line (the value) when a row is too short for all of them at print size;
+    the rest (intervals, notes) stays in the figure's table."""
+    for tr in fig.data:
+        if tr.type != "heatmap" or tr.text is None or not tr.texttemplate:
+            continue
+        rows = max(1, len(tr.z) if tr.z is not None else 1)
+        lines = max((str(c).count("<br>") + 1 for row in tr.text for c in row), default=1)
+        if lines > 1 and 0.7 * height / rows < lines * 1.25 * body:
+            tr.text = [[str(c).split("<br>")[0] for c in row] for row in tr.text]
 
 
 def _wrap_y_categories(fig: go.Figure, width: float, body: float) -> None:
