@@ -190,6 +190,17 @@ def score_answers(
 
 
 @torch.no_grad()
+def left_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) with every prompt ending at the last column: generation continues all rows at once."""
+    width = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, x in enumerate(seqs):
+        ids[r, width - len(x):] = torch.tensor(x)
+        mask[r, width - len(x):] = 1
+    return ids, mask
+
+
 def greedy_generate(
     model, tokenizer, prompts: list[str], max_new_tokens: int = 24, batch_size: int = 32
 ) -> list[str]:
@@ -200,12 +211,7 @@ def greedy_generate(
     out: list = [None] * len(prompts)
 
     def run(batch: list[int]) -> None:
-        width = max(len(enc[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, i in enumerate(batch):
-            ids[r, width - len(enc[i]) :] = torch.tensor(enc[i])
-            mask[r, width - len(enc[i]) :] = 1
+        ids, mask = left_pad([enc[i] for i in batch], pad)
         gen = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
@@ -215,7 +221,7 @@ def greedy_generate(
             eos_token_id=tokenizer.eos_token_id,
         )
         for r, i in enumerate(batch):
-            new = gen[r, width:].tolist()
+            new = gen[r, ids.shape[1]:].tolist()
             if tokenizer.eos_token_id is not None and tokenizer.eos_token_id in new:
                 new = new[: new.index(tokenizer.eos_token_id)]
             out[i] = tokenizer.decode(new, skip_special_tokens=True)

@@ -40,7 +40,7 @@ from unlearn_core.analyses.behaviour.result import (
 )
 from unlearn_core.analyses.text_scores import MIA_METRICS, auc_roc, encode_texts, membership_scores
 from unlearn_core.items import PromptFormat, QAItem
-from unlearn_core.scoring import Encoded, encode, greedy_generate, input_device, pad_id_of, score_encoded
+from unlearn_core.scoring import Encoded, encode, greedy_generate, input_device, left_pad, pad_id_of, score_encoded
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 
@@ -126,17 +126,12 @@ def sample_generate(lm: LoadedModel, prompts: list[str], k: int, temperature: fl
         torch.manual_seed(seed)
         for start in range(0, len(prompts), rows):
             batch = list(range(start, min(len(prompts), start + rows)))
-            width = max(len(enc[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(batch):
-                ids[r, width - len(enc[i]):] = torch.tensor(enc[i])
-                mask[r, width - len(enc[i]):] = 1
+            ids, mask = left_pad([enc[i] for i in batch], pad)
             gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
                                  temperature=float(temperature), top_k=0, top_p=1.0, num_return_sequences=k,
                                  max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tok.eos_token_id)
             for j in range(gen.shape[0]):
-                new = gen[j, width:].tolist()
+                new = gen[j, ids.shape[1]:].tolist()
                 if tok.eos_token_id is not None and tok.eos_token_id in new:
                     new = new[: new.index(tok.eos_token_id)]
                 out[batch[j // k]].append(tok.decode(new, skip_special_tokens=True))
