@@ -232,8 +232,9 @@ def test_relearning_recovers_suppression_faster_than_deletion(lab):
     check_items(it1, len(one.held_items), len(one.holdout_held_items), original_attacked=("holdout",))
     h = one.holdout_frame().set_index(["model", "step"])
     assert h.loc[("original", cfg.steps), "held_p"] == pytest.approx(it1.holdout_attacked["original"].mean())
+    # the stored score is a float32 mean, the calibration a float64 one: equal to float32 precision
     assert calibrate(it1, "suppressed_head", "original", None, "reference").raw == pytest.approx(
-        one.scores("suppressed_head")["relearning_recovery"])
+        one.scores("suppressed_head")["relearning_recovery"], abs=1e-6)
     assert "relearning_holdout_gain_p" in res.scores("retain_only")
     assert same_items(decode_result(encode_result(res)).evidence_items()["relearning_recovery"], items)
     curve = res.curve_frame()
