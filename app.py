@@ -2,7 +2,10 @@
 
 Opens on the demo lab (built on first start, then cached); UNLEARN_AUDIT_LAB_CONFIG (default "default") and
 UNLEARN_AUDIT_LAB_DIR point it at another lab, UNLEARN_AUDIT_STORE at another results store. Nothing heavy is
-imported here: models load when a page needs them. Pages are listed in pages/_shared/nav.py.
+imported here: models load when a page needs them. Pages are listed in views/_shared/nav.py.
+The page scripts live in views/, not pages/: for a folder named pages/ beside the main script Streamlit runs its
+old multipage mode until st.navigation has run once in the process, so the first visitor to open /verdict by its URL
+got the bare page script (raw file names in the sidebar, no stylesheet, no workspace sidebar).
 Bound to 127.0.0.1 (.streamlit/config.toml); on any other address it serves nothing unless UNLEARN_AUDIT_ROOT
 confines typed paths (unlearn_core.guard).
 """
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._shared import nav
+from views._shared import nav
 
 ROOT = Path(__file__).resolve().parent
 
@@ -33,7 +36,7 @@ except PathOutsideRoot as e:
 pages = [st.Page(file, title=title, icon=icon, default=i == 0) for i, (file, title, icon) in enumerate(nav.available())]
 current = st.navigation(pages)
 
-from pages._shared import sidebar, state  # noqa: E402 - imports torch (via the core): after the page config
+from views._shared import sidebar, state  # noqa: E402 - imports torch (via the core): after the page config
 
 state.ensure_lab()
 sidebar.render()

@@ -35,11 +35,11 @@ def test_every_page_renders(app):
     assert set(app.multiselect(key="lab_unlearned").value) == {"ga", "graddiff", "npo", "rmu", "suppressed_head",
                                                                 "suppressed_lowrank", "retrained"}
     assert app.selectbox(key="lab_retain_only").value == "retain_only"
-    app.switch_page("pages/scorecard.py").run()
+    app.switch_page("views/scorecard.py").run()
     _no_exception(app)
     assert "Behavioural scorecard" in [t.value for t in app.title]
     assert app.button(key="run_scorecard").label == "Run scorecard"  # cold store: nothing computed on open
-    from pages._shared import nav
+    from views._shared import nav
 
     for file, _title, _ in nav.available()[2:]:  # the other analyses' pages, where their modules exist
         app.switch_page(file).run()
@@ -102,7 +102,7 @@ def test_main_flow_scorecard(app, app_env, tiny_lab):
     assert "Workspace applied: 4 checkpoints (original, ga, rmu, retain_only)" in _texts(app)
     assert f"forget {n_valid}" in _texts(app)
 
-    app.switch_page("pages/scorecard.py").run()
+    app.switch_page("views/scorecard.py").run()
     _no_exception(app)
     app.number_input(key="sc_max_new").set_value(8).run()
     app.button(key="run_scorecard").click().run()

@@ -49,10 +49,10 @@ def test_stopped_scorecard_writes_nothing_and_store_stays_usable(tiny_lab, tmp_p
 
 def test_store_key_from_folders_matches_loaded_models(tiny_lab, monkeypatch):
     """The dashboard finds stored results without loading models; its key must equal audit.result_key's."""
-    from pages._shared import state
     from unlearn_core.audit import result_key
     from unlearn_core.hashing import hash_config
     from unlearn_core.store import make_key
+    from views._shared import state
 
     spec = lab_workspace(tiny_lab, unlearned=["ga", "rmu"])
     ws = state.Workspace(spec, spec.load_data(), str(tiny_lab / "unused.sqlite"))

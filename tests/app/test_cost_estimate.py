@@ -12,19 +12,19 @@ pytestmark = pytest.mark.lab
 
 
 def _use(app, tiny_lab, unlearned: list[str]) -> None:
-    from pages._shared import state
+    from views._shared import state
 
     spec = lab_workspace(tiny_lab, unlearned=unlearned)
     app.session_state["workspace"] = state.Workspace(spec, spec.load_data(), app.session_state["workspace"].store_path)
-    app.switch_page("pages/verdict.py").run()
+    app.switch_page("views/verdict.py").run()
     no_exception(app)
 
 
 def test_headline_page_estimates_the_next_run_from_the_first(app, app_env, tiny_lab):
-    from pages._shared.evidence import FAST
     from unlearn_core.eta import fmt_about
     from unlearn_core.store import ResultsStore
     from unlearn_core.timing import NO_RECORD
+    from views._shared.evidence import FAST
 
     _use(app, tiny_lab, ["ga"])
     assert f"Time: {NO_RECORD}" in texts(app)

@@ -18,7 +18,7 @@ UNKNOWN = tuple(QAItem(q, a, line=i + 1) for i, (q, a) in enumerate([
 
 
 def test_the_labs_data_passes_the_check_without_a_warning(app):
-    app.switch_page("pages/verdict.py").run()
+    app.switch_page("views/verdict.py").run()
     no_exception(app)
     shown = texts(app)
     assert "The data fits the audit" in shown and "answers **16 of 16**" in shown
@@ -32,7 +32,7 @@ def test_the_labs_data_passes_the_check_without_a_warning(app):
 def test_unknown_forget_set_is_nothing_to_audit(app):
     ws = app.session_state["workspace"]
     app.session_state["workspace"] = replace(ws, data=replace(ws.data, forget=UNKNOWN))
-    app.switch_page("pages/verdict.py").run()
+    app.switch_page("views/verdict.py").run()
     no_exception(app)
     errors = [str(e.value) for e in app.error]
     assert any("answers 0 of 4 forget questions: nothing to unlearn" in e and "prompt template" in e

@@ -12,10 +12,10 @@ pytestmark = pytest.mark.lab
 
 
 def test_drilldown_page_renders_filters_and_exports(app):
-    from pages._shared import nav
+    from views._shared import nav
 
-    assert "pages/drilldown.py" in [f for f, _, _ in nav.available()]
-    app.switch_page("pages/drilldown.py").run()
+    assert "views/drilldown.py" in [f for f, _, _ in nav.available()]
+    app.switch_page("views/drilldown.py").run()
     no_exception(app)
     app.button(key="drill_run_scorecard").click().run()
     no_exception(app)
@@ -25,10 +25,10 @@ def test_drilldown_page_renders_filters_and_exports(app):
     assert "No probe results in the store" in texts(app)
 
     # a probe run elsewhere shows up per item
-    app.switch_page("pages/patching.py").run()
+    app.switch_page("views/patching.py").run()
     app.button(key="run_patching").click().run()
     no_exception(app)
-    app.switch_page("pages/drilldown.py").run()
+    app.switch_page("views/drilldown.py").run()
     no_exception(app)
     table = frame(app, "item", "checkpoint", "forgot_but_recovered")
     assert REC_PREFIX + "patching_retention" in table.columns

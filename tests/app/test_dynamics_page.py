@@ -12,12 +12,12 @@ pytestmark = pytest.mark.lab
 
 
 def test_dynamics_page_audits_a_series_then_reads_it_from_the_store(app, tiny_lab, tmp_path):
-    from pages._shared import nav
+    from views._shared import nav
 
-    assert "pages/dynamics.py" in [f for f, _, _ in nav.available()]
+    assert "views/dynamics.py" in [f for f, _, _ in nav.available()]
     run = tmp_path / "ga_run"
     recorded = train_full_ga_series(tiny_lab, run, steps=16, every=8, lr=1e-4)
-    app.switch_page("pages/dynamics.py").run()
+    app.switch_page("views/dynamics.py").run()
     no_exception(app)
     assert "Give one or more series folders" in texts(app)
     # the demo lab ships a series of its own (extras/ga_series): one click fills it in, nothing is computed yet

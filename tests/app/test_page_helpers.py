@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from pages._shared.analysis_page import _is_wide, _rows
+from views._shared.analysis_page import _is_wide, _rows
 
 
 def test_wide_figures_get_their_own_row_and_keep_their_index():
@@ -23,8 +23,8 @@ def test_page_zip_holds_every_chart_in_every_format_and_every_table():
     import pandas as pd
     import pytest
 
-    from pages._shared.export import _bundle_bytes
     from unlearn_core.export import find_chrome
+    from views._shared.export import _bundle_bytes
 
     if find_chrome() is None:
         pytest.skip("no Chrome/Chromium: apt-get install chromium")

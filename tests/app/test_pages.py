@@ -44,7 +44,7 @@ def _run_page(app, file: str, run_key: str):
 
 def _served_from_store(app, file: str) -> None:
     """A second visit finds the result in the store: no Run button, the "served from the results store" caption."""
-    app.switch_page("pages/workspace.py").run()
+    app.switch_page("views/workspace.py").run()
     app.session_state["results"] = {}  # forget the session memo: the store itself must answer
     app.switch_page(file).run()
     _no_exception(app)
@@ -53,9 +53,9 @@ def _served_from_store(app, file: str) -> None:
 
 
 @pytest.mark.parametrize(("file", "name", "table_cols", "title_part"), [
-    ("pages/patching.py", "patching", ("model", "uds", "patching_retention"), "Layer-wise patching"),
-    ("pages/representation.py", "representation", ("model", "split", "layer", "cka"), "Linear CKA"),
-    ("pages/keyword_recovery.py", "keyword_recovery", ("model", "recovery_p"), "Keyword-emphasis recovery"),
+    ("views/patching.py", "patching", ("model", "uds", "patching_retention"), "Layer-wise patching"),
+    ("views/representation.py", "representation", ("model", "split", "layer", "cka"), "Linear CKA"),
+    ("views/keyword_recovery.py", "keyword_recovery", ("model", "recovery_p"), "Keyword-emphasis recovery"),
 ])
 def test_analysis_page_runs_shows_and_exports(app, file, name, table_cols, title_part):
     _run_page(app, file, f"run_{name}")
@@ -71,17 +71,17 @@ def test_analysis_page_runs_shows_and_exports(app, file, name, table_cols, title
 
 
 def test_representation_picker_switches_logit_lens_split(app):
-    _run_page(app, "pages/representation.py", "run_representation")
+    _run_page(app, "views/representation.py", "run_representation")
     app.radio(key="repr_lens_split").set_value("retain").run()
     _no_exception(app)
     assert any("Logit lens on retain prompts" in t for t in _chart_titles(app))
 
 
 def test_headline_page_default_evidence_verdicts(app, tiny_lab):
-    from pages._shared import nav
+    from views._shared import nav
 
-    assert nav.available()[1][0] == "pages/verdict.py"  # first after Workspace
-    app.switch_page("pages/verdict.py").run()
+    assert nav.available()[1][0] == "views/verdict.py"  # first after Workspace
+    app.switch_page("views/verdict.py").run()
     _no_exception(app)
     assert "Suppression vs deletion" in [t.value for t in app.title]
     assert app.button(key="run_verdict_fast").label == "Run scorecard + decodability + patching + relearning"
@@ -107,8 +107,8 @@ def test_headline_page_default_evidence_verdicts(app, tiny_lab):
     sources = _frame(app, "analysis", "in store")
     assert sources.set_index("analysis").loc["Layer-wise patching (UDS)", "in store"]
     # a second visit reads the store: the default button has nothing left to run
-    app.switch_page("pages/workspace.py").run()
-    app.switch_page("pages/verdict.py").run()
+    app.switch_page("views/workspace.py").run()
+    app.switch_page("views/verdict.py").run()
     assert app.button(key="run_verdict_fast").disabled
 
 
@@ -118,7 +118,7 @@ def test_cli_and_dashboard_give_identical_verdicts(app, tiny_lab, tmp_path):
 
     from unlearn_core.cli import main
 
-    app.switch_page("pages/verdict.py").run()
+    app.switch_page("views/verdict.py").run()
     app.button(key="run_verdict_fast").click().run()
     _no_exception(app)
     page = _frame(app, "model", "verdict", "retention_excess", "ci_low", "ci_high").set_index("model")
@@ -135,11 +135,11 @@ def test_headline_page_without_reference(app, tiny_lab):
     and does not count, and no planted control gets the wrong call."""
     from dataclasses import replace
 
-    from pages._shared import state
+    from views._shared import state
 
     spec = replace(lab_workspace(tiny_lab, unlearned=["suppressed_head", "retrained"]), retain_only=None)
     app.session_state["workspace"] = state.Workspace(spec, spec.load_data(), app.session_state["workspace"].store_path)
-    app.switch_page("pages/verdict.py").run()
+    app.switch_page("views/verdict.py").run()
     app.button(key="run_verdict_fast").click().run()
     _no_exception(app)
     assert "No retain-only reference" in _texts(app)
@@ -158,7 +158,7 @@ def test_headline_page_without_reference(app, tiny_lab):
 def test_headline_page_with_sae_restoration(app):
     """More evidence: SAE restoration. It is shown with its calibrated excess but not counted by default (it does not
     separate the planted controls), the page says why, the verdicts stay, and its charts appear."""
-    app.switch_page("pages/verdict.py").run()
+    app.switch_page("views/verdict.py").run()
     app.multiselect(key="vd_more").set_value(["sae_restoration"]).run()
     app.button(key="run_verdict_more").click().run()
     _no_exception(app)
@@ -176,7 +176,7 @@ def test_headline_page_with_sae_restoration(app):
 
 
 def test_sae_page_runs_and_sweeps_layers(app):
-    _run_page(app, "pages/sae_restoration.py", "run_sae_restoration")
+    _run_page(app, "views/sae_restoration.py", "run_sae_restoration")
     assert "explained variance" in _texts(app) and "L0" in _texts(app)  # so the user can judge the SAE
     titles = _chart_titles(app)
     assert any(t.startswith("SAE restoration dose-response (inject") for t in titles), titles
@@ -189,5 +189,5 @@ def test_sae_page_runs_and_sweeps_layers(app):
     sweep = _frame(app, "model", "layer", "sae_restoration", "explained_variance")
     sup = sweep[sweep["model"] == "suppressed_head"].set_index("layer")["sae_restoration"]
     assert sup[0] == 0.0 and sup[2] >= 0.3, sup.to_dict()  # restorable only where it was changed
-    _served_from_store(app, "pages/sae_restoration.py")
+    _served_from_store(app, "views/sae_restoration.py")
     assert any(t.startswith("SAE restoration per layer") for t in _chart_titles(app))  # every layer from the store

@@ -34,7 +34,7 @@ def test_run_app_prepares_the_headline_verdicts_before_the_first_visit(tiny_lab,
         monkeypatch.setenv(k, env[k])
     app = AppTest.from_file(APP, default_timeout=TIMEOUT)
     app.run()
-    app.switch_page("pages/verdict.py").run()
+    app.switch_page("views/verdict.py").run()
     no_exception(app)
     # nothing left to run: the page read the store the script filled (same keys as the pages compute)
     assert app.button(key="run_verdict_fast").disabled

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.lab
 
 
 def test_definition_switch_and_ou_import(app, tmp_path):
-    app.switch_page("pages/scorecard.py").run()
+    app.switch_page("views/scorecard.py").run()
     no_exception(app)
     assert app.radio(key="sc_definition").value == "open-unlearning"
     app.number_input(key="sc_max_new").set_value(8).run()

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.lab
 
 
 def test_previous_result_stays_visible_and_marked_stale(app):
-    app.switch_page("pages/patching.py").run()
+    app.switch_page("views/patching.py").run()
     app.button(key="run_patching").click().run()
     no_exception(app)
     assert app.get("plotly_chart") and "Stale" not in texts(app)

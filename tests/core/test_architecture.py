@@ -34,7 +34,7 @@ CORE_FILES = sorted(p for p in CORE.rglob("*.py"))
 def test_core_import_boundaries(path):
     rel = path.relative_to(CORE)
     for module, names in _imports(path):
-        assert not module.startswith(("streamlit", "pages")), f"{rel} imports {module}: the core has no UI"
+        assert not module.startswith(("streamlit", "views")), f"{rel} imports {module}: the core has no UI"
         if module.startswith("unlearn_core.lab") and rel.parts[0] != "lab":
             assert str(rel) in LAB_IMPORTERS, f"{rel} imports the demo-lab builder ({module})"
         if module.startswith("unlearn_core.analyses.") and rel.parts[0] == "analyses":
@@ -126,3 +126,12 @@ def test_the_stored_result_carries_its_resolved_config(tiny_lab):
     result, _ = run_analysis(get_spec("perturbation"), models, data, None,
                              config=get_spec("perturbation").default_config().__class__(sigmas=(0.3,), k=1))
     assert result.config.layers == (1,) and result.config.headline_sigma == 0.3
+
+
+def test_no_pages_folder_beside_the_app():
+    """A folder named pages/ next to app.py switches Streamlit to its old multipage mode until st.navigation first
+    runs in the process: the first visitor of /verdict got the bare page script (raw file names, no stylesheet)."""
+    from views._shared import nav
+
+    assert not (CORE.parent / "pages").exists()
+    assert nav.available() and all(f.startswith("views/") for f, _, _ in nav.available())

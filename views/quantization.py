@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared.analysis_page import render
+from views._shared.analysis_page import render
 
 METRICS = {"forget_acc": "forget accuracy", "forget_p": "forget answer probability p~", "recovery_acc": "recovery"}
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from pages._shared import state
 from unlearn_core.registry import DEFAULT_EVIDENCE_SET
+from views._shared import state
 
 # The headline page runs the default evidence set first (the CLI's default too); the other evidence on request.
 FAST = DEFAULT_EVIDENCE_SET

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared import export, state
 from unlearn_core.data_check import DataCheckConfig, DataCheckResult, check_key, run_data_check
+from views._shared import export, state
 
 NUM = st.column_config.NumberColumn(format="%.3f")
 SHOW = {"error": st.error, "warning": st.warning, "info": st.info}

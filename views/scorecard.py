@@ -7,7 +7,6 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages._shared import cost, export, sidebar, state
 from unlearn_core.analyses.behaviour import DEFINITIONS, MIA_TEXT_MODES, OU, OWN, ScorecardConfig
 from unlearn_core.audit import get_analysis
 from unlearn_core.guard import PathOutsideRoot, resolve_inside, workspace_root
@@ -28,6 +27,7 @@ from unlearn_core.viz.plot_scorecard import (
     plot_split_metric,
 )
 from unlearn_core.viz.theme import checkpoint_colors, checkpoint_order
+from views._shared import cost, export, sidebar, state
 
 PAGE = "scorecard"
 KEY_COLUMNS = ["model", "role", "definition", "forget_acc", "retain_acc", "forget_p", "retain_p", "forget_rougeL",

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared import state
 from unlearn_core.eta import fmt_about
 from unlearn_core.timing import INTERACTIVE_S, NO_RECORD, Estimate, estimate_for, total, workload_from_spec
+from views._shared import state
 
 
 def _workload(ws: state.Workspace):

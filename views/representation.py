@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared.analysis_page import render
+from views._shared.analysis_page import render
 
 LENS_METRICS = {"top1_share": "share at rank 1", "mean_prob": "mean probability", "median_rank": "median rank"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared import export, state
-from pages._shared.analysis_page import render
+from views._shared import export, state
+from views._shared.analysis_page import render
 
 VARIANTS = {"inject": "inject the original's feature values", "scale": "scale the model's own features"}
 

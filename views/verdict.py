@@ -10,7 +10,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._shared import cost, datacheck, evidence, export, sidebar, state
 from unlearn_core.analyses.verdict import COUNTED_BY_DEFAULT, NOT_COUNTED_WHY, VerdictConfig
 from unlearn_core.audit import get_analysis
 from unlearn_core.data_check import verdict_before_audit
@@ -19,6 +18,7 @@ from unlearn_core.paper import verdict_table_latex
 from unlearn_core.registry import ANALYSES, all_evidence
 from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
 from unlearn_core.workspace import planted_truth
+from views._shared import cost, datacheck, evidence, export, sidebar, state
 
 PAGE = "verdict"
 NUM = st.column_config.NumberColumn(format="%.3f")

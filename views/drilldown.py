@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._shared import evidence, export, sidebar, state
 from unlearn_core.analyses.behaviour import ScorecardConfig
 from unlearn_core.audit import get_analysis
 from unlearn_core.drilldown import REC_PREFIX, filter_drilldown, item_drilldown
+from views._shared import evidence, export, sidebar, state
 
 PAGE = "drilldown"
 TEXT = ("question", "gold_answer", "checkpoint", "role", "definition", "generated_answer", "recovered_by")

@@ -6,8 +6,8 @@ import html
 
 import streamlit as st
 
-from pages._shared import state
 from unlearn_core.viz.theme import checkpoint_colors, checkpoint_order
+from views._shared import state
 
 ROLE_NOTE = {"original": "original", "retain_only": "retain-only reference"}
 

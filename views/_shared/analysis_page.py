@@ -14,7 +14,7 @@ from dataclasses import asdict, fields, is_dataclass, replace
 import pandas as pd
 import streamlit as st
 
-from pages._shared import cost, export, nav, sidebar, state
+from views._shared import cost, export, nav, sidebar, state
 
 
 def _analysis(name: str, module: str):

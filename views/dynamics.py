@@ -13,13 +13,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._shared import export, sidebar, state
 from unlearn_core.analyses.verdict import VerdictConfig
 from unlearn_core.guard import PathOutsideRoot, checkpoint_source, workspace_root
 from unlearn_core.registry import ANALYSES, DEFAULT_EVIDENCE_SET
 from unlearn_core.series import SeriesAuditor, expand_series, series_table
 from unlearn_core.viz.plot_dynamics import plot_dynamics
 from unlearn_core.workspace import CheckpointError
+from views._shared import export, sidebar, state
 
 PAGE = "dynamics"
 NUM = st.column_config.NumberColumn(format="%.3f")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pages._shared.analysis_page import render
+from views._shared.analysis_page import render
 
 
 def plots(result) -> list:

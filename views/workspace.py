@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages._shared import sidebar, state
 from unlearn_core.adapters import describe
 from unlearn_core.data import DataError, example_files, load_items
 from unlearn_core.guard import PathOutsideRoot, checkpoint_source, store_location, workspace_root
 from unlearn_core.items import PromptFormat
 from unlearn_core.workspace import CheckpointError, WorkspaceSpec
+from views._shared import sidebar, state
 
 SPLITS = {"forget": "Forget set", "retain": "Retain set", "holdout": "Holdout set (non-members for MIA)"}
 LAB, FOLDERS = "Demo lab", "Local folders"
@@ -45,7 +45,7 @@ st.write("Choose the checkpoints to compare and the data to audit them on, then 
 st.markdown("Current: " + sidebar.chips(ws.names()), unsafe_allow_html=True)
 if flash := st.session_state.pop("flash", None):
     st.success(flash)
-    st.page_link("pages/scorecard.py", label="Open the behavioural scorecard", icon=":material/arrow_forward:")
+    st.page_link("views/scorecard.py", label="Open the behavioural scorecard", icon=":material/arrow_forward:")
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
