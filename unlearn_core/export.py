@@ -106,7 +106,8 @@ def _at_preset(fig: Any, width: int, height: int, preset: str | None) -> tuple[A
     from unlearn_core.viz.presets import get_preset, paper_figure
 
     p = get_preset(preset)
-    return paper_figure(fig, p), p.width_px, p.height_px
+    out = paper_figure(fig, p)
+    return out, p.width_px, int(out.layout.height or p.height_px)  # a row chart may grow taller, never wider
 
 
 def _export_font(fig: Any) -> Any:

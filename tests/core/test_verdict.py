@@ -137,7 +137,9 @@ def test_probe_validity_and_plots():
     assert [t.name for t in fig.data][0].startswith("suppressed controls") and fig.layout.title.text
     res = _verdict()
     head = plot_verdict_headline(res)
-    assert head.layout.yaxis.title.text and len(head.data) == 2 and head.data[1].error_y.array is not None
+    bars = [t for t in head.data if t.type == "bar"]
+    assert head.layout.yaxis.title.text and len(bars) == 2 and bars[1].error_x.array is not None
+    assert [t.name for t in head.data if t.type == "scatter"][0].startswith("suppressed if lo >=")  # the rule's lines
     mat = plot_evidence_matrix(res)
     assert list(mat.data[0].y) == ["probe"] and "needs reference" not in str(mat.data[0].text)
 

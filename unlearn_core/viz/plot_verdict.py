@@ -2,8 +2,8 @@
 
 plot_restoration.plot_verdict prints each verdict above its bar, where long verdicts ("partially suppressed")
 collide with the neighbouring group and with the reference line's label. Here the verdict goes under the checkpoint
-name on the axis, the rule's thresholds are drawn as lines, and the retain-only model (what deletion looks like) is
-hatched like on every other page.
+name on the axis, the rule's thresholds are drawn as lines named in the legend, and the retain-only model (what
+deletion looks like) is hatched like on every other page.
 """
 
 from __future__ import annotations
@@ -38,54 +38,67 @@ def _nan0(x: float) -> float:
 
 
 def _bar_text(v, cfg) -> str:
-    """The excess and the lower bound the rule reads, each printed on its true side of the lines."""
+    """The excess and its interval (the rule reads the lower bound), each printed on its true side of the lines."""
     if math.isnan(v.retention):
-        return "n/a"
+        return "excess n/a"
     lines = (cfg.suppressed_at, cfg.partial_at)
-    return f"{fmt_rule(v.retention, lines)}<br>lo {fmt_rule(v.retention_lo, lines)}"
+    return (f"{fmt_rule(v.retention, lines, signed=True)} [{fmt_rule(v.retention_lo, lines, signed=True)}, "
+            f"{fmt_rule(v.retention_hi, lines, signed=True)}]")
 
 
 def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside") -> go.Figure:
-    """Per checkpoint: behavioural forgetting (1 - forget acc / original's) beside the deciding evidence: the excess
-    recovery over its control, with its bootstrap interval as an error bar.
+    """Per checkpoint (one row each, any number of checkpoints): behavioural forgetting (1 - forget acc / original's)
+    as a wide grey bar, and inside it the deciding evidence: the excess recovery over its control, with its bootstrap
+    interval as an error bar.
 
-    Suppression reads as two tall bars (looks forgotten AND the interval clears the line); deletion as a tall grey
-    bar beside a short one whose interval stays under the line.
+    Suppression reads as a long grey bar holding a long dark one whose interval clears the dashed line; deletion as a
+    long grey bar holding a short one whose interval stays left of it. Rows, not columns: checkpoint names and
+    verdicts stay readable beside their bars at any count and width (columns overlapped from about 7 checkpoints).
     """
     rows = _rows(verdict)
-    ticks = [f"{v.model}<br><b>{VERDICT_MARK.get(v.verdict, v.verdict)}</b>" for v in rows]
+    cfg = verdict.config
+    ticks = [f"{v.model}<br><b>{VERDICT_MARK.get(v.verdict, v.verdict)}</b><br>{_bar_text(v, cfg)}" for v in rows]
+    hatch = ["/" if v.model == verdict.reference or _is_retain_only(v.model) else "" for v in rows]
     fig = go.Figure()
-    fig.add_bar(x=ticks, y=[_nan0(v.looks_forgotten_score) for v in rows], name="looks forgotten (behaviour)",
-                marker={"color": BEHAVIOUR_COLOR, "line": {"color": "#666666", "width": 1}},
+    fig.add_bar(y=ticks, x=[_nan0(v.looks_forgotten_score) for v in rows], orientation="h", width=0.8,
+                name="looks forgotten (behaviour)",
+                marker={"color": BEHAVIOUR_COLOR, "line": {"color": "#666666", "width": 1},
+                        "pattern": {"shape": hatch, "fgcolor": "#666666"}},
                 customdata=[[v.forget_acc, v.original_forget_acc] for v in rows],
-                hovertemplate="1 - %{customdata[0]:.3f} / %{customdata[1]:.3f} = %{y:.3f}"
+                hovertemplate="1 - %{customdata[0]:.3f} / %{customdata[1]:.3f} = %{x:.3f}"
                               "<extra>looks forgotten</extra>")
-    y = [_nan0(v.retention) for v in rows]
-    fig.add_bar(x=ticks, y=y, name=f"still inside (excess recovery over its control, {verdict.config.ci:.0%} CI)",
-                marker={"color": RETENTION_COLOR},
-                error_y={"type": "data", "symmetric": False, "color": "#000000", "thickness": 1.5, "width": 6,
-                         "array": [_nan0(v.retention_hi) - yy for v, yy in zip(rows, y, strict=True)],
-                         "arrayminus": [yy - _nan0(v.retention_lo) for v, yy in zip(rows, y, strict=True)]},
-                text=[_bar_text(v, verdict.config) for v in rows],
-                textposition="inside", insidetextanchor="end", textfont={"color": "white"},
+    x = [_nan0(v.retention) for v in rows]
+    fig.add_bar(y=ticks, x=x, orientation="h", width=0.4,
+                name=f"still inside: excess recovery over its control ({cfg.ci:.0%} CI)",
+                marker={"color": RETENTION_COLOR, "pattern": {"shape": hatch, "fgcolor": "#FFFFFF"}},
+                error_x={"type": "data", "symmetric": False, "color": "#000000", "thickness": 1.5, "width": 4,
+                         "array": [_nan0(v.retention_hi) - xx for v, xx in zip(rows, x, strict=True)],
+                         "arrayminus": [xx - _nan0(v.retention_lo) for v, xx in zip(rows, x, strict=True)]},
                 customdata=[[v.retention_from or "no counted evidence", v.control or "-", _nan0(v.retention_lo),
                              _nan0(v.retention_hi)] for v in rows],
-                hovertemplate="excess %{y:.3f} [%{customdata[2]:.3f}, %{customdata[3]:.3f}]<br>%{customdata[0]} "
+                hovertemplate="excess %{x:.3f} [%{customdata[2]:.3f}, %{customdata[3]:.3f}]<br>%{customdata[0]} "
                               "vs %{customdata[1]}<extra>still inside</extra>")
-    cfg = verdict.config
-    # the two lines are close: the upper label sits above its line, the lower one below, so they never overlap
-    for yv, label, anchor in ((cfg.suppressed_at, f"suppressed: lo >= {cfg.suppressed_at:g}", "bottom"),
-                              (cfg.partial_at, f"partially: lo >= {cfg.partial_at:g}", "top")):
-        fig.add_hline(y=yv, line_dash="dash", line_color="#777777", line_width=1.5)
-        fig.add_annotation(x=1.01, xref="paper", y=yv, yref="y", text=label, showarrow=False, xanchor="left",
-                           yanchor=anchor, align="left", font={"size": 11, "color": "#777777"})
-    fig.add_hline(y=0, line_color="#333333", line_width=1)
+    # the rule's two lines, named in the legend (labels on the plot collided with bars and with each other)
+    for xv, label, dash in ((cfg.suppressed_at, f"suppressed if lo >= {cfg.suppressed_at:g}", "dash"),
+                            (cfg.partial_at, f"partially suppressed if lo >= {cfg.partial_at:g}", "dot")):
+        fig.add_vline(x=xv, line_dash=dash, line_color="#555555", line_width=1.5)
+        fig.add_scatter(x=[None], y=[None], mode="lines", name=label, hoverinfo="skip",
+                        line={"dash": dash, "color": "#555555", "width": 1.5})
+    fig.add_vline(x=0, line_color="#333333", line_width=1)
     lo = min([0.0] + [_nan0(v.retention_lo) for v in rows])
-    fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.05, yaxis_range=[max(-1.0, lo - 0.05), 1.12],
-                      height=460, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left",
-                                          "x": 0}, margin={"t": 90, "b": 70, "r": 170})
-    fig.update_xaxes(tickangle=0)
-    return apply_plotly(fig, title, "checkpoint and verdict", "share of the original's answer mass (1 = all)")
+    # meta rows: a paper preset makes the canvas taller rather than squeeze three-line row labels together
+    fig.update_layout(barmode="overlay", xaxis_range=[max(-1.0, lo - 0.05), 1.12], height=170 + 58 * len(rows),
+                      meta={"rows": len(rows)},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+                      margin={"t": 120, "b": 60, "r": 30})
+    fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
+    apply_plotly(fig, title, "share of the original's answer mass (1 = all)", "checkpoint and verdict")
+    # the title at the top of the canvas, clear of the two-row legend above the plot
+    return fig.update_layout(title={"yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 12}})
+
+
+def _is_retain_only(name: str) -> bool:
+    return name.replace("-", "_").lower().startswith("retain_only")
 
 
 def plot_evidence_matrix(verdict, labels: dict[str, str] | None = None,

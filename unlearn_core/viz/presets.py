@@ -129,7 +129,11 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
             _log_ticks(out, key)
     n_x = sum(1 for k in lay.to_plotly_json() if re.fullmatch(r"xaxis\d*", k)) or 1
     _wrap_category_ticks(out, w / n_x, body)
-    _wrap_y_categories(out, w * 0.3, body)
+    meta = out.layout.meta
+    row_chart = isinstance(meta, dict) and bool(meta.get("rows"))
+    _wrap_y_categories(out, w * (0.42 if row_chart else 0.3), body)  # a row chart's labels are its content
+    if row_chart:
+        _one_line_rows(out, w * 0.62, body)
     _fit_cell_text(out, h, body)
     for ann in lay.annotations or ():
         ann.font.size = body
@@ -143,7 +147,7 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
     shrink = max(0.5, min(1.0, w / 900))  # markers were sized for a 900 px screen figure
     entries = [tr for tr in out.data if tr.name and tr.showlegend is not False]
     # more than three entries on a narrow canvas: two columns, so the legend does not eat the plot's height
-    columns = 2 if len(entries) > 3 and w < 500 else 1
+    columns = 2 if len(entries) > 3 and w < 500 and not row_chart else 1  # a row chart grows taller anyway
     if columns == 2:
         out.update_layout(legend={"entrywidth": 0.5, "entrywidthmode": "fraction"})
     for tr in entries:  # a long legend entry wraps instead of leaving the canvas (or its column)
@@ -170,7 +174,35 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
         if _is_retain_only(getattr(tr, "name", None)) and tr.type == "bar":  # (names wrapped above still match)
             tr.marker.pattern.shape = tr.marker.pattern.shape or "/"
     _fit_right(out)
+    _grow_for_rows(out, h, body)
     return out
+
+
+def _one_line_rows(fig: go.Figure, width: float, body: float) -> None:
+    """A row chart's multi-line labels go on one line (parts joined by " · ") where the canvas is wide enough: a
+    two-column or slide figure then needs a third of the height."""
+    values = list(dict.fromkeys(y for tr in fig.data if tr.y is not None for y in tr.y if isinstance(y, str)))
+    joined = [v.replace("<br>", " · ") for v in values]
+    if not values or any(len(re.sub(r"<[^>]+>", "", j)) > _chars(width, body) for j in joined):
+        return
+    fig.layout.yaxis.tickmode = "array"
+    fig.layout.yaxis.tickvals = values
+    fig.layout.yaxis.ticktext = joined
+
+
+def _grow_for_rows(fig: go.Figure, height: float, body: float) -> None:
+    """A chart of one labelled row per item (meta {"rows": n}: the verdict headline) gets the height its row labels
+    need at print size instead of overlapping them; the width stays the preset's (a column is a column)."""
+    meta = fig.layout.meta
+    rows = meta.get("rows") if isinstance(meta, dict) else None
+    if not rows:
+        return
+    ticks = fig.layout.yaxis.ticktext or [y for tr in fig.data if tr.y is not None for y in tr.y]
+    lines = max((str(t).count("<br>") + 1 for t in ticks if t is not None), default=1)
+    need = rows * (lines * 1.25 * body + 1.2 * body)
+    plot = 0.55 * height  # what the plot area gets of the preset's canvas after title, legend and x axis
+    if need > plot:
+        fig.layout.height = round(height + need - plot)
 
 
 def _wrap_category_ticks(fig: go.Figure, width_per_panel: float, body: float) -> None:
