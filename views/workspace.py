@@ -16,6 +16,7 @@ from unlearn_core.adapters import describe
 from unlearn_core.data import DataError, example_files, load_items
 from unlearn_core.guard import PathOutsideRoot, checkpoint_source, store_location, workspace_root
 from unlearn_core.items import PromptFormat
+from unlearn_core.placement import normalise_max_memory
 from unlearn_core.workspace import CheckpointError, WorkspaceSpec
 from views._shared import sidebar, state
 
@@ -120,6 +121,11 @@ with st.expander("Advanced: device, loading, prompt format, results store"):
     trust_remote_code = a1.checkbox("Trust remote code", value=ws.spec.trust_remote_code, key="trust_remote_code")
     template = a2.text_input("Prompt template (must contain {question})", value=ws.spec.prompt_format.template,
                              key="prompt_template")
+    budget_text = a1.text_input(
+        "Memory budget (optional, spreads a large checkpoint)", key="max_memory",
+        value=",".join(f"{d}={n / 2**30:g}GiB" for d, n in ws.spec.max_memory or ()), placeholder="0=70GiB,cpu=100GiB",
+        help="DEVICE=SIZE pairs (GPU index or cpu): checkpoints are placed with accelerate's device_map='auto' within "
+             "this budget, shared by every checkpoint loaded at once (the CLI's --max-memory). Empty: one device.")
     store_path = a2.text_input("Results store (SQLite file)", value=ws.store_path, key="store_path",
                                help="Results computed once are served from here, across sessions and restarts"
                                + (f"; on this server only under `{root}` or the app's data folder" if root else ""))
@@ -220,6 +226,13 @@ if not ok:
     problems.append("the data above needs attention")
 if "{question}" not in template:
     problems.append("the prompt template must contain {question}")
+max_memory = None
+if budget_text.strip():
+    try:
+        max_memory = normalise_max_memory(budget_text)
+    except ValueError as e:
+        st.error(f"Memory budget: {e}")
+        problems.append("the memory budget is not DEVICE=SIZE pairs")
 for msg in refused:
     st.error(f"Refused: {msg}")
 if refused:
@@ -234,7 +247,7 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
         spec = WorkspaceSpec(
             original=original_path.strip(), unlearned=tuple(unlearned), forget=paths["forget"] or "",
             retain_only=retain_only_path, retain=paths["retain"], holdout=paths["holdout"],
-            device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+            device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, max_memory=max_memory,
             prompt_format=PromptFormat(template, ws.spec.prompt_format.answer_prefix),
         )
         infos = spec.inspect()  # compatibility (tokenizer, vocabulary, shapes) before anything is loaded

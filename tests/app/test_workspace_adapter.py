@@ -22,3 +22,20 @@ def test_workspace_applies_an_adapter_and_describes_it(app, tiny_lab, tmp_path):
     assert [n for n, _ in app.session_state["workspace"].spec.unlearned] == ["lora"]
     flash = " ".join(str(s.value) for s in app.success)
     assert "lora: LoRA rank 4 on " in flash and str(tiny_lab / "original") in flash, flash
+
+
+def test_workspace_memory_budget_is_checked_then_applied(app, tiny_lab):
+    """The page's memory budget is the CLI's --max-memory: a malformed one blocks Apply with the reason; a valid one
+    reaches the applied workspace and the models load within it (a CPU-only budget here)."""
+    app.radio(key="ckpt_source").set_value("Local folders").run()
+    app.text_input(key="path_original").input(str(tiny_lab / "original")).run()
+    app.text_input(key="max_memory").input("cpu=lots").run()
+    assert "is not a size like 70GiB" in " ".join(str(e.value) for e in app.error)
+    assert app.button(key="apply").disabled
+    app.text_input(key="max_memory").input("cpu=4GiB").run()
+    assert not app.error and not app.button(key="apply").disabled
+    app.button(key="apply").click().run()
+    no_exception(app)
+    assert not app.error, [str(e.value) for e in app.error]
+    assert app.session_state["workspace"].spec.max_memory == (("cpu", 4 * 2**30),)
+    assert app.text_input(key="max_memory").value == "cpu=4GiB"  # shown back as it was applied
