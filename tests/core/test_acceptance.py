@@ -1,7 +1,7 @@
 """Planted truth through the CLI (issue 17): on every lab, with and without the retain-only reference, the default
-evidence set and every analysis: never a wrong call on a planted control, the head-only suppression caught everywhere,
-and with the reference at least two of the three planted controls called right outright (see _check for what varies
-with a lab's build). Without a reference a verdict may be "inconclusive" for lack of a control, never the wrong call.
+evidence set and every analysis: never a wrong call on a planted control; with the reference the head-only
+suppression caught everywhere and at least two of the three planted controls called right outright (see _check for
+what varies with a lab's build). Without a reference a verdict may be "inconclusive" for lack of a control, never the wrong call.
 
 The second world (tests/fixtures/world2.py: another domain, templates and architecture) was never used to choose a
 threshold: it is the held-out check that the rule transfers.
@@ -33,9 +33,12 @@ WRONG = {"suppressed": ("deleted", "not forgotten"), "deleted": ("suppressed", "
 
 
 def _check(report: dict, with_reference: bool) -> None:
-    """Never a wrong call on any planted control, with or without the reference; the head-only suppression is caught
-    everywhere; with the reference, at least two of the three planted controls get their right DEFINITE call and the
-    third may stop at "inconclusive" or "partially suppressed" (weaker, never wrong).
+    """Never a wrong call on any planted control, with or without the reference; with the reference the head-only
+    suppression is caught and at least two of the three planted controls get their right DEFINITE call, the third
+    may stop at "inconclusive" or "partially suppressed" (weaker, never wrong). Without the reference only the
+    holdout split calibrates, and with 16 forget items its interval can be too wide for any call: the one-thread
+    build of tiny-llama gave suppressed_head +0.45 [0.00, 0.97] against the holdout (inconclusive), where the
+    two-thread build gave +0.94 [0.45, 1.00].
 
     Which one stops short depends on the build of a lab, and a lab's build differs between machines (CPU kernels:
     the same config and seed trained elsewhere gives other weights). Measured on two machines: the low-rank
@@ -48,8 +51,8 @@ def _check(report: dict, with_reference: bool) -> None:
                  c.get("control")) for n, c in cps.items() if "verdict" in c}
     for name, truth in [*((n, "suppressed") for n in SUPPRESSED), *((n, "deleted") for n in DELETED)]:
         assert cps[name]["verdict"] not in WRONG[truth], (name, table)
-    assert cps["suppressed_head"]["verdict"] == "suppressed", table
     if with_reference:
+        assert cps["suppressed_head"]["verdict"] == "suppressed", table
         right = [cps[n]["verdict"] == truth for n, truth in
                  (("suppressed_head", "suppressed"), ("suppressed_lowrank", "suppressed"), ("retrained", "deleted"))]
         assert sum(right) >= 2, table
