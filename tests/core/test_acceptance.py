@@ -1,7 +1,8 @@
 """Planted truth through the CLI (issue 17): on every lab, with and without the retain-only reference, the default
 evidence set and every analysis: never a wrong call on a planted control; with the reference the head-only
 suppression caught everywhere and at least two of the three planted controls called right outright (see _check for
-what varies with a lab's build). Without a reference a verdict may be "inconclusive" for lack of a control, never the wrong call.
+what varies with a lab's build). Without a reference a verdict may be "inconclusive" for lack of a control, never
+the wrong call.
 
 The second world (tests/fixtures/world2.py: another domain, templates and architecture) was never used to choose a
 threshold: it is the held-out check that the rule transfers.
