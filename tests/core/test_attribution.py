@@ -162,6 +162,27 @@ def test_identical_models_give_zero_difference_and_mismatch_raises(lab):
     assert (back - res).items[0].contributions["loo"]["original"].sum() == 0.0
 
 
+def test_retain_control_is_an_even_sample_the_size_of_the_forget_set(lab):
+    """Retain is the collateral-damage control: by default as many prompts as forget (at least 32), spread evenly
+    over the retain set, each keeping its own index and file line; retain_items overrides the size."""
+    from unlearn_core.analyses.attribution.compute import MIN_RETAIN, split_items
+
+    models, data = lab
+    assert len(data.retain) > MIN_RETAIN >= len(data.forget)  # the tiny lab: 16 forget, 80 retain
+    chosen = split_items(data, "retain", AttributionConfig())
+    idx = [i for i, _ in chosen]
+    assert len(idx) == MIN_RETAIN and idx[0] == 0 and idx[-1] == len(data.retain) - 1 and idx == sorted(set(idx))
+    assert max(np.diff(idx)) - min(np.diff(idx)) <= 1  # evenly spread, not the first 32 (one entity's facts)
+    assert [i for i, _ in split_items(data, "forget", AttributionConfig())] == list(range(len(data.forget)))
+    assert len(split_items(data, "retain", AttributionConfig(retain_items=len(data.retain) + 5))) == len(data.retain)
+    assert [i for i, _ in split_items(data, "retain", AttributionConfig(max_items=5))] == list(range(5))
+    res = compute_attribution(models, data, AttributionConfig(methods=("loo",), retain_items=6))
+    kept = [(it.item, it.line) for it in res.items if it.split == "retain"]
+    want = split_items(data, "retain", AttributionConfig(retain_items=6))
+    assert kept == [(i, it.line) for i, it in want] and len(kept) == 6
+    assert sum(it.split == "forget" for it in res.items) == len(data.forget)
+
+
 def test_keyword_emphasis_scores_and_no_false_recovery_on_the_reference(lab):
     """On the TOFU-protocol lab emphasis recovers little from any checkpoint (the probe-validity table: it does not
     separate the planted controls); what must hold is that the deletion reference gets no real recovery from it."""

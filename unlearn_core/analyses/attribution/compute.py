@@ -15,10 +15,20 @@ from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.scoring import Encoded, greedy_generate, pad_id_of, score_encoded
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
+MIN_RETAIN = 32
 
-def _split_items(data: AuditData, split: str, max_items: int | None) -> tuple[QAItem, ...]:
+
+def split_items(data: AuditData, split: str, cfg: AttributionConfig) -> list[tuple[int, QAItem]]:
+    """(index in the split, item) of the prompts attributed: the first max_items, and of retain an evenly spread
+    sample of retain_items (default: as many as the forget prompts, at least MIN_RETAIN)."""
     items = getattr(data, split)
-    return items[:max_items] if max_items else items
+    idx = list(range(min(len(items), cfg.max_items) if cfg.max_items else len(items)))
+    if split == "retain":
+        n_forget = min(len(data.forget), cfg.max_items) if cfg.max_items else len(data.forget)
+        cap = cfg.retain_items or max(n_forget, MIN_RETAIN)
+        if len(idx) > cap:
+            idx = sorted({idx[k] for k in np.linspace(0, len(idx) - 1, cap).round().astype(int)})
+    return [(i, items[i]) for i in idx]
 
 
 def _targets(models: ModelSet, items, fmt: PromptFormat, cfg: AttributionConfig) -> list[tuple[str, str]]:
@@ -54,8 +64,9 @@ def compute_attribution(models: ModelSet, data: AuditData, config: AttributionCo
     fmt = data.prompt_format
     layouts, meta = [], []  # per item across splits
     for split in config.splits:
-        items = _split_items(data, split, config.max_items)
-        for i, (it, (prompt, target)) in enumerate(zip(items, _targets(models, items, fmt, config))):
+        chosen = split_items(data, split, config)
+        items = [it for _, it in chosen]
+        for (i, it), (prompt, target) in zip(chosen, _targets(models, items, fmt, config), strict=True):
             layouts.append(prompt_layout(tok, prompt, it.question, config.scope))
             meta.append((split, i, it, prompt, target))
     prompts = [list(lay[0]) for lay in layouts]

@@ -24,7 +24,10 @@ class AttributionConfig:
     """target: 'gold' answer or the original model's greedy answer ('original_greedy'); key_tokens: 'top_k' by
     the original model's C, or the item's 'keywords' (whole-word, case-insensitive); scope: 'question' (tokens
     of the question only; the template's 'Question:'/'Answer:' are excluded from keys, KeyShare and Spearman)
-    or 'prompt'; ig_baseline: 'pad' or 'zero' embedding; ig_batch_tokens bounds rows x length per IG pass."""
+    or 'prompt'; ig_baseline: 'pad' or 'zero' embedding; ig_batch_tokens bounds rows x length per IG pass;
+    retain_items: retain prompts attributed, spread evenly over the retain set; None = as many as the forget prompts
+    (at least 32). Retain is the collateral-damage control: a mean over a sample this size says what the whole set
+    would, and a retain set 4x the forget set made it 80% of this analysis' time (the costliest of the audit)."""
 
     target: str = "gold"
     methods: tuple[str, ...] = METHODS
@@ -33,6 +36,7 @@ class AttributionConfig:
     scope: str = "question"
     splits: tuple[str, ...] = ("forget", "retain")
     max_items: int | None = None  # per split (first N items); None = all
+    retain_items: int | None = None
     batch_size: int = 256
     max_tokens: int = 32768
     ig_steps: int = 64
@@ -57,6 +61,7 @@ class AttributionConfig:
             raise ValueError(f"splits must be a non-empty subset of ('forget', 'retain'), got {self.splits!r}")
         positive_ints(self, "top_k", "batch_size", "max_tokens", "ig_steps", "ig_batch_tokens", "max_new_tokens")
         optional_positive_int(self, "max_items")
+        optional_positive_int(self, "retain_items")
 
 
 # --------------------------------------------------------------------------------------------- token layout
