@@ -3,7 +3,9 @@
     python benchmarks/restoration.py [--lab DIR] [--checkpoint suppressed_head] [--repeat 2] [--threads N]
 
 Restoration steers every forget item with its OWN fact features over an alpha grid. compute_restoration runs the
-original once per length batch, keeps its block-l states, and steers whole batches with a per-row feature mask.
+original and the checkpoint once per length batch, keeps their block-l states, computes one steering direction per
+alpha grid (the SAE edit is linear in alpha), and steers whole batches with a per-row feature mask in passes that start
+above block l (forward.resumed_at).
 The naive way does what a per-item script does: for every item and alpha, one forward pass of the original to get
 its state and one steered pass of the unlearned model. Prints both times, the ratio, and the largest disagreement
 in restored p~ (they compute the same numbers).
@@ -20,9 +22,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unlearn_core.analyses.sae_restoration.steering import Split, fact_sets, feature_stats, run_split, steer  # noqa: E402
+from unlearn_core.analyses.sae_restoration.steering import (  # noqa: E402
+    Split,
+    fact_sets,
+    feature_stats,
+    run_split,
+    steer,
+    steering_direction,
+)
 from unlearn_core.analyses.sae_restoration.training import SAETrainConfig, get_sae, training_texts  # noqa: E402
 from unlearn_core.arch import decoder_layers  # noqa: E402
+from unlearn_core.forward import resume_matches  # noqa: E402
 from unlearn_core.scoring import encode, pad_id_of  # noqa: E402
 from unlearn_core.workspace import lab_workspace  # noqa: E402
 
@@ -72,11 +82,14 @@ def main() -> None:
     def batched() -> torch.Tensor:
         fresh = split("forget", 32)
         _, _, fresh.h_orig = run_split(orig.model, layer, fresh)  # the original, once per batch
+        _, _, h_u = run_split(unl.model, layer, fresh)  # the checkpoint's own state at the layer, once
+        first = fresh.padded[0]
+        resume = h_u if resume_matches(unl.model, first[0], first[1], layer) else None
+        direction = [steering_direction(sae, fact[b], "inject", h, h_o)  # one direction per alpha grid
+                     for b, h, h_o in zip(fresh.batches, h_u, fresh.h_orig, strict=True)]
         out = []
-        masks = [fact[b] for b in fresh.batches]
-        for alpha in ALPHAS:
-            p, _, _ = run_split(unl.model, layer, fresh,
-                           lambda b, a=alpha: steer(sae, masks[b], "inject", a, fresh.h_orig[b]))
+        for alpha in ALPHAS:  # each pass starts above the steered block
+            p, _, _ = run_split(unl.model, layer, fresh, lambda b, a=alpha: lambda h: h + a * direction[b], resume)
             out.append(p)
         return torch.stack(out)  # [alphas, items]
 

@@ -65,6 +65,54 @@ def hooked(model, layer: int, fn: Callable[[torch.Tensor], torch.Tensor | None])
         handle.remove()
 
 
+@contextmanager
+def resumed_at(model, layer: int, h: torch.Tensor) -> Iterator[None]:
+    """While active, a forward pass does not compute blocks 0..layer: block `layer` hands on `h` (its output for
+    exactly this batch, captured earlier from this model) and the blocks below pass their input through.
+
+    Why: steering that edits block `layer`'s output leaves everything below it unchanged, so an alpha grid over
+    one checkpoint recomputed the same lower blocks once per setting. Hooks on block `layer` still see `h` and may
+    replace it. Only valid for the model and batch `h` came from; `resume_matches` checks a model family once.
+    Embeddings and masks are still built by the model's own forward, so the upper blocks get what they always get."""
+    blocks = decoder_layers(model)
+    patched = []
+
+    def passthrough(hidden_states, *args, **kwargs):
+        return hidden_states
+
+    def cached(hidden_states, *args, **kwargs):
+        return h.to(hidden_states.device, hidden_states.dtype)
+
+    try:
+        for i in range(layer + 1):
+            block = blocks[i]
+            own = block.__dict__.get("forward")  # accelerate's device hooks live here; restored below
+            patched.append((block, own))
+            block.forward = cached if i == layer else passthrough
+        yield
+    finally:
+        for block, own in patched:
+            if own is None:
+                block.__dict__.pop("forward", None)
+            else:
+                block.forward = own
+
+
+@torch.no_grad()
+def resume_matches(model, ids: torch.Tensor, mask: torch.Tensor, layer: int, atol: float = 1e-4) -> bool:
+    """Whether a pass resumed at `layer` gives the full pass's logits on this batch: a block that returns more than
+    its hidden states, or a model loop that reads other block outputs, makes it differ, and then callers run the
+    full pass instead."""
+    states, logits = capture_block_outputs(model, ids, mask, [layer], with_logits=True)
+    try:
+        with resumed_at(model, layer, states[layer]):
+            again = model(input_ids=ids, attention_mask=mask).logits
+    except Exception:  # noqa: BLE001 - any failure of the shortcut means: use the full pass
+        return False
+    keep = mask.bool()
+    return bool(torch.allclose(again[keep].float(), logits[keep].float(), atol=atol, rtol=1e-4))
+
+
 @torch.no_grad()
 def capture_block_outputs(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int] | None = None,
                           with_logits: bool = False):

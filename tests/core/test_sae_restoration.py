@@ -282,3 +282,76 @@ def test_user_sae_folder_gives_the_same_restoration(lab, tmp_path):
     narrow.save_model(tmp_path / "narrow")
     with pytest.raises(ValueError, match="d_in=8"):
         compute_restoration(sub, data, RestorationConfig(sae_path=str(tmp_path / "narrow"), layer=res.layer))
+
+
+@pytest.mark.parametrize("which", ["tiny_lab", "tiny_llama_lab"])
+def test_resumed_pass_gives_the_full_logits_at_every_layer(which, request):
+    """Steering re-runs only the blocks above the steered one (forward.resumed_at): on GPT-2 and Llama modules the
+    resumed pass must give the full pass's logits, and a block that hands on anything but its state is refused."""
+    from unlearn_core.arch import decoder_layers
+    from unlearn_core.forward import capture_block_outputs, resume_matches, resumed_at
+    from unlearn_core.scoring import right_pad
+    from unlearn_core.workspace import lab_workspace
+
+    ws = lab_workspace(request.getfixturevalue(which), unlearned=["suppressed_head"])
+    models, data = ws.load_models(), ws.load_data()
+    lm = models.unlearned["suppressed_head"]
+    pairs = [data.prompt_format.pair(it) for it in data.forget[:6]]
+    enc = encode(lm.tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
+    ids, mask = right_pad([e.ids for e in enc], pad_id_of(lm.tokenizer), "cpu")
+    blocks = decoder_layers(lm.model)
+    states, logits = capture_block_outputs(lm.model, ids, mask, with_logits=True)
+    for layer in range(len(blocks)):
+        assert resume_matches(lm.model, ids, mask, layer)
+        with resumed_at(lm.model, layer, states[layer]):
+            again = lm.model(input_ids=ids, attention_mask=mask).logits
+        assert torch.allclose(again[mask.bool()], logits[mask.bool()], atol=1e-5)
+        assert all("forward" not in b.__dict__ for b in blocks)  # every block is restored afterwards
+        with resumed_at(lm.model, layer, torch.zeros_like(states[layer])):  # it really skips: zeros change logits
+            assert not torch.allclose(lm.model(input_ids=ids, attention_mask=mask).logits, logits, atol=1e-3)
+
+    from contextlib import contextmanager
+
+    from unlearn_core import forward
+
+    @contextmanager
+    def wrong_state(model, layer, h):  # a family where the shortcut does not reproduce the pass
+        with resumed_at(model, layer, h * 0.5):
+            yield
+
+    @contextmanager
+    def broken(model, layer, h):  # or where it raises
+        raise TypeError("block output is a tuple")
+        yield
+
+    for fake in (wrong_state, broken):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(forward, "resumed_at", fake)
+            assert not resume_matches(lm.model, ids, mask, 1)
+
+
+def test_restoration_resumed_equals_the_full_passes(lab, monkeypatch):
+    """The batched path (resumed above the steered block) gives the numbers of full forward passes, to float32
+    precision; and the SAE edit is linear in alpha, so one direction per alpha grid is exact."""
+    from unlearn_core.analyses.sae_restoration import compute as restoration_compute
+
+    models, data, _ = lab
+    ms = ModelSet(models.original, {"suppressed_head": models.unlearned["suppressed_head"]}, None)
+    cfg = RestorationConfig(sae=FAST_SAE, alphas=(1.0, 5.0))
+    fast = compute_restoration(ms, data, cfg)
+    calls = []
+    monkeypatch.setattr(restoration_compute, "resume_matches", lambda *a, **k: calls.append(a) or False)
+    slow = compute_restoration(ms, data, cfg)
+    assert calls
+    a, b = pd.DataFrame(list(fast.rows)), pd.DataFrame(list(slow.rows))
+    num = [c for c in a.columns if a[c].dtype.kind == "f"]
+    assert len(a) == len(b) and a.drop(columns=num).equals(b.drop(columns=num))
+    assert np.allclose(a[num].to_numpy(), b[num].to_numpy(), atol=1e-5, equal_nan=True)
+    for key, p in fast.item_p["suppressed_head"].items():
+        assert np.allclose(p, slow.item_p["suppressed_head"][key], atol=1e-6), key
+
+    sae = load_sae(fast.sae_source)
+    dz = torch.relu(torch.randn(3, 5, sae.cfg.d_sae))
+    zero = sae.decode(torch.zeros(1, 1, sae.cfg.d_sae))
+    for alpha in cfg.alphas:
+        assert torch.allclose(sae.decode(alpha * dz) - zero, alpha * (sae.decode(dz) - zero), atol=1e-4)

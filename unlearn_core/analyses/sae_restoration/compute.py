@@ -21,7 +21,13 @@ from unlearn_core.analyses.sae_restoration.result import (
     default_n_expert,
     setting,
 )
-from unlearn_core.analyses.sae_restoration.steering import Split, fact_sets, feature_stats, run_split, steer
+from unlearn_core.analyses.sae_restoration.steering import (
+    Split,
+    fact_sets,
+    feature_stats,
+    run_split,
+    steering_direction,
+)
 from unlearn_core.analyses.sae_restoration.training import (
     get_sae,
     load_sae,
@@ -29,6 +35,7 @@ from unlearn_core.analyses.sae_restoration.training import (
     training_texts,
 )
 from unlearn_core.arch import decoder_layers
+from unlearn_core.forward import resume_matches
 from unlearn_core.recovery import recovery_rate
 from unlearn_core.scoring import encode, input_device, pad_id_of
 from unlearn_core.spec import Shape
@@ -113,22 +120,26 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
     done = 0
     for cname, lm in ckpts.items():
         say(0.1 + 0.9 * done / total, f"{cname}: plain")
-        plain = {}
+        plain, h_u = {}, {}
         for sname, sp in splits.items():
-            p, acc, _ = run_split(lm.model, layer, sp)
+            p, acc, h_u[sname] = run_split(lm.model, layer, sp)
             plain[sname] = (float(p.mean()), float(acc.mean()))
             rows.append(_row(cname, lm.role, "none", "none", 0.0, sname, plain[sname], plain[sname], base[sname]))
             if sname == "forget":
                 item_p[cname] = {PLAIN: _np(p)}
+        first = splits["forget"].padded[0]
+        resumable = resume_matches(lm.model, first[0].to(device), first[1].to(device), layer)
+        resume = h_u if resumable else dict.fromkeys(splits)
         done += 1
         for variant in VARIANTS:
             for fname in FEATURE_SETS:
+                direction = {sname: [steering_direction(sae, masks[sname][fname][idx].to(device), variant, h, h_o)
+                                     for idx, h, h_o in zip(sp.batches, h_u[sname], sp.h_orig, strict=True)]
+                             for sname, sp in splits.items()}
                 for alpha in config.alphas:
                     say(0.1 + 0.9 * done / total, f"{cname}: {variant} {fname} alpha={alpha:g}")
                     for sname, sp in splits.items():
-                        batch_masks = [masks[sname][fname][b].to(device) for b in sp.batches]
-                        p, acc, _ = run_split(lm.model, layer, sp, lambda b, sp=sp, bm=batch_masks, variant=variant,
-                                         alpha=alpha: steer(sae, bm[b], variant, alpha, sp.h_orig[b]))
+                        p, acc, _ = run_split(lm.model, layer, sp, _adder(direction[sname], alpha), resume[sname])
                         rows.append(_row(cname, lm.role, variant, fname, alpha, sname,
                                          (float(p.mean()), float(acc.mean())), plain[sname], base[sname]))
                         if sname == "forget":
@@ -158,6 +169,11 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
         model_hashes={n: lm.hash for n, lm in models.all().items()}, data_hash=data.hash, config=config,
         item_p=item_p, original=orig.name,
     )
+
+
+def _adder(direction: list[torch.Tensor], alpha: float):
+    """steer_for_batch of run_split: batch b's state h -> h + alpha * D_b."""
+    return lambda b: lambda state: state + (alpha * direction[b]).to(state.dtype)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import torch
 
-from unlearn_core.forward import answer_logprobs, answer_span_mask, hooked
+from unlearn_core.forward import answer_logprobs, answer_span_mask, hooked, resumed_at
 from unlearn_core.scoring import Encoded, input_device, length_batches, right_pad
 
 Progress = Callable[[float, str], None]
@@ -23,17 +24,24 @@ class Split:
 
 
 @torch.no_grad()
-def run_split(model, layer: int, split: Split, steer_for_batch=None) -> tuple[torch.Tensor, torch.Tensor, list]:
+def run_split(model, layer: int, split: Split, steer_for_batch=None, resume: list[torch.Tensor] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, list]:
     """(p~ [n], acc [n], captured block-`layer` outputs per batch). steer_for_batch(b) -> fn(h) -> new h, or None
-    to capture the block output instead."""
+    to capture the block output instead. resume: this model's own block-`layer` outputs per batch (from an earlier
+    capture); the pass then starts above the block (forward.resumed_at) instead of recomputing what the steering
+    cannot change."""
     n = len(split.enc)
     lp, acc = torch.zeros(n), torch.zeros(n)
     captured = []
+    dev = input_device(model)
     for b, (idx, (ids, mask)) in enumerate(zip(split.batches, split.padded, strict=True)):
         store = {}
         fn = steer_for_batch(b) if steer_for_batch else (lambda h, store=store: store.__setitem__("h", h))
-        with hooked(model, layer, fn):
-            logits = model(input_ids=ids.to(input_device(model)), attention_mask=mask.to(input_device(model))).logits
+        with ExitStack() as stack:
+            if resume is not None:
+                stack.enter_context(resumed_at(model, layer, resume[b]))
+            stack.enter_context(hooked(model, layer, fn))
+            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
         captured.append(store.get("h"))
         batch = [split.enc[i] for i in idx]
         lp[idx] = answer_logprobs(logits, batch)
@@ -44,22 +52,25 @@ def run_split(model, layer: int, split: Split, steer_for_batch=None) -> tuple[to
     return lp.exp(), acc, captured
 
 
+@torch.no_grad()
+def steering_direction(sae, mask: torch.Tensor, variant: str, h_u: torch.Tensor, h_orig: torch.Tensor | None
+                       ) -> torch.Tensor:
+    """D [B, T, d] with steered state h' = h_u + alpha * D at every position: the linear part of the SAE decoder
+    applied to the feature edit at alpha = 1 (inject: z_o - z_u, scale: z_u, both masked to the steered features;
+    mask [B, d_sae], one row per item). Linear in alpha, so one direction serves the whole alpha grid."""
+    z_u = sae.encode(h_u.float())  # [B, T, d_sae]
+    dz = (sae.encode(h_orig.float()) - z_u if variant == "inject" else z_u) * mask[:, None, :]
+    zero = sae.decode(torch.zeros_like(z_u[:1, :1]))  # [1, 1, d]
+    return sae.decode(dz) - zero
+
+
 def steer(sae, mask: torch.Tensor, variant: str, alpha: float, h_orig: torch.Tensor | None):
     """fn(h) adding W_dec^T dz at every position of the block output h [B, T, d]; mask [B, d_sae] (1 = steered
-    feature, one row per item, so every item can have its own feature set)."""
-    zero = None
+    feature, one row per item, so every item can have its own feature set). Computes the direction from the h it
+    is given; compute_restoration precomputes it once per alpha grid (steering_direction)."""
 
     def fn(h):
-        nonlocal zero
-        z_u = sae.encode(h.float())  # [B, T, d_sae]
-        if variant == "inject":
-            dz = alpha * (sae.encode(h_orig.float()) - z_u) * mask[:, None, :]
-        else:
-            dz = alpha * z_u * mask[:, None, :]
-        if zero is None:
-            zero = sae.decode(torch.zeros_like(z_u[:1, :1]))  # [1, 1, d]
-        delta = sae.decode(dz) - zero  # [B, T, d]: the linear part only
-        return h + delta.to(h.dtype)
+        return h + (alpha * steering_direction(sae, mask, variant, h, h_orig)).to(h.dtype)
 
     return fn
 
