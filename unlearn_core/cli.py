@@ -375,11 +375,13 @@ def _audit(args) -> int:
     check = _data_check(models, data, args.out, store)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-    weights = progress_weights(analyses, _print_estimates(analyses, models, data, store, configs, args.jobs))
+    estimates = _print_estimates(analyses, models, data, store, configs, args.jobs)
+    weights = progress_weights(analyses, estimates)
     if args.jobs > 1:
         from unlearn_core.parallel import prefill_store
 
-        prefill_store(spec, analyses, store.path, args.jobs, configs, args.accept_partial, progress)
+        prefill_store(spec, analyses, store.path, args.jobs, configs, args.accept_partial, progress,
+                      {a: e.seconds for a, e in estimates.items() if e is not None})
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
                        configs=configs, weights=None if args.jobs > 1 else weights)
     _add_data_check(args.out, check)

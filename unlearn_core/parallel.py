@@ -23,17 +23,24 @@ from unlearn_core.workspace import WorkspaceSpec
 
 Progress = Callable[[float, str], None]
 
-# analyses that usually take longest first, so the pool does not end waiting on one late long job
-_LONGEST_FIRST = ("relearning", "sae_restoration", "extraction", "concept_vectors", "attribution", "patching",
-                  "decodability", "perturbation", "quantization", "keyword_recovery", "representation", "scorecard")
+# Longest first (a pool that starts the longest job last ends waiting on it alone): the full default-lab audit's
+# per-analysis times in one process (benchmarks/MEASUREMENTS.md), used when the store has no timing record.
+_LONGEST_FIRST = ("attribution", "relearning", "extraction", "scorecard", "decodability", "perturbation",
+                  "keyword_recovery", "concept_vectors", "sae_restoration", "quantization", "representation",
+                  "patching")
 
 _LOADED: dict[tuple, tuple] = {}  # per worker process: (spec, accept_partial) -> (models, data)
 
 
 def _init_worker() -> None:
+    """One thread for everything in a worker: torch's intra-op pool and the BLAS / OpenMP pools numpy, scipy and
+    sklearn use (threadpoolctl). With torch alone limited, the decodability probe's sklearn fits ran on two BLAS
+    threads beside the other worker and took 73 s instead of 25 s."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(limits=1)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -52,23 +59,27 @@ def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store
     return name, time.perf_counter() - t0, cached
 
 
-def order(analyses: list[str]) -> list[str]:
+def order(analyses: list[str], seconds: dict[str, float] | None = None) -> list[str]:
+    """Longest first: by estimated seconds where every analysis has one (this machine's timing records), else by
+    the measured default-lab order; analyses it does not know go first (their length is unknown)."""
+    if seconds and all(a in seconds for a in analyses):
+        return sorted(analyses, key=lambda a: -seconds[a])
     rank = {a: i for i, a in enumerate(_LONGEST_FIRST)}
     return sorted(analyses, key=lambda a: rank.get(a, -1))
 
 
 def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Path, jobs: int,
                   configs: dict[str, object] | None = None, accept_partial: bool = False,
-                  progress: Progress | None = None) -> dict[str, float]:
+                  progress: Progress | None = None, estimates: dict[str, float] | None = None) -> dict[str, float]:
     """Compute every analysis the store lacks in `jobs` worker processes; {analysis: seconds in its worker}.
 
     An analysis already in the store comes back at once (its worker only reads it). A worker's error is raised here
-    with the analysis named."""
+    with the analysis named. estimates: expected seconds per analysis, to start the longest first."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     configs = configs or {}
     seconds: dict[str, float] = {}
-    todo = order(list(dict.fromkeys(analyses)))
+    todo = order(list(dict.fromkeys(analyses)), estimates)
     with ProcessPoolExecutor(max_workers=min(jobs, len(todo)) or 1, mp_context=mp.get_context("spawn"),
                              initializer=_init_worker) as pool:
         futures = {pool.submit(_compute, spec, accept_partial, a, configs.get(a), str(store_path)): a for a in todo}

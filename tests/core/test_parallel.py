@@ -32,3 +32,16 @@ def test_two_processes_give_the_serial_numbers(tiny_lab, tmp_path):
 def test_bad_jobs_value_exits_2(tiny_lab, tmp_path, capsys):
     assert main(["audit", "--lab", str(tiny_lab), "--out", str(tmp_path), "--jobs", "0"]) == 2
     assert "--jobs must be >= 1" in capsys.readouterr().err
+
+
+def test_longest_first_order():
+    """The pool starts the longest analysis first: by this machine's estimates when every analysis has one, else by
+    the measured default-lab order (attribution, the longest, first); an unknown analysis goes first."""
+    from unlearn_core.parallel import order
+
+    names = ["patching", "scorecard", "attribution", "sae_restoration"]
+    assert order(names) == ["attribution", "scorecard", "sae_restoration", "patching"]
+    est = {"patching": 90.0, "scorecard": 1.0, "attribution": 10.0, "sae_restoration": 5.0}
+    assert order(names, est) == ["patching", "attribution", "sae_restoration", "scorecard"]
+    assert order(names, {"patching": 90.0}) == order(names)  # partial estimates: the static order
+    assert order(["scorecard", "new_probe"])[0] == "new_probe"
