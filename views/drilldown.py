@@ -8,19 +8,17 @@ import streamlit as st
 from unlearn_core.analyses.behaviour import ScorecardConfig
 from unlearn_core.audit import get_analysis
 from unlearn_core.drilldown import REC_PREFIX, filter_drilldown, item_drilldown
-from views._shared import evidence, export, sidebar, state
+from views._shared import evidence, export, state
+from views._shared.header import page_header
 
 PAGE = "drilldown"
 TEXT = ("question", "gold_answer", "checkpoint", "role", "definition", "generated_answer", "recovered_by")
 
-export.start_page(PAGE)
-ws = state.workspace()
-st.title("Item drill-down")
-st.markdown(sidebar.chips(ws.names()), unsafe_allow_html=True)
-st.caption("Every forget item across every checkpoint: the greedy answer and the scorecard's numbers beside each "
-           "stored probe's per-item recovery, (attacked − plain) / (original − plain) clipped to [0, 1]. "
-           "*Forgot behaviourally*: the original answers the item exactly and the checkpoint does not.")
-bundle_slot = st.container()
+ws, bundle_slot = page_header(
+    PAGE, "Item drill-down",
+    "Every forget item across every checkpoint: the greedy answer and the scorecard's numbers beside each "
+    "stored probe's per-item recovery, (attacked − plain) / (original − plain) clipped to [0, 1]. "
+    "*Forgot behaviourally*: the original answers the item exactly and the checkpoint does not.")
 
 stored = evidence.stored_evidence(ws)
 if "scorecard" in stored:

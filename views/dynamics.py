@@ -19,21 +19,19 @@ from unlearn_core.registry import ANALYSES, DEFAULT_EVIDENCE_SET
 from unlearn_core.series import SeriesAuditor, expand_series, series_table
 from unlearn_core.viz.plot_dynamics import plot_dynamics
 from unlearn_core.workspace import CheckpointError
-from views._shared import export, sidebar, state
+from views._shared import export, state
+from views._shared.header import page_header
 
 PAGE = "dynamics"
 NUM = st.column_config.NumberColumn(format="%.3f")
 
-export.start_page(PAGE)
-ws = state.workspace()
 root = workspace_root()
-st.title("Training dynamics")
-st.markdown(sidebar.chips(ws.names()), unsafe_allow_html=True)
-st.caption("A series is a training run's output folder of `checkpoint-N/` subfolders (Hugging Face Trainer layout; "
-           "full models or LoRA adapters). Each step is audited as `NAME@N` against this workspace's original and "
-           "retain-only reference with the same calibrated rule as the headline page."
-           + (f" Folders must stay inside the workspace root `{root}`." if root else ""))
-bundle_slot = st.container()
+ws, bundle_slot = page_header(
+    PAGE, "Training dynamics",
+    "A series is a training run's output folder of `checkpoint-N/` subfolders (Hugging Face Trainer layout; "
+    "full models or LoRA adapters). Each step is audited as `NAME@N` against this workspace's original and "
+    "retain-only reference with the same calibrated rule as the headline page."
+    + (f" Folders must stay inside the workspace root `{root}`." if root else ""))
 
 c1, c2 = st.columns([3, 1])
 lab_series = Path(ws.spec.original).parent / "extras" / "ga_series"  # the demo lab ships one run as a series

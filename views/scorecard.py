@@ -27,7 +27,8 @@ from unlearn_core.viz.plot_scorecard import (
     plot_split_metric,
 )
 from unlearn_core.viz.theme import checkpoint_colors, checkpoint_order
-from views._shared import cost, export, sidebar, state
+from views._shared import cost, export, state
+from views._shared.header import page_header
 
 PAGE = "scorecard"
 KEY_COLUMNS = ["model", "role", "definition", "forget_acc", "retain_acc", "forget_p", "retain_p", "forget_rougeL",
@@ -47,16 +48,12 @@ def _numeric(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-export.start_page(PAGE)
-ws = state.workspace()
 analysis = get_analysis("scorecard")
-
-st.title("Behavioural scorecard")
-st.markdown(sidebar.chips(ws.names()), unsafe_allow_html=True)
-st.caption("Does each checkpoint *look* forgotten? Low accuracy / probability / ROUGE-L on the forget set, a retain "
-           "set that still works, membership inference near chance, and numbers close to the retain-only model "
-           "(hatched: what true deletion looks like). Behaviour alone cannot tell suppression from deletion.")
-bundle_slot = st.container()
+ws, bundle_slot = page_header(
+    PAGE, "Behavioural scorecard",
+    "Does each checkpoint *look* forgotten? Low accuracy / probability / ROUGE-L on the forget set, a retain "
+    "set that still works, membership inference near chance, and numbers close to the retain-only model "
+    "(hatched: what true deletion looks like). Behaviour alone cannot tell suppression from deletion.")
 
 DEFINITION_HELP = {
     OU: "open-unlearning's exact spans and formulas (EOS appended to answers, answer-only membership inference, "

@@ -18,23 +18,21 @@ from unlearn_core.paper import verdict_table_latex
 from unlearn_core.registry import ANALYSES, all_evidence
 from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
 from unlearn_core.workspace import planted_truth
-from views._shared import cost, datacheck, evidence, export, sidebar, state
+from views._shared import cost, datacheck, evidence, export, state
+from views._shared.header import page_header
 
 PAGE = "verdict"
 NUM = st.column_config.NumberColumn(format="%.3f")
 
 
 
-export.start_page(PAGE)
-ws = state.workspace()
+ws, bundle_slot = page_header(
+    PAGE, "Suppression vs deletion",
+    "**Looks forgotten** (behaviour: 1 - forget accuracy / the original's) beside **still inside**: the "
+    "recovery a probe gets from the checkpoint MINUS what the same probe gets from a control that never "
+    "knew the answers (the retain-only reference on the same items; without one, the holdout split), with "
+    "its bootstrap interval. Suppressed = the interval clears the line; deleted = it stays under it.")
 names = ws.names()
-st.title("Suppression vs deletion")
-st.markdown(sidebar.chips(names), unsafe_allow_html=True)
-st.caption("**Looks forgotten** (behaviour: 1 - forget accuracy / the original's) beside **still inside**: the "
-           "recovery a probe gets from the checkpoint MINUS what the same probe gets from a control that never "
-           "knew the answers (the retain-only reference on the same items; without one, the holdout split), with "
-           "its bootstrap interval. Suppressed = the interval clears the line; deleted = it stays under it.")
-bundle_slot = st.container()
 EVIDENCE = {k: ev.label for k, (_, ev) in all_evidence().items()}
 check = datacheck.result(ws)
 datacheck.render(check, PAGE)
