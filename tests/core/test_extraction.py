@@ -40,6 +40,35 @@ def test_guiding_the_original_by_itself_is_greedy_decoding(lab):
             guided_greedy(o.model, None, o.tokenizer, prompts, 0.0, 5.0, 8, 4)
 
 
+@pytest.mark.parametrize("which", ["tiny_lab", "tiny_llama_lab"])
+def test_kv_cache_decodes_what_the_full_prefix_decodes(which, request):
+    """The cached decoder (one new token per step) gives the uncached one's generations, plain and guided, with
+    rows of different lengths in a batch and rows that stop early (GPT-2 and Llama modules)."""
+    ws = lab_workspace(request.getfixturevalue(which), unlearned=["suppressed_head", "ga"])
+    models, data = ws.load_models(), ws.load_data()
+    o = models.original
+    prompts = [data.prompt_format.pair(it)[0] for it in (*data.forget, *data.retain[:8])]
+    calls = []
+    real = o.model.forward
+
+    def counting(*a, **k):
+        calls.append(k["input_ids"].shape[1])
+        return real(*a, **k)
+
+    for lm in models.unlearned.values():
+        for unl, w in ((None, 0.0), (lm.model, 1.0), (lm.model, 3.0)):
+            base = lm.model if unl is None else o.model
+            full = guided_greedy(base, unl, o.tokenizer, prompts, w, 5.0, 12, 8, kv_cache=False)
+            assert guided_greedy(base, unl, o.tokenizer, prompts, w, 5.0, 12, 8) == full
+            assert any(g.strip() for g in full)
+    try:
+        o.model.forward = counting
+        guided_greedy(o.model, None, o.tokenizer, prompts[:4], 0.0, 5.0, 6, 4)
+    finally:
+        del o.model.forward
+    assert calls[0] > 1 and set(calls[1:]) == {1}  # the prompt once, then one token per step
+
+
 def test_evidence_items_are_aligned_with_the_forget_split(lab):
     models, data, res = lab
     items = decode_result(encode_result(res)).evidence_items()["extraction_recovery"]

@@ -10,8 +10,10 @@ Reading: the guided decoder always contains the original, so a high score says t
 checkpoints points at the forget answers (the unlearning update is a targeted edit that can be reversed by whoever
 has both), not that the unlearned model alone still knows them; compare with the retain-only row.
 
-Decoding is batched (left padding, explicit position ids) and recomputes each prefix without a KV cache: answers
-are short (max_new_tokens), and both models must see exactly the same tokens.
+Decoding is batched (left padding, explicit position ids), and each model keeps a KV cache: after the prompt, a step
+feeds one token per row. Both models see exactly the same tokens. On the demo labs the cached decoder gives the
+uncached one's generations token for token (tests/core/test_extraction.py) at 1/4 to 1/6 of the time
+(benchmarks/extraction.py).
 
 Verdict evidence "extraction_recovery" (control "reference"): per forget QA item, ROUGE-L recall plain (the model's
 own greedy answer) and guided (at each model's best guidance weight: the same max-over-weights rule for every model,
@@ -55,10 +57,31 @@ def guided_logits(s_orig: torch.Tensor, s_unl: torch.Tensor | None, w: float, ta
     return s.masked_fill(~keep, float("-inf"))
 
 
+class _Stepper:
+    """Last-position logits of one model over a batch that grows by one column per step. With a KV cache (when
+    the model hands one back) only the new columns are fed; the mask and positions always cover the whole prefix."""
+
+    def __init__(self, model, kv_cache: bool):
+        self.model, self.kv_cache, self.dev = model, kv_cache, input_device(model)
+        self.cache, self.seen = None, 0
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        ids, mask, pos = ids.to(self.dev), mask.to(self.dev), pos.to(self.dev)
+        if self.cache is None:
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=self.kv_cache)
+        else:
+            out = self.model(input_ids=ids[:, self.seen:], attention_mask=mask, position_ids=pos[:, self.seen:],
+                             cache=self.cache, use_cache=True)
+        self.cache = getattr(out, "cache", None) if self.kv_cache else None  # None: the next step feeds it all
+        self.seen = ids.shape[1]
+        return out.logits[:, -1]
+
+
 @torch.no_grad()
 def guided_greedy(orig, unl, tokenizer, prompts: list[str], w: float, tau: float, max_new_tokens: int,
-                  batch_size: int) -> list[str]:
-    """Greedy continuations under guided_logits; `unl=None` decodes from `orig` alone (plain greedy)."""
+                  batch_size: int, kv_cache: bool = True) -> list[str]:
+    """Greedy continuations under guided_logits; `unl=None` decodes from `orig` alone (plain greedy). kv_cache:
+    each model keeps its keys and values, so a step feeds one new token instead of the whole prefix."""
     device = input_device(orig)
     pad, eos = pad_id_of(tokenizer), tokenizer.eos_token_id
     enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
@@ -72,13 +95,12 @@ def guided_greedy(orig, unl, tokenizer, prompts: list[str], w: float, tau: float
             mask[r, width - len(enc[i]):] = 1
         done = torch.zeros(len(batch), dtype=torch.bool, device=device)
         new = []
+        step_o = _Stepper(orig, kv_cache)
+        step_u = _Stepper(unl, kv_cache) if unl is not None else None
         for _ in range(max_new_tokens):
             pos = (mask.cumsum(-1) - 1).clamp_min(0)  # [B, T]
-            s_o = orig(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]  # [B, V]
-            s_u = None
-            if unl is not None:
-                s_u = unl(input_ids=ids.to(input_device(unl)), attention_mask=mask.to(input_device(unl)),
-                          position_ids=pos.to(input_device(unl))).logits[:, -1].to(s_o.device)
+            s_o = step_o(ids, mask, pos)  # [B, V]
+            s_u = None if step_u is None else step_u(ids, mask, pos).to(s_o.device)
             nxt = guided_logits(s_o, s_u, w, tau).argmax(-1)  # [B]
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             new.append(nxt)
