@@ -32,6 +32,15 @@ def _run(lab: Path, out: Path, analyses: str, jobs: int) -> float:
     return time.perf_counter() - t0
 
 
+def _analysis_seconds(store_path: Path) -> dict[str, float]:
+    """Each analysis' own compute time, as the store recorded it (not loading, not the verdict)."""
+    from unlearn_core.registry import ANALYSES
+    from unlearn_core.store import ResultsStore
+
+    store = ResultsStore(store_path)
+    return {name: recs[0].seconds for name in ANALYSES if (recs := store.timings(name))}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lab", type=Path, help="a built demo lab (default: the default config, built if missing)")
@@ -52,7 +61,11 @@ def main() -> None:
         parallel = _run(lab, tmp / "parallel", args.analyses, args.jobs)
         same = all(pd.read_csv(tmp / "serial" / f"{t}.csv").equals(pd.read_csv(tmp / "parallel" / f"{t}.csv"))
                    for t in ("verdicts", "evidence"))
+        per = {side: _analysis_seconds(tmp / side / "results.sqlite") for side in ("serial", "parallel")}
     print(f"lab {lab.name}, analyses: {args.analyses}")
+    print(f"{'analysis':<20}{'one process':>14}{'in a worker':>14}")
+    for name in sorted(per["serial"], key=lambda n: -per["serial"][n]):
+        print(f"{name:<20}{per['serial'][name]:12.1f} s{per['parallel'].get(name, float('nan')):12.1f} s")
     print(f"{'one process (baseline)':<28}{serial:8.1f} s")
     print(f"{f'{args.jobs} worker processes':<28}{parallel:8.1f} s   x{serial / parallel:.2f}")
     print(f"verdicts and evidence identical: {same}")

@@ -39,9 +39,13 @@ def _init_worker() -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
+    import transformers
+
     torch.set_num_threads(1)
     threadpool_limits(limits=1)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    transformers.utils.logging.set_verbosity_error()  # as the CLI itself: no per-checkpoint loading bars
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store_path: str) -> tuple[str, float, bool]:
