@@ -37,9 +37,8 @@ def _init_worker() -> None:
     sklearn use (threadpoolctl). With torch alone limited, the decodability probe's sklearn fits ran on two BLAS
     threads beside the other worker and took 73 s instead of 25 s."""
     import torch
-    from threadpoolctl import threadpool_limits
-
     import transformers
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     threadpool_limits(limits=1)
