@@ -71,8 +71,11 @@ def server(tiny_lab, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
     store = tmp_path / "results.sqlite"
+    # a fresh SAE cache: an SAE restoration run trains its SAE (~15 s), so a test can click Stop while it runs; with
+    # the SAE served from a shared cache the run took 2 s and one CI run finished it before the Stop click
     proc, url, log = start_server({"UNLEARN_AUDIT_LAB_DIR": str(tiny_lab), "UNLEARN_AUDIT_LAB_CONFIG": "tiny",
-                                   "UNLEARN_AUDIT_STORE": str(store)}, tmp_path / "streamlit.log")
+                                   "UNLEARN_AUDIT_STORE": str(store), "UNLEARN_AUDIT_CACHE": str(tmp_path / "cache")},
+                                  tmp_path / "streamlit.log")
     try:
         wait_healthy(url, proc)
         yield url, store

@@ -355,3 +355,30 @@ def test_restoration_resumed_equals_the_full_passes(lab, monkeypatch):
     zero = sae.decode(torch.zeros(1, 1, sae.cfg.d_sae))
     for alpha in cfg.alphas:
         assert torch.allclose(sae.decode(alpha * dz) - zero, alpha * (sae.decode(dz) - zero), atol=1e-4)
+
+
+def test_sae_training_reports_progress_and_a_raising_progress_stops_it(lab, tmp_path):
+    """The trainer has no callback: progress comes from the activation iterator, so the dashboard's Stop (a progress
+    function that raises) ends a training that takes minutes on a real model, and nothing is cached."""
+    models, data, _ = lab
+    o = models.original
+    pairs = [data.prompt_format.pair(it) for it in data.retain]
+    enc = encode(o.tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def progress(f, msg):
+        seen.append((f, msg))
+        if f >= 0.3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        get_sae(o.model, enc, 1, TINY_SAE, pad_id_of(o.tokenizer), o.hash, data.hash, tmp_path, progress=progress)
+    assert [round(f, 2) for f, _ in seen] == [0.0, 0.33] and "step 50/150" in seen[-1][1]
+    assert not any(tmp_path.iterdir())  # nothing published to the cache
+    seen.clear()
+    sae, q, _ = get_sae(o.model, enc, 1, TINY_SAE, pad_id_of(o.tokenizer), o.hash, data.hash, tmp_path,
+                        progress=lambda f, m: seen.append(f))
+    assert seen == [0.0, 50 / 150, 100 / 150] and q.train_seconds > 0

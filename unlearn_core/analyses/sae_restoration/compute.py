@@ -72,7 +72,8 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
     else:
         pairs = training_texts(data)
         train_enc = encode(tok, [p for p, _ in pairs], [a for _, a in pairs])
-        sae, quality, source = get_sae(orig.model, train_enc, layer, config.sae, pad, orig.hash, data.hash)
+        sae, quality, source = get_sae(orig.model, train_enc, layer, config.sae, pad, orig.hash, data.hash,
+                                       progress=lambda f, m: say(0.1 * f, m))
     sae = sae.to(device).eval()
 
     splits = {}

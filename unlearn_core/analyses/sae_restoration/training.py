@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from unlearn_core.threads import few_threads
 from unlearn_core.types import AuditData
 
 ARCHITECTURES = ("topk", "standard")
+Progress = Callable[[float, str], None]
 QUALITY_FILE = "quality.json"
 
 
@@ -129,16 +130,24 @@ def collect_residual(model, encoded: list[Encoded], layer: int, pad_id: int, bat
     return torch.cat(chunks) if chunks else torch.zeros(0, model.config.hidden_size)
 
 
-def _epoch_iterator(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled minibatches (sae-lens' DataProvider protocol)."""
+def _epoch_iterator(acts: torch.Tensor, batch_size: int, seed: int, steps: int | None = None,
+                    progress: Progress | None = None, every: int = 50) -> Iterator[torch.Tensor]:
+    """Endless shuffled minibatches (sae-lens' DataProvider protocol). progress(fraction, message) every `every`
+    batches: the trainer has no callback, and a progress function that raises (the dashboard's Stop) must be able
+    to end a training that takes minutes on a real model."""
     gen = torch.Generator().manual_seed(seed)
+    served = 0
     while True:
         perm = torch.randperm(len(acts), generator=gen)
         for s in range(0, len(acts) - batch_size + 1, batch_size):
+            if progress is not None and steps and served % every == 0:
+                progress(min(served / steps, 1.0), f"training the SAE: step {served}/{steps}")
+            served += 1
             yield acts[perm[s : s + batch_size]]
 
 
-def train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None = None) -> SAE:
+def train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None = None,
+              progress: Progress | None = None) -> SAE:
     """Train on `acts` [n_tokens, d_model] with sae-lens' SAETrainer; returns the inference SAE (CPU, float32).
 
     Seeded inside a forked RNG: the caller's (and other sessions') global torch random state is left untouched."""
@@ -146,10 +155,10 @@ def train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None = N
         raise ValueError("need at least two activation vectors to train an SAE")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return _train_sae(acts, cfg, metadata)
+        return _train_sae(acts, cfg, metadata, progress)
 
 
-def _train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None) -> SAE:
+def _train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None, progress: Progress | None) -> SAE:
     d_in = acts.shape[1]
     common = dict(d_in=d_in, d_sae=cfg.expansion * d_in, dtype="float32", device="cpu")
     if cfg.architecture == "topk":
@@ -168,7 +177,7 @@ def _train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None) -
         dead_feature_window=max(1, steps // 4), feature_sampling_window=max(1, steps),
         logger=LoggingConfig(log_to_wandb=False),
     )
-    trainer = SAETrainer(trainer_cfg, sae, _epoch_iterator(acts, batch, cfg.seed))
+    trainer = SAETrainer(trainer_cfg, sae, _epoch_iterator(acts, batch, cfg.seed, steps, progress))
     with few_threads(sae.cfg.d_in * sae.cfg.d_sae, limit=2**20):  # tiny SAEs: ~20x faster on one thread
         trained = trainer.fit()
     trained.eval()
@@ -217,7 +226,8 @@ def load_sae(path: str | Path, d_model: int | None = None) -> SAE:
 
 
 def get_sae(model, encoded: list[Encoded], layer: int, cfg: SAETrainConfig, pad_id: int, original_hash: str,
-            data_hash: str, cache_root: Path | None = None) -> tuple[SAE, SAEQuality, str]:
+            data_hash: str, cache_root: Path | None = None, progress: Progress | None = None
+            ) -> tuple[SAE, SAEQuality, str]:
     """(SAE, quality, folder): trained on the original's block-`layer` outputs, or served from the on-disk cache
     keyed by (original hash, layer, config, data hash)."""
     folder = (cache_root or sae_cache_root()) / sae_cache_key(original_hash, layer, cfg, data_hash)
@@ -228,7 +238,7 @@ def get_sae(model, encoded: list[Encoded], layer: int, cfg: SAETrainConfig, pad_
     acts = collect_residual(model, encoded, layer, pad_id, positions=cfg.positions)
     t0 = time.perf_counter()
     sae = train_sae(acts, cfg, metadata={"hook_name": f"decoder_layers[{layer}].output", "layer": layer,
-                                         "original_hash": original_hash})
+                                         "original_hash": original_hash}, progress=progress)
     q = sae_quality(sae, acts, time.perf_counter() - t0)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     sae.save_model(tmp)
