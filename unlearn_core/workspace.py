@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from unlearn_core import arch
 from unlearn_core.data import load_items
 from unlearn_core.hashing import hash_checkpoint
 from unlearn_core.items import PromptFormat
@@ -292,6 +293,7 @@ def load_model(info: CheckpointInfo, name: str, role: str, device: torch.device,
         digest = hash_checkpoint(info.path)
     for p in model.parameters():
         p.requires_grad_(False)
+    arch.fuse_activations(model)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return LoadedModel(name, role, model, tok, info.path, digest)

@@ -116,3 +116,27 @@ def test_planted_truth_follows_folders_not_names(tiny_lab, tmp_path):
     assert planted_truth(renamed) == {"mine": "suppressed", "again": "deleted", "retain_only": "deleted"}
     elsewhere = replace(spec, original=str(tmp_path / "original"))  # real checkpoints: no lab.json beside them
     assert planted_truth(elsewhere) == {}
+
+
+def test_loaded_gpt2_runs_the_fused_gelu_with_the_same_outputs(tiny_lab):
+    """GPT-2's Python-composed tanh GELU is swapped for the fused kernel at load time; the logits must not move
+    beyond float rounding, and nothing else may be replaced."""
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    from unlearn_core import arch
+
+    loaded = lab_workspace(tiny_lab, unlearned=["ga"]).load_models().original.model
+    assert not any(isinstance(m, NewGELUActivation) for m in loaded.modules())
+    n_blocks = arch.n_layers(loaded)
+    assert sum(isinstance(m, GELUTanh) for m in loaded.modules()) == n_blocks
+    plain = AutoModelForCausalLM.from_pretrained(tiny_lab / "original").eval()
+    assert sum(isinstance(m, NewGELUActivation) for m in plain.modules()) == n_blocks
+    ids = torch.randint(2, plain.config.vocab_size, (3, 17), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = plain(input_ids=ids).logits
+        assert arch.fuse_activations(plain) == n_blocks
+        after = plain(input_ids=ids).logits
+    assert torch.allclose(before, after, atol=1e-5, rtol=0)
+    assert torch.equal(after, loaded(input_ids=ids).logits)
+    assert arch.fuse_activations(plain) == 0  # nothing left to replace
