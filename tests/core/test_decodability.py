@@ -186,3 +186,35 @@ def test_plots_are_titled_and_have_one_trace_per_checkpoint(lab, result):
     with pytest.raises(ValueError):
         plot_decodability_layers(result, "nope")
     assert set(layers_long(result).split) == {"retain_cv", "forget", "holdout"}
+
+
+def test_warm_started_c_path_finds_the_cold_fits_optimum():
+    """The C grid is fitted from the strongest penalty to the weakest, each fit starting where the last ended: the
+    objective is strictly convex, so every C's out-of-fold probabilities must equal a fit from scratch (run to a
+    tight tolerance)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import StandardScaler
+
+    from unlearn_core.analyses.decodability import _oof_path
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(6, 16))
+    y = rng.integers(0, 6, 150)
+    x = centers[y] + rng.normal(scale=1.5, size=(150, 16))
+    cfg = DecodabilityConfig(c_grid=(1.0, 0.1, 10.0), max_iter=5000)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(x))
+    path = _oof_path(x, y, folds, cfg)
+    assert set(path) == {0.1, 1.0, 10.0}
+    for C in cfg.c_grid:
+        exact, cold = np.zeros(len(y)), np.zeros(len(y))  # to a tight tolerance; from scratch as before
+        for tr, te in folds:
+            s = StandardScaler().fit(x[tr])
+            for out, tol in ((exact, 1e-10), (cold, 1e-4)):
+                clf = LogisticRegression(C=C, max_iter=5000, tol=tol).fit(s.transform(x[tr]), y[tr])
+                out[te] = clf.predict_proba(s.transform(x[te]))[np.arange(len(te)), y[te]]
+        # L-BFGS stops at sklearn's default tolerance on either path: the warm path must be no farther from the
+        # optimum than a fit from scratch at the same tolerance (the old path), and close to it in absolute terms
+        warm_err, cold_err = np.abs(path[C][0] - exact), np.abs(cold - exact)
+        assert warm_err.mean() <= max(1.5 * cold_err.mean(), 1e-4) and warm_err.max() < 0.05, C
+        assert 0.2 < path[C][1].mean() < 1.0  # the probe learned something, so the comparison means something
