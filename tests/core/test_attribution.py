@@ -12,6 +12,7 @@ import torch
 
 from unlearn_core.analyses.attribution import (
     AttributionConfig,
+    adaptive_integrated_gradients,
     compute_attribution,
     integrated_gradients,
     keyword_mask,
@@ -101,6 +102,33 @@ def test_integrated_gradients_ranks_the_key_first_and_is_complete(key_model):
         assert a[-1] == 0.0
 
 
+def test_adaptive_ig_refines_only_the_prompts_that_miss_completeness(key_model):
+    """Every prompt either meets max(atol, rtol * |F(x) - F(b)|) or used the most steps; a refined prompt's numbers
+    are those of a plain IG call at its step count; prompts that met the tolerance early were not refined."""
+    model, prompts, answers, att = key_model
+    rtol, atol = 0.002, 0.002  # tight, so the first pass of 4 steps cannot satisfy every prompt
+    attr, delta, steps = adaptive_integrated_gradients(model, PAD, prompts, answers, att, n_steps=4,
+                                                       max_steps=64, rtol=rtol, atol=atol, batch_tokens=4096)
+    assert set(steps) <= {4, 8, 16, 32, 64} and len(set(steps)) > 1, steps  # adaptive, not one count for all
+    for a, d, k in zip(attr, delta, steps):
+        assert k == 64 or abs(d) <= max(atol, rtol * abs(a.sum() - d)), (k, d, a.sum())
+    for k in set(steps):
+        idx = [i for i, s in enumerate(steps) if s == k]
+        plain, plain_d = integrated_gradients(model, PAD, [prompts[i] for i in idx], [answers[i] for i in idx],
+                                              [att[i] for i in idx], n_steps=k, batch_tokens=4096)
+        for j, i in enumerate(idx):
+            assert np.allclose(attr[i], plain[j], atol=1e-5) and delta[i] == pytest.approx(plain_d[j], abs=1e-5)
+            if k > 4:  # refined because the previous count missed the tolerance
+                prev_a, prev_d = integrated_gradients(model, PAD, [prompts[i]], [answers[i]], [att[i]],
+                                                      n_steps=k // 2, batch_tokens=4096)
+                assert abs(prev_d[0]) > max(atol, rtol * abs(prev_a[0].sum() - prev_d[0]))
+    # a fixed count: max_steps == n_steps gives plain IG
+    _, _, fixed = adaptive_integrated_gradients(model, PAD, prompts, answers, att, n_steps=8, max_steps=8)
+    assert set(fixed) == {8}
+    with pytest.raises(ValueError, match="ig_max_steps"):
+        AttributionConfig(ig_steps=64, ig_max_steps=32)
+
+
 def test_zero_baseline_is_complete(key_model):
     model, prompts, answers, att = key_model
     attr, delta = integrated_gradients(model, PAD, prompts[:4], answers[:4], att[:4], n_steps=128,
@@ -137,7 +165,7 @@ def test_identical_models_give_zero_difference_and_mismatch_raises(lab):
     twin = LoadedModel("twin", "unlearned", copy.deepcopy(models.original.model), models.original.tokenizer,
                        models.original.path, models.original.hash)
     ms = ModelSet(models.original, {"twin": twin, "suppressed_head": models.unlearned["suppressed_head"]})
-    cfg = AttributionConfig(max_items=3, ig_steps=8, splits=("forget",))
+    cfg = AttributionConfig(max_items=3, ig_steps=8, ig_max_steps=8, splits=("forget",))
     res = compute_attribution(ms, data, cfg)
     diff = res.difference("twin")
     for it in diff.items:

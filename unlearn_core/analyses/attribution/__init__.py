@@ -6,7 +6,8 @@ knowledge stays reachable. We measure focus per prompt token with two methods, f
 
 - leave-one-out (LOO): C_i = LP(x, y) - LP(x without token i, y), LP = mean answer-token log-prob. All n+1
   variants of ALL prompts go through `score_encoded` together: one length-sorted batched call per model.
-- integrated gradients (captum LayerIntegratedGradients over model.get_input_embeddings()), target = SUM of
+- integrated gradients (captum LayerIntegratedGradients over model.get_input_embeddings(), Gauss-Legendre steps,
+  adaptive per prompt: 32 steps, doubled up to 128 for prompts whose completeness error exceeds 1%), target = SUM of
   answer-token log-probs, baseline = the pad token's embedding (or zero) at prompt positions only: answer,
   padding and special tokens keep their real embedding, so their attribution is exactly 0 and completeness
   (sum of attributions = F(x) - F(baseline)) is a statement about the prompt alone. Prompts are batched with
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from unlearn_core.analyses.attribution.compute import attribute_model, compute_attribution
 from unlearn_core.analyses.attribution.methods import (
+    adaptive_integrated_gradients,
     answer_logprob_sum,
     integrated_gradients,
     key_share,
@@ -38,8 +40,8 @@ from unlearn_core.analyses.attribution.result import (
 from unlearn_core.spec import AnalysisSpec
 
 __all__ = ["METHODS", "SPEC", "TARGETS", "AttributionConfig", "AttributionResult", "ItemAttribution",
-           "answer_logprob_sum", "attribute_model", "compute_attribution", "integrated_gradients", "key_share",
-           "keyword_mask", "leave_one_out", "prompt_layout"]
+           "adaptive_integrated_gradients", "answer_logprob_sum", "attribute_model", "compute_attribution",
+           "integrated_gradients", "key_share", "keyword_mask", "leave_one_out", "prompt_layout"]
 
 # Registry entry 'attribution' (keyword-emphasis recovery is the separate 'keyword_recovery').
 SPEC = AnalysisSpec(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from unlearn_core.analyses.attribution.methods import (
-    integrated_gradients,
+    adaptive_integrated_gradients,
     keyword_mask,
     leave_one_out,
     prompt_layout,
@@ -41,16 +41,17 @@ def _targets(models: ModelSet, items, fmt: PromptFormat, cfg: AttributionConfig)
 
 
 def attribute_model(lm: LoadedModel, prompts, answers, attributable, cfg: AttributionConfig):
-    """{method: (LP or None, contributions, deltas or None)} for one model over all prompts."""
+    """{method: (LP or None, contributions, deltas or None, IG steps or None)} for one model over all prompts."""
     pad = pad_id_of(lm.tokenizer)
     out = {}
     if "loo" in cfg.methods:
         lp, c = leave_one_out(lm.model, pad, prompts, answers, attributable, cfg.batch_size, cfg.max_tokens)
-        out["loo"] = (lp, c, None)
+        out["loo"] = (lp, c, None, None)
     if "ig" in cfg.methods:
-        a, d = integrated_gradients(lm.model, pad, prompts, answers, attributable, cfg.ig_steps, cfg.ig_baseline,
-                                    cfg.ig_batch_tokens)
-        out["ig"] = (None, a, d)
+        a, d, k = adaptive_integrated_gradients(lm.model, pad, prompts, answers, attributable, cfg.ig_steps,
+                                                cfg.ig_max_steps, cfg.ig_rtol, cfg.ig_atol, cfg.ig_baseline,
+                                                cfg.ig_batch_tokens)
+        out["ig"] = (None, a, d, k)
     return out
 
 
@@ -101,9 +102,10 @@ def compute_attribution(models: ModelSet, data: AuditData, config: AttributionCo
                 keys[m][top] = True
         lp = {n: float(per_model[n]["loo"][0][j]) if lp_method else float(per_model[n]["lp"][j]) for n in checkpoints}
         deltas = {n: float(per_model[n]["ig"][2][j]) for n in checkpoints} if "ig" in config.methods else {}
+        steps = {n: int(per_model[n]["ig"][3][j]) for n in checkpoints} if "ig" in config.methods else {}
         out.append(ItemAttribution(split, i, it.line, prompt, target, tuple(ids), tuple(tokens), tuple(word_index),
                                    tuple(words), tuple(bool(x) for x in in_scope), tuple(bool(x) for x in att),
-                                   lp, contributions, keys, deltas))
+                                   lp, contributions, keys, deltas, steps))
     if progress is not None:
         progress(1.0, "attribution done")
     return AttributionResult(tuple(out), tuple(checkpoints), {n: lm.role for n, lm in checkpoints.items()},

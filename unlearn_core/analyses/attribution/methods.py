@@ -161,6 +161,34 @@ def integrated_gradients(model, pad_id: int, prompts: list[list[int]], answers: 
     return out_attr, out_delta
 
 
+def adaptive_integrated_gradients(model, pad_id: int, prompts: list[list[int]], answers: list[list[int]],
+                                  attributable: list[list[bool]], n_steps: int = 32, max_steps: int = 128,
+                                  rtol: float = 0.01, atol: float = 0.01, baseline: str = "pad",
+                                  batch_tokens: int = 16384):
+    """(attributions, completeness deltas, steps used) per prompt: IG at n_steps, then the prompts whose
+    completeness error |delta| exceeds max(atol, rtol * |F(x) - F(baseline)|) again at twice the steps, up to
+    max_steps. Why: a fixed step count is too many for most prompts and too few for some. On the demo lab's
+    suppressed_head, 64 Gauss-Legendre steps left a median |delta| of 0.003 nats but a worst prompt off by 1.4
+    nats (10% of its total), while most prompts of the original met 1% at 32 steps. A prompt that still misses the
+    tolerance at max_steps keeps its delta, which the items table reports (ig_delta, ig_steps)."""
+    n = len(prompts)
+    attr: list = [None] * n
+    delta = np.full(n, np.nan)
+    steps = np.zeros(n, dtype=int)
+    todo, k = list(range(n)), n_steps
+    while todo:
+        a, d = integrated_gradients(model, pad_id, [prompts[i] for i in todo], [answers[i] for i in todo],
+                                    [attributable[i] for i in todo], k, baseline, batch_tokens)
+        for j, i in enumerate(todo):
+            attr[i], delta[i], steps[i] = a[j], d[j], k
+        if 2 * k > max_steps:
+            break
+        # captum's delta = sum(attributions) - (F(x) - F(baseline)); every non-prompt attribution is exactly 0
+        todo = [i for i in todo if abs(delta[i]) > max(atol, rtol * abs(float(attr[i].sum()) - delta[i]))]
+        k *= 2
+    return attr, delta.tolist(), steps.tolist()
+
+
 # ------------------------------------------------------------------------------------------------ result
 
 

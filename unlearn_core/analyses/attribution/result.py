@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -40,7 +40,10 @@ class AttributionConfig:
     retain_items: int | None = None
     batch_size: int = 256
     max_tokens: int = 32768
-    ig_steps: int = 64
+    ig_steps: int = 32  # first pass; prompts missing the completeness tolerance are redone at 2x, up to ig_max_steps
+    ig_max_steps: int = 128
+    ig_rtol: float = 0.01  # completeness: |delta| <= max(ig_atol, ig_rtol * |F(x) - F(baseline)|), nats
+    ig_atol: float = 0.01
     ig_baseline: str = "pad"
     ig_batch_tokens: int = 16384
     max_new_tokens: int = 24
@@ -60,7 +63,15 @@ class AttributionConfig:
             raise ValueError(f"ig_baseline must be 'pad' or 'zero', got {self.ig_baseline!r}")
         if not self.splits or set(self.splits) - {"forget", "retain"}:
             raise ValueError(f"splits must be a non-empty subset of ('forget', 'retain'), got {self.splits!r}")
-        positive_ints(self, "top_k", "batch_size", "max_tokens", "ig_steps", "ig_batch_tokens", "max_new_tokens")
+        positive_ints(self, "top_k", "batch_size", "max_tokens", "ig_steps", "ig_max_steps", "ig_batch_tokens",
+                      "max_new_tokens")
+        if self.ig_max_steps < self.ig_steps:
+            raise ValueError(f"ig_max_steps ({self.ig_max_steps}) must be >= ig_steps ({self.ig_steps}); equal = "
+                             "a fixed step count")
+        for name in ("ig_rtol", "ig_atol"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         optional_positive_int(self, "max_items")
         optional_positive_int(self, "retain_items")
 
@@ -88,6 +99,7 @@ class ItemAttribution:
     contributions: dict[str, dict[str, np.ndarray]]  # method -> model -> [n_tokens] float64
     keys: dict[str, np.ndarray]  # method -> [n_tokens] bool, key tokens chosen under the original model
     ig_delta: dict[str, float]  # model -> completeness error: sum(attr) - (F(x) - F(baseline))
+    ig_steps: dict[str, int] = field(default_factory=dict)  # model -> IG steps this prompt needed (adaptive)
 
 
 
@@ -114,6 +126,7 @@ class AttributionResult:
             raise KeyError(f"no model(s) {missing} in this result; have {list(self.models)}")
         items = tuple(replace(
             it, lp={n: it.lp[n] for n in names}, ig_delta={n: it.ig_delta[n] for n in names if n in it.ig_delta},
+            ig_steps={n: it.ig_steps[n] for n in names if n in it.ig_steps},
             contributions={m: {n: c[n] for n in names} for m, c in it.contributions.items()}) for it in self.items)
         return replace(self, items=items, models=tuple(names), roles={n: self.roles[n] for n in names},
                        model_hashes={n: self.model_hashes[n] for n in names})
@@ -135,7 +148,7 @@ class AttributionResult:
         else:
             raise ValueError(f"cannot pair models {list(self.models)} with {list(other.models)}: use .select()")
         items = tuple(replace(
-            a, lp={n: a.lp[x] - b.lp[y] for n, x, y in pairs}, ig_delta={},
+            a, lp={n: a.lp[x] - b.lp[y] for n, x, y in pairs}, ig_delta={}, ig_steps={},
             contributions={m: {n: a.contributions[m][x] - b.contributions[m][y] for n, x, y in pairs}
                            for m in methods}) for a, b in zip(self.items, other.items))
         return replace(self, items=items, models=tuple(n for n, _, _ in pairs), methods=methods,
@@ -191,7 +204,8 @@ class AttributionResult:
                                  "spearman": spearman(c0[scope], c[scope]),
                                  "mass": float(np.abs(c[scope]).sum()),
                                  "mass_ratio": float(np.abs(c[scope]).sum() / mass0) if mass0 > 0 else math.nan,
-                                 "ig_delta": it.ig_delta.get(n, math.nan) if m == "ig" else math.nan})
+                                 "ig_delta": it.ig_delta.get(n, math.nan) if m == "ig" else math.nan,
+                                 "ig_steps": it.ig_steps.get(n, 0) if m == "ig" else 0})
         return pd.DataFrame(rows)
 
     def summary_frame(self) -> pd.DataFrame:
