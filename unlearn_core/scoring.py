@@ -7,6 +7,7 @@ tokenizer does at the boundary. Batches are sorted by length to keep padding (wa
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -147,40 +148,154 @@ def score_encoded(
     batch_size: int = 32,
     with_stats: bool = False,
     max_tokens: int | None = 16384,
+    share_prompts: bool = False,
 ) -> AnswerScores:
-    """Teacher-forced log-probs of each item's answer tokens. One forward pass per length batch."""
-    device = input_device(model)
+    """Teacher-forced log-probs of each item's answer tokens. One forward pass per length batch.
+
+    share_prompts: items with the SAME prompt (the truth ratio scores 5-7 answers per question) run the prompt once
+    and their answers on its KV cache (`_score_shared`), checked once per model against the plain pass. Off by
+    default: a caller whose hooks act per forward pass (noise, steering at a position) must see whole sequences."""
     n = len(encoded)
-    logprobs: list = [None] * n
-    correct: list = [None] * n
-    mus: list = [None] * n
-    sigmas: list = [None] * n
-    lengths = [len(e.prompt_ids) + len(e.answer_ids) for e in encoded]
+    out = _Rows(n, with_stats)
+    groups = _prompt_groups(encoded) if share_prompts else []
+    if groups and _sharing_works(model, encoded, groups, pad_id):
+        _score_shared(model, encoded, groups, pad_id, batch_size, max_tokens, out)
+        shared = {i for g in groups for i in g}
+        _score_plain(model, encoded, [i for i in range(n) if i not in shared], pad_id, batch_size, max_tokens, out)
+    else:
+        _score_plain(model, encoded, list(range(n)), pad_id, batch_size, max_tokens, out)
+    return AnswerScores(out.logprobs, out.correct, out.mu if with_stats else None,
+                        out.sigma if with_stats else None)
+
+
+class _Rows:
+    """Per-item answer statistics, filled by index from either scoring path."""
+
+    def __init__(self, n: int, with_stats: bool):
+        self.with_stats = with_stats
+        self.logprobs: list = [None] * n
+        self.correct: list = [None] * n
+        self.mu: list = [None] * n
+        self.sigma: list = [None] * n
+
+    def put(self, i: int, span: torch.Tensor | None, answer_ids: tuple[int, ...]) -> None:
+        """span [a, V]: the logits that predict the answer's a tokens (None when the answer is empty)."""
+        if not answer_ids:
+            empty = torch.zeros(0)
+            self.logprobs[i], self.correct[i], self.mu[i], self.sigma[i] = empty, empty.bool(), empty, empty
+            return
+        span = span.float()
+        logp = F.log_softmax(span, dim=-1)
+        labels = torch.tensor(answer_ids, device=span.device)
+        self.logprobs[i] = logp.gather(1, labels[:, None])[:, 0].cpu()
+        self.correct[i] = (span.argmax(-1) == labels).cpu()
+        if self.with_stats:
+            probs = logp.exp()
+            mu = (probs * logp).sum(-1)
+            var = (probs * logp.square()).sum(-1) - mu.square()
+            self.mu[i], self.sigma[i] = mu.cpu(), var.clamp_min(1e-12).sqrt().cpu()
+
+
+def _score_plain(model, encoded: list[Encoded], items: list[int], pad_id: int, batch_size: int,
+                 max_tokens: int | None, out: _Rows) -> None:
+    if not items:
+        return
+    device = input_device(model)
 
     def run(batch: list[int]) -> None:
-        ids, mask = right_pad([encoded[i].ids for i in batch], pad_id, device)
+        rows = [items[j] for j in batch]
+        ids, mask = right_pad([encoded[i].ids for i in rows], pad_id, device)
         logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
-        for r, i in enumerate(batch):
-            e = encoded[i]
-            p, a = len(e.prompt_ids), len(e.answer_ids)
-            if a == 0:
-                empty = torch.zeros(0)
-                logprobs[i], correct[i], mus[i], sigmas[i] = empty, empty.bool(), empty, empty
-                continue
+        for r, i in enumerate(rows):
+            p, a = len(encoded[i].prompt_ids), len(encoded[i].answer_ids)
             # logits at position t predict token t+1: the answer span is predicted from positions p-1 .. p+a-2
-            span = logits[r, p - 1 : p + a - 1].float()  # [a, V]
-            logp = F.log_softmax(span, dim=-1)
-            labels = torch.tensor(e.answer_ids, device=span.device)
-            logprobs[i] = logp.gather(1, labels[:, None])[:, 0].cpu()
-            correct[i] = (span.argmax(-1) == labels).cpu()
-            if with_stats:
-                probs = logp.exp()
-                mu = (probs * logp).sum(-1)
-                var = (probs * logp.square()).sum(-1) - mu.square()
-                mus[i], sigmas[i] = mu.cpu(), var.clamp_min(1e-12).sqrt().cpu()
+            out.put(i, logits[r, p - 1: p + a - 1] if a else None, encoded[i].answer_ids)
 
-    run_batched(run, lengths, batch_size, max_tokens, "teacher-forced scoring pass")
-    return AnswerScores(logprobs, correct, mus if with_stats else None, sigmas if with_stats else None)
+    run_batched(run, [len(encoded[i].prompt_ids) + len(encoded[i].answer_ids) for i in items], batch_size,
+                max_tokens, "teacher-forced scoring pass")
+
+
+def _prompt_groups(encoded: list[Encoded]) -> list[list[int]]:
+    """Indices of items that share their prompt, where at least two do (prompts of 2+ tokens: the last prompt token
+    is fed with the answer, the rest is the shared prefix)."""
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, e in enumerate(encoded):
+        if len(e.prompt_ids) >= 2:
+            by_prompt.setdefault(e.prompt_ids, []).append(i)
+    return [g for g in by_prompt.values() if len(g) >= 2]
+
+
+def _score_shared(model, encoded: list[Encoded], groups: list[list[int]], pad_id: int, batch_size: int,
+                  max_tokens: int | None, out: _Rows) -> None:
+    """Each group's prompt prefix (all but its last token) once, left-padded so every prefix ends at one column;
+    then every answer of the group on that prefix's keys and values: [last prompt token, answer[:-1]] with positions
+    continuing the prefix's. The logits are those of the plain pass up to float rounding (`_sharing_works`)."""
+    device = input_device(model)
+    largest = max(len(g) for g in groups)
+
+    def run(batch: list[int]) -> None:
+        gs = [groups[k] for k in batch]
+        prefixes = [encoded[g[0]].prompt_ids[:-1] for g in gs]
+        width = max(len(p) for p in prefixes)
+        pids = torch.full((len(gs), width), pad_id, dtype=torch.long)
+        pmask = torch.zeros_like(pids)
+        for r, p in enumerate(prefixes):
+            pids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            pmask[r, width - len(p):] = 1
+        pids, pmask = pids.to(device), pmask.to(device)
+        ppos = (pmask.cumsum(-1) - 1).clamp_min(0)
+        first = model(input_ids=pids, attention_mask=pmask, position_ids=ppos, use_cache=True)
+        cache = getattr(first, "cache", None) or getattr(first, "past_key_values", None)
+        rows = [i for g in gs for i in g]
+        owner = torch.tensor([r for r, g in enumerate(gs) for _ in g], device=device)
+        cache.reorder_cache(owner)
+        conts = [[encoded[i].prompt_ids[-1], *encoded[i].answer_ids[:-1]] for i in rows]
+        cids, cmask = right_pad(conts, pad_id, device)
+        start = torch.tensor([len(prefixes[r]) for r in owner.tolist()], device=device)
+        cpos = start[:, None] + torch.arange(cids.shape[1], device=device)[None, :]
+        logits = model(input_ids=cids, attention_mask=torch.cat([pmask[owner], cmask], 1), position_ids=cpos,
+                       cache=cache, use_cache=True).logits  # [rows, A, V]
+        for r, i in enumerate(rows):
+            a = len(encoded[i].answer_ids)
+            out.put(i, logits[r, :a] if a else None, encoded[i].answer_ids)
+
+    lengths = [len(encoded[g[0]].prompt_ids) + max(len(encoded[i].answer_ids) for i in g) for g in groups]
+    run_batched(run, lengths, max(1, batch_size // largest), max_tokens and max(1, max_tokens // largest),
+                "teacher-forced scoring pass (shared prompts)")
+
+
+_SHARING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> does the shared path match
+
+
+def _sharing_works(model, encoded: list[Encoded], groups: list[list[int]], pad_id: int) -> bool:
+    """Once per model: the shared-prompt path on a sample (two groups of different prompt lengths where there are)
+    against the plain pass. A model whose forward takes no cache or positions this way, or gives other numbers
+    (a custom architecture), is scored the plain way: slower, never different."""
+    try:
+        return _SHARING[model]
+    except (KeyError, TypeError):
+        pass
+    sample = sorted(groups, key=lambda g: len(encoded[g[0]].prompt_ids))
+    sample = [sample[0], sample[-1]] if len(sample) > 1 else sample
+    items = [i for g in sample for i in g[:3]]
+    sub = [encoded[i] for i in items]
+    a, b = _Rows(len(sub), False), _Rows(len(sub), False)
+    try:
+        _score_plain(model, sub, list(range(len(sub))), pad_id, len(sub), None, a)
+        _score_shared(model, sub, _prompt_groups(sub), pad_id, len(sub), None, b)
+        dtype = next(model.parameters()).dtype
+        tol = 1e-3 if dtype == torch.float32 else 0.1
+        ok = all(torch.allclose(x, y, atol=tol) for x, y in zip(a.logprobs, b.logprobs))
+    except Exception as exc:  # noqa: BLE001 - any failure of the shortcut means: use the plain pass
+        _log.info("shared-prompt scoring unavailable for %s (%s): plain passes", type(model).__name__, exc)
+        ok = False
+    if not ok:
+        _log.info("shared-prompt scoring differs from the plain pass for %s: plain passes", type(model).__name__)
+    try:
+        _SHARING[model] = ok
+    except TypeError:
+        pass
+    return ok
 
 
 def score_answers(

@@ -167,7 +167,7 @@ def _score_split(
                 owners.append(i)
     eos = _eos_used(lm, cfg)
     enc = _with_eos(encode(lm.tokenizer, prompts, answers), lm.tokenizer, eos)
-    sc = score_encoded(lm.model, enc, pad_id_of(lm.tokenizer), cfg.batch_size)
+    sc = score_encoded(lm.model, enc, pad_id_of(lm.tokenizer), cfg.batch_size, share_prompts=True)
     lps = [mean_lp(lp) for lp in sc.logprobs]  # p~ and truth ratio: over the EOS too when the definition adds it
     alt_lps: dict[int, list[float]] = {}
     for j, owner in enumerate(owners):
