@@ -157,13 +157,19 @@ def score_encoded(
     default: a caller whose hooks act per forward pass (noise, steering at a position) must see whole sequences."""
     n = len(encoded)
     out = _Rows(n, with_stats)
-    groups = _prompt_groups(encoded) if share_prompts else []
+    # a group runs as one batch: groups larger than a batch may hold are scored the plain way
+    groups = [g for g in _prompt_groups(encoded) if len(g) <= batch_size] if share_prompts else []
     if groups and _sharing_works(model, encoded, groups, pad_id):
-        _score_shared(model, encoded, groups, pad_id, batch_size, max_tokens, out)
-        shared = {i for g in groups for i in g}
-        _score_plain(model, encoded, [i for i in range(n) if i not in shared], pad_id, batch_size, max_tokens, out)
-    else:
-        _score_plain(model, encoded, list(range(n)), pad_id, batch_size, max_tokens, out)
+        oom = False
+        try:
+            _score_shared(model, encoded, groups, pad_id, batch_size, max_tokens, out)
+        except torch.OutOfMemoryError:  # even one group does not fit: the plain pass can split down to one row
+            oom = True
+        if oom:  # outside the handler: its traceback holds the failed batch's tensors
+            _free_cache()
+            _log.warning("out of memory in a shared-prompt scoring pass: the rest is scored in plain batches")
+    _score_plain(model, encoded, [i for i in range(n) if out.logprobs[i] is None], pad_id, batch_size, max_tokens,
+                 out)
     return AnswerScores(out.logprobs, out.correct, out.mu if with_stats else None,
                         out.sigma if with_stats else None)
 

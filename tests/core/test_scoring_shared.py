@@ -89,3 +89,19 @@ def test_a_model_whose_shortcut_differs_is_scored_the_plain_way(monkeypatch):
     got = score_encoded(model, items, pad_id=0, share_prompts=True)
     assert scoring._SHARING[model] is False
     assert all(torch.equal(a, b) for a, b in zip(plain.logprobs, got.logprobs))
+
+
+def test_no_pass_holds_more_rows_than_the_batch_size():
+    """A group runs as one batch, so groups larger than the batch are scored the plain way (memory bounds hold)."""
+    model, items = _gpt2(), _items(3)
+    rows = []
+    handle = model.register_forward_pre_hook(lambda _m, _a, kw: rows.append(kw["input_ids"].shape[0]),
+                                             with_kwargs=True)
+    try:
+        scoring._SHARING[model] = True
+        for batch_size in (1, 3, 4):
+            rows.clear()
+            got = score_encoded(model, items, pad_id=0, batch_size=batch_size, share_prompts=True)
+            assert max(rows) <= batch_size and all(lp is not None for lp in got.logprobs)
+    finally:
+        handle.remove()
