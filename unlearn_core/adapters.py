@@ -224,6 +224,11 @@ def checkpoint_hash(source: str | Path, original: str | Path | None = None) -> s
     return hash_checkpoint(path)
 
 
+def tokenizer_dir(a: AdapterInfo) -> str:
+    """The adapter folder when it ships a tokenizer, else its base's."""
+    return a.path if _tokenizer_vocab(Path(a.path)) is not None else a.base_path
+
+
 def load_merged(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False,
                 max_memory=None):
     """(merged model, tokenizer): the base loaded fresh, the adapter merged into it in memory; with a max_memory
@@ -239,8 +244,7 @@ def load_merged(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, 
     except Exception as exc:  # peft raises several types for a mismatch the header check could not see
         raise CheckpointError(f"{a.path}: cannot apply the LoRA adapter to {a.base_path} "
                               f"({type(exc).__name__}: {exc})") from exc
-    tok_dir = a.path if _tokenizer_vocab(Path(a.path)) is not None else a.base_path
-    tok = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir(a), trust_remote_code=trust_remote_code)
     if max_memory:
         from unlearn_core.placement import dispatch
 
@@ -249,4 +253,5 @@ def load_merged(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, 
 
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "AdapterInfo", "adapter_hash", "checkpoint_hash",
-           "describe", "inspect_adapter", "is_adapter_folder", "load_merged", "resolve_base", "shape_problems"]
+           "describe", "inspect_adapter", "is_adapter_folder", "load_merged", "resolve_base", "shape_problems",
+           "tokenizer_dir"]

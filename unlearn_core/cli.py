@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(accelerate device_map='auto'), for checkpoints larger than one device: e.g. "
                    "0=70GiB,1=70GiB,cpu=100GiB (GPU index or cpu; KiB/MiB/GiB/TiB or KB/MB/GB/TB). The numbers do "
                    "not depend on placement")
+    a.add_argument("--resident", type=int, metavar="N",
+                   help="checkpoints in memory at once (>= 2: the original and the one an analysis is on); the others "
+                   "are loaded when an analysis reaches them. Default: all when they fit, else as many as fit. The "
+                   "numbers do not depend on it")
     a.add_argument("--jobs", type=int, default=1,
                    help="worker processes for the analyses (each loads its own copy of the checkpoints; CPU: up to "
                         "the number of cores). The numbers are the same as with 1")
@@ -259,14 +263,15 @@ def _describe_adapters(spec) -> None:
     """Say which checkpoints are LoRA adapters and what base they are merged into, and how much memory the load
     needs against what is free (or budgeted), before minutes of loading."""
     from unlearn_core.adapters import describe
-    from unlearn_core.workspace import memory_estimate, pick_device
+    from unlearn_core.workspace import memory_estimate, pick_device, plan_resident
 
     infos = spec.inspect()
     for name, info in infos.items():
         if info.adapter is not None:
             print(f"{name}: {describe(info)} ({info.adapter.base_path})", file=sys.stderr)
     device, dtype = pick_device(spec.device, spec.max_memory)
-    print(memory_estimate(infos, device, dtype, spec.max_memory), file=sys.stderr)
+    resident = plan_resident(infos, device, dtype, spec.max_memory, spec.resident)
+    print(memory_estimate(infos, device, dtype, spec.max_memory, resident), file=sys.stderr)
 
 
 def _max_memory(text: str | None):
@@ -332,6 +337,7 @@ def _audit(args) -> int:
         retain_only=args.retain_model, retain=args.retain, holdout=args.holdout, device=args.device,
         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
         prompt_format=PromptFormat(args.prompt_template.replace("\\n", "\n")), max_memory=args.max_memory,
+        resident=args.resident,
     )
     truth = _truth(args.truth, spec)
     data = spec.load_data(accept_partial=args.accept_partial)

@@ -60,6 +60,9 @@ def model_params(models) -> int:
     """Largest CPU model in a ModelSet (0 when any model is on an accelerator: the policy is for CPU only)."""
     sizes = []
     for lm in models.all().values():
+        if getattr(lm, "residency", None) is not None:  # loaded one at a time: too big to be "small" anyway
+            sizes.append(lm.n_params)
+            continue
         p = next(lm.model.parameters(), None)
         if p is not None and p.device.type != "cpu":
             return SMALL_MODEL_PARAMS + 1

@@ -238,14 +238,20 @@ def _gib(b: float) -> str:
 
 
 def memory_estimate(infos: dict[str, CheckpointInfo], device: torch.device, dtype: torch.dtype,
-                    max_memory: MaxMemory | None = None) -> str:
+                    max_memory: MaxMemory | None = None, resident: int | None = None) -> str:
     """One line said before loading, so a user waits minutes only for what fits: checkpoints resident at once x
-    params x dtype bytes, against free memory on the device or the max_memory budget."""
-    need, n = sum(weight_bytes(infos, dtype).values()), len(infos)
+    params x dtype bytes, against free memory on the device or the max_memory budget. resident: how many stay in
+    memory at once when fewer than all (plan_resident)."""
+    sizes, n = weight_bytes(infos, dtype), len(infos)
     where = (f"spread over {describe_budget(max_memory)} (budget {_gib(budget_bytes(max_memory))} GiB)"
              if max_memory else f"on {device} ({_gib(available_bytes(device))} GiB free)")
-    return (f"loading {n} checkpoint{'s' if n != 1 else ''}: about {_gib(need)} GiB in "
-            f"{str(dtype).replace('torch.', '')} {where}")
+    dt = str(dtype).replace("torch.", "")
+    if resident is not None and resident < n:
+        at_once = _gib(_need(list(sizes.values()), resident))
+        return (f"loading {n} checkpoints one at a time (about {_gib(sum(sizes.values()))} GiB in {dt} for all) "
+                f"{where}: at most {resident} resident, about {at_once} GiB with a working copy; the original stays, "
+                "each other checkpoint is loaded when an analysis reaches it (slower: every analysis reads it again)")
+    return f"loading {n} checkpoint{'s' if n != 1 else ''}: about {_gib(sum(sizes.values()))} GiB in {dt} {where}"
 
 
 def check_memory(infos: dict[str, CheckpointInfo], device: torch.device, dtype: torch.dtype,
@@ -268,20 +274,101 @@ def check_memory(infos: dict[str, CheckpointInfo], device: torch.device, dtype: 
     return need
 
 
+def _need(per: list[int], k: int) -> int:
+    """Bytes with the k largest checkpoints resident, plus one working copy of the largest when not all are: the
+    copy relearning fine-tunes and quantization rounds is made while its checkpoint is resident."""
+    top = sorted(per, reverse=True)
+    return sum(top[:k]) + (top[0] if k < len(top) else 0)
+
+
+def plan_resident(infos: dict[str, CheckpointInfo], device: torch.device, dtype: torch.dtype,
+                  max_memory: MaxMemory | None = None, resident: int | None = None, headroom: float = 0.8,
+                  overhead: float = 1.2) -> int:
+    """How many checkpoints stay in memory at once. resident=None: all of them when they fit (check_memory), else
+    as many as fit, at least 2 (the original and the checkpoint an analysis is on); the others are loaded when an
+    analysis reaches them (unlearn_core.residency). CheckpointError when even two do not fit, or when `resident`
+    asks for more than fits."""
+    n = len(infos)
+    if resident is not None and (isinstance(resident, bool) or not isinstance(resident, int) or resident < 2):
+        raise CheckpointError(f"resident must be an int >= 2 (the original and one checkpoint), got {resident!r}")
+    k = n if resident is None else min(resident, n)
+    if k == n:
+        try:
+            check_memory(infos, device, dtype, headroom, overhead, max_memory)
+            return n
+        except CheckpointError as exc:
+            if resident is not None:
+                raise
+            refused = exc
+    per = [int(b * overhead) for b in weight_bytes(infos, dtype).values()]
+    have, room = (budget_bytes(max_memory), 1.0) if max_memory else (available_bytes(device), headroom)
+    fits = [j for j in range(2, k + 1) if _need(per, j) <= room * have]
+    if resident is not None and resident < n:
+        if k not in fits:
+            raise CheckpointError(
+                f"not enough memory for {k} checkpoints at once: about {_need(per, k) / 2**30:.1f} GiB (the {k} "
+                f"largest and one working copy) in {str(dtype).replace('torch.', '')}, but only "
+                f"{have / 2**30:.1f} GiB is {'budgeted' if max_memory else 'free'}. Keep fewer resident "
+                "(CLI: --resident), or use a machine with more memory.")
+        return k
+    if not fits:
+        raise CheckpointError(f"{refused} Even one checkpoint at a time beside the original (about "
+                              f"{_need(per, 2) / 2**30:.1f} GiB with a working copy) does not fit.") from refused
+    return max(fits)
+
+
 def load_model(info: CheckpointInfo, name: str, role: str, device: torch.device, dtype: torch.dtype,
                trust_remote_code: bool = False, max_memory: MaxMemory | None = None) -> LoadedModel:
     """max_memory: spread the weights with accelerate's device_map="auto" within that budget instead of moving
     the whole model to `device` (a checkpoint larger than one device); inputs then go to scoring.input_device."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    _refuse_remote_code(info, trust_remote_code)
+    digest = checkpoint_digest(info)
+    model = load_weights(info, device, dtype, trust_remote_code, max_memory)
+    return LoadedModel(name, role, model, load_tokenizer(info, trust_remote_code), info.path, digest)
 
+
+def checkpoint_digest(info: CheckpointInfo) -> str:
+    """The results-store key of a checkpoint's weights (a LoRA adapter is hashed with its base's hash)."""
+    if info.adapter is not None:
+        from unlearn_core.adapters import adapter_hash
+
+        return adapter_hash(info.adapter)
+    return hash_checkpoint(info.path)
+
+
+def _refuse_remote_code(info: CheckpointInfo, trust_remote_code: bool) -> None:
     if info.has_remote_code and not trust_remote_code:
         raise CheckpointError(f"{info.path}: the config asks for custom code (auto_map); refusing to run it. "
                               "Opt in with trust_remote_code=True (CLI: --trust-remote-code) if you trust it.")
-    if info.adapter is not None:  # a LoRA adapter: merged into its base in memory, hashed with the base's hash
-        from unlearn_core.adapters import adapter_hash, load_merged
 
-        model, tok = load_merged(info, device, dtype, trust_remote_code, max_memory)
-        digest = adapter_hash(info.adapter)
+
+def load_tokenizer(info: CheckpointInfo, trust_remote_code: bool = False):
+    """The checkpoint's tokenizer (an adapter's own, else its base's), with a pad token."""
+    from transformers import AutoTokenizer
+
+    _refuse_remote_code(info, trust_remote_code)
+    if info.adapter is not None:
+        from unlearn_core.adapters import tokenizer_dir
+
+        src = tokenizer_dir(info.adapter)
+    else:
+        src = info.tokenizer_path or info.path
+    tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_weights(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False,
+                 max_memory: MaxMemory | None = None):
+    """The model in eval mode, frozen, with fused activations; placed on `device` or spread within max_memory."""
+    from transformers import AutoModelForCausalLM
+
+    _refuse_remote_code(info, trust_remote_code)
+    if info.adapter is not None:
+        from unlearn_core.adapters import load_merged
+
+        model, _tok = load_merged(info, device, dtype, trust_remote_code, max_memory)
     else:
         placed = {"device_map": "auto", "max_memory": accelerate_max_memory(max_memory)} if max_memory else {}
         model = AutoModelForCausalLM.from_pretrained(
@@ -289,14 +376,10 @@ def load_model(info: CheckpointInfo, name: str, role: str, device: torch.device,
             trust_remote_code=trust_remote_code, **placed,
         )
         model = (model if max_memory else model.to(device)).eval()
-        tok = AutoTokenizer.from_pretrained(info.tokenizer_path or info.path, trust_remote_code=trust_remote_code)
-        digest = hash_checkpoint(info.path)
     for p in model.parameters():
         p.requires_grad_(False)
     arch.fuse_activations(model)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return LoadedModel(name, role, model, tok, info.path, digest)
+    return model
 
 
 @dataclass(frozen=True)
@@ -314,6 +397,7 @@ class WorkspaceSpec:
     trust_remote_code: bool = False
     prompt_format: PromptFormat = field(default_factory=PromptFormat)
     max_memory: MaxMemory | None = None  # device_map="auto" budget; a dict or "0=70GiB,cpu=100GiB" is accepted
+    resident: int | None = None  # checkpoints in memory at once; None = all when they fit, else as many as fit
 
     def __post_init__(self):
         object.__setattr__(self, "max_memory", normalise_max_memory(self.max_memory))
@@ -322,6 +406,10 @@ class WorkspaceSpec:
         names = [n for n, _ in self.unlearned]
         if len(set(names)) != len(names) or {"original", "retain_only"} & set(names):
             raise ValueError(f"unlearned names must be unique and not 'original'/'retain_only': {names}")
+        if self.resident is not None and (isinstance(self.resident, bool) or not isinstance(self.resident, int)
+                                          or self.resident < 2):
+            raise ValueError(f"resident must be an int >= 2 (the original and one checkpoint) or None, "
+                             f"got {self.resident!r}")
 
     def inspect(self) -> dict[str, CheckpointInfo]:
         infos = {"original": inspect_checkpoint(self.original, self.allow_pickle)}
@@ -333,14 +421,31 @@ class WorkspaceSpec:
         return infos
 
     def load_models(self) -> ModelSet:
+        """Every checkpoint in memory when they fit; else the original plus as many as fit, the others loaded when
+        an analysis reaches them (plan_resident, unlearn_core.residency). The numbers are the same either way."""
         infos = self.inspect()
         device, dtype = pick_device(self.device, self.max_memory)
-        check_memory(infos, device, dtype, max_memory=self.max_memory)
+        k = plan_resident(infos, device, dtype, self.max_memory, self.resident)
+        role = {n: "original" if n == "original" else "retain_only" if n == "retain_only" else "unlearned"
+                for n in infos}
         loaded: dict[str, LoadedModel] = {}
-        for n, i in infos.items():  # under a budget, each checkpoint gets what the ones before it left
-            budget = remaining(self.max_memory, [lm.model for lm in loaded.values()]) if self.max_memory else None
-            loaded[n] = load_model(i, n, "original" if n == "original" else "retain_only" if n == "retain_only"
-                                   else "unlearned", device, dtype, self.trust_remote_code, budget)
+        if k >= len(infos):
+            for n, i in infos.items():  # under a budget, each checkpoint gets what the ones before it left
+                budget = remaining(self.max_memory, [lm.model for lm in loaded.values()]) if self.max_memory else None
+                loaded[n] = load_model(i, n, role[n], device, dtype, self.trust_remote_code, budget)
+        else:
+            from unlearn_core.residency import OnDemandModel, Residency
+
+            def load(name: str, resident: list) -> object:
+                budget = remaining(self.max_memory, resident) if self.max_memory else None
+                return load_weights(infos[name], device, dtype, self.trust_remote_code, budget)
+
+            residency = Residency(k, load, pinned=("original",))
+            for n, i in infos.items():
+                _refuse_remote_code(i, self.trust_remote_code)
+                loaded[n] = OnDemandModel(n, role[n], load_tokenizer(i, self.trust_remote_code), i.path,
+                                          checkpoint_digest(i), residency, i.n_params)
+            residency.get("original")
         return ModelSet(loaded.pop("original"), {n: loaded[n] for n, _ in self.unlearned}, loaded.get("retain_only"))
 
     def load_data(self, accept_partial: bool = False) -> AuditData:
