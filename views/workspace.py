@@ -237,6 +237,14 @@ for msg in refused:
     st.error(f"Refused: {msg}")
 if refused:
     problems.append("a path above is not allowed on this server")
+def _one_at_a_time(models, n: int) -> str:
+    residency = getattr(models.original, "residency", None)
+    if residency is None:
+        return ""
+    return (f" They do not all fit in memory: at most {residency.capacity} of {n} are kept at once (the original "
+            "stays; each other checkpoint is loaded when an analysis reaches it, so analyses take longer).")
+
+
 if problems:
     st.warning("Cannot apply yet: " + "; ".join(problems) + ".")
 
@@ -257,7 +265,7 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
                               {s: loaded[s][1] for s in SPLITS})
         state.set_workspace(new)
         try:
-            state.models(new)
+            loaded_models = state.models(new)
         except Exception:
             state.set_workspace(ws)  # keep the previous, working workspace
             raise
@@ -267,5 +275,6 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
         st.session_state["flash"] = (
             f"Workspace applied: {len(new.names())} checkpoints ({', '.join(new.names())}); forget "
             f"{len(data.forget)}, retain {len(data.retain)}, holdout {len(data.holdout)} items."
-            + "".join(f" {n}: {describe(i)}." for n, i in infos.items() if i.adapter is not None))
+            + "".join(f" {n}: {describe(i)}." for n, i in infos.items() if i.adapter is not None)
+            + _one_at_a_time(loaded_models, len(infos)))
         st.rerun()  # so the sidebar shows the new workspace too

@@ -39,3 +39,27 @@ def test_workspace_memory_budget_is_checked_then_applied(app, tiny_lab):
     assert not app.error, [str(e.value) for e in app.error]
     assert app.session_state["workspace"].spec.max_memory == (("cpu", 4 * 2**30),)
     assert app.text_input(key="max_memory").value == "cpu=4GiB"  # shown back as it was applied
+
+
+def test_checkpoints_that_do_not_fit_are_loaded_one_at_a_time(app, tiny_lab, monkeypatch):
+    """Free memory for the original and one other checkpoint only: the workspace still applies, says so, and a page's
+    analysis runs on checkpoints loaded as it reaches them."""
+    import torch
+
+    from tests.app.apptest_helpers import texts
+    from unlearn_core import workspace as ws
+
+    infos = ws.lab_workspace(tiny_lab, unlearned=["ga", "rmu"]).inspect()
+    per = max(int(b * 1.2) for b in ws.weight_bytes(infos, torch.float32).values())
+    monkeypatch.setattr(ws, "available_bytes", lambda device: int(3.5 * per / 0.8))
+    app.multiselect(key="lab_unlearned").set_value(["ga", "rmu"]).run()
+    app.radio(key="src_retain").set_value("None").run()
+    app.button(key="apply").click().run()
+    no_exception(app)
+    flash = " ".join(str(s.value) for s in app.success)
+    assert "Workspace applied: 4 checkpoints" in flash and "at most 2 of 4 are kept at once" in flash, flash
+    app.switch_page("views/scorecard.py").run()
+    app.number_input(key="sc_max_new").set_value(8).run()
+    app.button(key="run_scorecard").click().run()
+    no_exception(app)
+    assert "Computed in" in texts(app)
