@@ -286,6 +286,8 @@ def parse_args(argv):
     ap.add_argument("--n-holdout", type=int, default=40)
     ap.add_argument("--noise", type=float, default=0.002, help="std of the perturbation that makes each copy")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resident", type=int, help="checkpoints in memory at once (the CLI's --resident): the others are "
+                    "loaded when an analysis reaches them; default: all")
     ap.add_argument("--workdir", type=Path, help="where checkpoints, data and the store go (default: a temp dir)")
     ap.add_argument("--repeat", type=int, default=1, help="forward rows: the fastest of this many runs")
     ap.add_argument("--budget-s", type=float, help="stop an analysis at its first progress step past this many "
@@ -297,6 +299,14 @@ def parse_args(argv):
     for a in args.analyses:
         registry.get_spec(a)  # unknown names fail before minutes of model building
     return args
+
+
+def _residency(models) -> str:
+    r = getattr(models.original, "residency", None)
+    if r is None:
+        return " (all resident)"
+    loads = sum(r.loads.values())
+    return f" (at most {r.capacity} resident: {loads} loads in all, peak {r.peak} at once)"
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -329,7 +339,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         spec = WorkspaceSpec(original=str(ckpts["original"]), unlearned=tuple((n, str(ckpts[n])) for n in UNLEARNED),
                              retain_only=str(ckpts["retain_only"]), forget=str(data_paths["forget"]),
                              retain=str(data_paths["retain"]), holdout=str(data_paths["holdout"]),
-                             device=device.type)
+                             device=device.type, resident=args.resident)
         log("loading through WorkspaceSpec.load_models")
         with measured(device) as m_load:
             models, data = spec.load_models(), spec.load_data()
@@ -354,7 +364,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(f"size {args.size}: {type(models.original.model).__name__} {n_params / 1e6:.3g}M params, "
           f"{str(dtype).replace('torch.', '')} on {device}, torch threads {torch.get_num_threads()}, "
           f"{len(data.forget)} forget / {len(data.retain)} retain / {len(data.holdout)} holdout items, "
-          f"5 checkpoints loaded from safetensors; memory = {mem}; "
+          f"5 checkpoints loaded from safetensors{_residency(models)}; memory = {mem}; "
           f"process ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     print(table.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.4g}"))
     if args.csv:

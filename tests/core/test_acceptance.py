@@ -52,6 +52,12 @@ def _check(report: dict, with_reference: bool) -> None:
                  c.get("control")) for n, c in cps.items() if "verdict" in c}
     for name, truth in [*((n, "suppressed") for n in SUPPRESSED), *((n, "deleted") for n in DELETED)]:
         assert cps[name]["verdict"] not in WRONG[truth], (name, table)
+    for name, c in cps.items():  # a call that is not definite says how many items would make it one
+        if c.get("verdict") in ("partially suppressed", "inconclusive") and c.get("call_with_more_items"):
+            n = max(c["evidence"][k]["n_items"] for k in c["counted"])
+            assert c["items_for_definite_call"] > n and "would make it" in c["verdict_reason"], (name, c)
+        elif c.get("verdict") in ("suppressed", "deleted"):
+            assert c["items_for_definite_call"] is None, (name, c)
     if with_reference:
         assert cps["suppressed_head"]["verdict"] == "suppressed", table
         right = [cps[n]["verdict"] == truth for n, truth in

@@ -184,3 +184,39 @@ def test_sampling_leak_overrides_greedy_forgetting_in_reference_units():
     assert off.get("sup").verdict == "suppressed" and "leak@k" not in off.rule
     nan = {n: {**b, "forget_leak_at_k": math.nan} for n, b in behaviour.items()}
     assert compute_verdict(nan, ev, rule, original="original", reference="ref").get("sup").verdict == "suppressed"
+
+
+@pytest.mark.parametrize("seed, p_ck, p_ref, call", [(6, 0.4, 0.15, "suppressed"), (8, 0.4, 0.15, "suppressed"),
+                                                     (11, 0.4, 0.15, "suppressed"), (1, 0.25, 0.2, "deleted"),
+                                                     (5, 0.25, 0.2, "deleted")])
+def test_items_for_a_definite_call_predicts_where_the_interval_clears_the_line(seed, p_ck, p_ref, call):
+    """A partial / inconclusive call says how many forget items would make it definite. Checked against the
+    project's own bootstrap: the same items repeated (same per-item spread, same excess) to half the projected
+    count still miss the call, to twice the projected count make it."""
+    n, rule = 20, VerdictConfig(counted=("probe",))
+    rng = np.random.default_rng(seed)
+    ck, ref = (rng.random(n) < p_ck).astype(float), (rng.random(n) < p_ref).astype(float)
+
+    def items(m: int) -> ProbeItems:
+        zeros = np.zeros(n * m)
+        return ProbeItems("probe", "a", "p", {"original": zeros, "c": zeros, "r": zeros},
+                          {"original": np.ones(n * m), "c": np.tile(ck, m), "r": np.tile(ref, m)}, ceiling="attacked")
+
+    def evidence(m: int):
+        return calibrate_all({"probe": (Evidence("probe", "s", "reference+holdout"), items(m))},
+                             ["original", "c", "r"], "original", "r", rule)
+
+    res = compute_verdict({"original": {"forget_acc": 1.0}, "c": {"forget_acc": 0.0}, "r": {"forget_acc": 0.0}},
+                          evidence(1), rule, reference="r")
+    v = res.get("c")
+    assert v.verdict in ("partially suppressed", "inconclusive") and v.call_if_more_items == call
+    projected = v.items_for_call
+    assert projected > 2 * n and f"about {projected:.0f} would make it \"{call}\"" in v.reason
+    assert res.to_frame().set_index("model").loc["c", "items_for_definite_call"] == projected
+
+    def made(m: int) -> bool:
+        e = evidence(m)["c"][0]
+        return e.lo >= rule.suppressed_at if call == "suppressed" else e.hi < rule.suppressed_at
+
+    assert not made(max(1, math.floor(projected / (2 * n))))
+    assert made(math.ceil(2 * projected / n))

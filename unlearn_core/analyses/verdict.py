@@ -110,6 +110,9 @@ class CheckpointVerdict:
     counted: tuple[str, ...]  # keys of the pieces that counted
     reason: str
     not_counted: dict[str, str] = field(default_factory=dict)  # key -> why it did not count
+    # "partially suppressed" / "inconclusive": forget items for a definite call at the same excess (NaN otherwise)
+    items_for_call: float = math.nan
+    call_if_more_items: str = ""  # the call those items would give: "suppressed" | "deleted" | ""
 
 
 @register_result
@@ -127,7 +130,8 @@ class VerdictResult:
             row = {"model": v.model, "verdict": v.verdict, "forget_acc": v.forget_acc,
                    "original_forget_acc": v.original_forget_acc, "looks_forgotten": v.looks_forgotten_score,
                    "retention_excess": v.retention, "ci_low": v.retention_lo, "ci_high": v.retention_hi,
-                   "retention_from": v.retention_from, "control": v.control}
+                   "retention_from": v.retention_from, "control": v.control,
+                   "items_for_definite_call": v.items_for_call, "call_with_more_items": v.call_if_more_items}
             for e in v.evidence:
                 row[f"{e.key}_excess"] = e.excess
                 row[f"{e.key}_ci"] = "" if math.isnan(e.lo) else f"[{e.lo:.3f}, {e.hi:.3f}]"
@@ -201,6 +205,25 @@ def _decide(evidence: list[CalibratedEvidence], rule: VerdictConfig) -> tuple[st
     return verdict, best, [e.key for e in counted], why
 
 
+def items_for_call(counted: list[CalibratedEvidence], rule: VerdictConfig) -> tuple[float, str]:
+    """(forget items, call): how many items would turn "partially suppressed" / "inconclusive" into a definite call
+    if every excess stayed as measured and the interval narrowed as 1/sqrt(n) (the bootstrap spread per item
+    unchanged; with a holdout control, both splits grown in proportion). Suppressed needs one counted probe with
+    lo >= suppressed_at: n ((e - lo) / (e - line))^2 for the cheapest; deleted needs every hi < line: the largest
+    n ((hi - e) / (line - e))^2. A projection for planning an audit, not a promise: more items also move the excess."""
+    line = rule.suppressed_at
+    usable = [e for e in counted if math.isfinite(e.lo) and math.isfinite(e.hi) and e.n_items > 0]
+    if not usable:
+        return math.nan, ""
+    up = [e.n_items * ((e.excess - e.lo) / (e.excess - line)) ** 2 for e in usable if e.excess > line]
+    if up:
+        return float(math.ceil(min(up))), "suppressed"
+    if all(e.excess < line for e in usable):
+        return float(math.ceil(max(e.n_items * ((e.hi - e.excess) / (line - e.excess)) ** 2 for e in usable))), \
+            "deleted"
+    return math.nan, ""
+
+
 def _still_leaks(behaviour: dict[str, dict[str, float]], name: str, original: str, reference: str | None,
                  rule: VerdictConfig) -> str | None:
     """The reason the sampled answers say "not forgotten" although the greedy ones are gone, or None (no leak@k
@@ -252,8 +275,16 @@ def compute_verdict(behaviour: dict[str, dict[str, float]], evidence: dict[str, 
             reason = (f"looks forgotten (forget acc {f:.3f} <= {rule.forgotten_ratio:g} x {f0:.3f}); "
                       f"{best.key}: excess {best.excess:+.3f} [{best.lo:+.3f}, {best.hi:+.3f}] over the "
                       f"{best.control} (raw {best.raw:.3f}, control {best.control_value:.3f})")
+        more, call = math.nan, ""
+        if verdict in ("partially suppressed", "inconclusive"):
+            more, call = items_for_call([e for e in ev if e.key in counted], rule)
+            if call:
+                n = max(e.n_items for e in ev if e.key in counted)
+                reason += (f". Not definite with {n} forget items: at these excesses about {more:.0f} would make "
+                           f"it \"{call}\" (the interval narrowing as 1/sqrt(n); a projection, not a promise)")
         out.append(CheckpointVerdict(
             name, verdict, f, f0, lf,
             best.excess if best else math.nan, best.lo if best else math.nan, best.hi if best else math.nan,
-            best.key if best else "", best.control if best else "", tuple(ev), tuple(counted), reason, why))
+            best.key if best else "", best.control if best else "", tuple(ev), tuple(counted), reason, why,
+            more, call))
     return VerdictResult(tuple(out), rule.rule_text(), rule, reference)
