@@ -63,3 +63,15 @@ def test_checkpoints_that_do_not_fit_are_loaded_one_at_a_time(app, tiny_lab, mon
     app.button(key="run_scorecard").click().run()
     no_exception(app)
     assert "Computed in" in texts(app)
+
+
+def test_a_new_memory_plan_reloads_the_checkpoints_a_new_data_file_does_not(tiny_lab):
+    from dataclasses import replace
+
+    from unlearn_core.workspace import lab_workspace
+    from views._shared.state import spec_key
+
+    spec = lab_workspace(tiny_lab)
+    assert spec_key(replace(spec, max_memory="cpu=4GiB")) != spec_key(spec)
+    assert spec_key(replace(spec, resident=2)) != spec_key(spec)
+    assert spec_key(replace(spec, retain=None)) == spec_key(spec)

@@ -83,9 +83,11 @@ class Workspace:
 
 
 def spec_key(spec: WorkspaceSpec) -> str:
-    """Only the checkpoint half of the spec decides which models are loaded."""
+    """Only the checkpoint half of the spec decides which models are loaded, and how: a new memory budget or number
+    kept resident reloads them (placement never changes a number, so the results store keys leave it out)."""
     d = asdict(spec)
-    keep = ("original", "unlearned", "retain_only", "device", "allow_pickle", "trust_remote_code")
+    keep = ("original", "unlearned", "retain_only", "device", "allow_pickle", "trust_remote_code", "max_memory",
+            "resident")
     return json.dumps({k: d[k] for k in keep}, sort_keys=True, default=list)
 
 
