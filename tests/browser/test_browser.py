@@ -158,7 +158,10 @@ def test_stop_button_cancels_a_run_and_writes_nothing(server, page):
     stop.click()
     page.get_by_text(re.compile("Stopped. Nothing was written to the results store")).wait_for(timeout=120_000)
     wait_idle(page)
-    assert page.get_by_role("button", name="Run SAE restoration").is_visible()
+    # the Run button comes back once the stopped run's thread has ended (sae-lens's training loop checks for the
+    # stop only between its own steps): wait for it as a person would, instead of reading it once
+    page.get_by_role("button", name="Run SAE restoration").wait_for(state="visible", timeout=120_000)
+    wait_idle(page)
     assert not page.get_by_test_id("stException").count()
     shot(page, "21_sae_stopped", full=False)
     if store.exists():
