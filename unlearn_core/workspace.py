@@ -441,8 +441,7 @@ class WorkspaceSpec:
                 return load_weights(infos[name], device, dtype, self.trust_remote_code, budget)
 
             residency = Residency(k, load, pinned=("original",))
-            for n, i in infos.items():
-                _refuse_remote_code(i, self.trust_remote_code)
+            for n, i in infos.items():  # load_tokenizer refuses remote code before anything is read or hashed
                 loaded[n] = OnDemandModel(n, role[n], load_tokenizer(i, self.trust_remote_code), i.path,
                                           checkpoint_digest(i), residency, i.n_params)
             residency.get("original")
