@@ -157,6 +157,7 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
                          control=v.control, counted=list(v.counted), not_counted=v.not_counted,
                          items_for_definite_call=None if math.isnan(v.items_for_call) else int(v.items_for_call),
                          call_with_more_items=v.call_if_more_items or None,
+                         items_projection=v.projection() or None,
                          evidence={e.key: {"raw": e.raw, "control": e.control, "control_value": e.control_value,
                                            "excess": e.excess, "interval": [e.lo, e.hi], "n_items": e.n_items,
                                            "n_control": e.n_control, "attack": e.attack, "metric": e.metric}

@@ -404,8 +404,7 @@ def _audit(args) -> int:
                    f"  {c['retention_from']} {fmt_rule(c['retention'], lines, 3, signed=True)} "
                    f"[{fmt_rule(lo, lines, 3, signed=True)}, {fmt_rule(hi, lines, 3, signed=True)}] "
                    f"vs {c['control']}")
-            more = (f"  (about {c['items_for_definite_call']:.0f} forget items would make it "
-                    f"{c['call_with_more_items']})" if c.get("call_with_more_items") else "")
+            more = f"  ({c['items_projection']})" if c.get("items_projection") else ""
             print(f"{name:<18} {c['verdict']:<21}{num}{more}")
         else:
             print(f"{name:<18} ({c['role']})")

@@ -2,8 +2,15 @@
 
 Nine 7B checkpoints in bf16 are 126 GB; one GPU holds five. Every analysis walks the checkpoints one after another
 (against the original), so at most a few need to be in memory at any moment: the original stays (every analysis
-compares against it), the others are loaded on first use and the least recently used one is released when a new
-one needs its room. The analyses are unchanged and see the same ModelSet; only `LoadedModel.model` loads.
+compares against it), the others are loaded on first use and one is released when a new one needs its room. The
+analyses are unchanged and see the same ModelSet; only `LoadedModel.model` loads.
+
+Which one is released: the most recently used (MRU), not the least. Every analysis walks the checkpoints in the
+same order, once or twice, and the next walk starts again at the first: under LRU a cyclic walk over more
+checkpoints than fit misses on every access (each load evicts exactly the one the next walk needs first), while
+MRU keeps the first ones of the walk and churns one slot, which is what evicting the one whose next use is furthest
+away (Belady's optimum) does on a cyclic walk. Measured on the tiny lab's 12 analyses (9 checkpoints): see
+benchmarks/MEASUREMENTS.md.
 
 A released model's weights are freed at once (moved to the meta device), even where an analysis still holds the
 module: the memory bound holds, and a forward pass through a released model raises an error that names it instead
@@ -23,6 +30,9 @@ from unlearn_core.types import LoadedModel
 Loader = Callable[[str, list], Any]  # (checkpoint name, models resident now) -> a loaded model in eval mode
 
 
+POLICIES = ("mru", "lru")
+
+
 class ReleasedModelError(RuntimeError):
     """A model released by one-at-a-time loading was used after its turn."""
 
@@ -31,11 +41,13 @@ class Residency:
     """At most `capacity` checkpoints in memory; `pinned` ones are never released. Thread-safe (the dashboard's
     sessions share one ModelSet; threads.models_in_use already serialises analyses on it)."""
 
-    def __init__(self, capacity: int, loader: Loader, pinned: tuple[str, ...] = ()):
+    def __init__(self, capacity: int, loader: Loader, pinned: tuple[str, ...] = (), policy: str = "mru"):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < len(pinned) + 1:
             raise ValueError(f"capacity must be an int >= {len(pinned) + 1} (the pinned checkpoints and one more), "
                              f"got {capacity!r}")
-        self.capacity, self.pinned = capacity, tuple(pinned)
+        self.capacity, self.pinned, self.policy = capacity, tuple(pinned), policy
         self._loader = loader
         self._resident: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.RLock()
@@ -52,10 +64,10 @@ class Residency:
                 self._resident.move_to_end(name)
                 return self._resident[name]
             while len(self._resident) >= self.capacity:
-                victim = next((n for n in self._resident if n not in self.pinned), None)
-                if victim is None:
+                unpinned = [n for n in self._resident if n not in self.pinned]  # least recently used first
+                if not unpinned:
                     break
-                self.release(victim)
+                self.release(unpinned[-1] if self.policy == "mru" else unpinned[0])
             model = self._loader(name, list(self._resident.values()))
             self._resident[name] = model
             self.loads[name] = self.loads.get(name, 0) + 1

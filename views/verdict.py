@@ -140,8 +140,8 @@ export.table(frame, "verdict per checkpoint", "verdict_table", PAGE, hide_index=
 undecided = [v for v in verdict.verdicts if v.call_if_more_items]
 if undecided:
     st.caption("**Not definite with these items.** " + "; ".join(
-        f"{v.model} ({v.verdict}): about {v.items_for_call:.0f} forget items would make it \"{v.call_if_more_items}\""
-        for v in undecided) + ", if the excess stayed as measured (an interval narrows as 1/sqrt(n): a projection for "
+        f"{v.model} ({v.verdict}): {v.projection()}" for v in undecided)
+        + ", if the excess stayed as measured (an interval narrows as 1/sqrt(n): a projection for "
         "planning the next audit, not a promise).")
 st.download_button("LaTeX table for a paper (booktabs, intervals, reasons as notes)",
                    verdict_table_latex(verdict, evidence_labels=EVIDENCE), "verdict_table_paper.tex",

@@ -24,7 +24,7 @@ def _linear_loader(made: list):
 
 def test_least_recently_used_is_released_and_the_pinned_one_stays():
     made: list = []
-    r = Residency(3, _linear_loader(made), pinned=("a",))
+    r = Residency(3, _linear_loader(made), pinned=("a",), policy="lru")
     a, b, c = r.get("a"), r.get("b"), r.get("c")
     assert r.get("b") is b  # resident: no reload
     d = r.get("d")  # full: the least recently used unpinned one (c) goes, not the pinned "a" used first
@@ -39,6 +39,46 @@ def test_least_recently_used_is_released_and_the_pinned_one_stays():
     assert max(n for _, n in made) == 2, "a model is loaded only after room was made for it"
     with pytest.raises(ValueError, match="capacity"):
         Residency(1, _linear_loader([]), pinned=("a",))
+    with pytest.raises(ValueError, match="policy"):
+        Residency(3, _linear_loader([]), pinned=("a",), policy="fifo")
+
+
+def _belady_loads(walk: list[str], capacity: int, pinned: str) -> int:
+    """Loads of the offline optimum: on a miss with no room, evict the resident whose next use is furthest away."""
+    resident, loads = {pinned}, 0
+    for i, name in enumerate(walk):
+        if name in resident:
+            continue
+        loads += 1
+        if len(resident) >= capacity:
+            later = walk[i + 1:]
+            resident.remove(max((n for n in resident if n != pinned),
+                                key=lambda n: later.index(n) if n in later else len(later)))
+        resident.add(name)
+    return loads
+
+
+@pytest.mark.parametrize("capacity", [2, 3, 4, 5])
+def test_default_policy_is_optimal_on_the_analyses_cyclic_walks(capacity):
+    """Every analysis walks the checkpoints in one order, once or twice (tiny lab, logged per analysis): under LRU a
+    walk over more checkpoints than fit misses on every access whatever the capacity; the default (MRU) makes the
+    offline optimum's number of loads, at least one load fewer per walk once there is room for two others."""
+    others = ["b", "c", "d", "e", "f"]
+    walk = ["a"] + [x for rep in (1, 2, 1, 1, 2) for _ in range(rep) for x in others]
+    counts = {}
+    for policy in ("mru", "lru"):
+        r = Residency(capacity, _linear_loader([]), pinned=("a",), policy=policy)
+        for name in walk:
+            r.get(name)
+        counts[policy] = sum(r.loads.values())
+        assert r.peak <= capacity and r.loads["a"] == 1
+    walks = len(walk) // len(others)
+    assert counts["lru"] == 1 + len(others) * walks
+    assert counts["mru"] == 1 + _belady_loads(walk[1:], capacity, "a")
+    if capacity == 2:  # one slot beside the original: every switch is a load, whatever the policy
+        assert counts["mru"] == counts["lru"]
+    else:
+        assert counts["mru"] <= 1 + len(others) + (walks - 1) * (len(others) - 1)
 
 
 pytestmark = pytest.mark.lab

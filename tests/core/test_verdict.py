@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from unlearn_core.analyses.verdict import VerdictConfig, calibrate_all, compute_verdict
+from unlearn_core.analyses.verdict import (
+    OUT_OF_REACH,
+    VerdictConfig,
+    calibrate_all,
+    compute_verdict,
+    projection_phrase,
+)
 from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_NONE, CONTROL_REFERENCE, ProbeItems, calibrate
 from unlearn_core.codec import decode_result, encode_result
 from unlearn_core.spec import Evidence
@@ -211,7 +217,8 @@ def test_items_for_a_definite_call_predicts_where_the_interval_clears_the_line(s
     v = res.get("c")
     assert v.verdict in ("partially suppressed", "inconclusive") and v.call_if_more_items == call
     projected = v.items_for_call
-    assert projected > 2 * n and f"about {projected:.0f} would make it \"{call}\"" in v.reason
+    assert projected > 2 * n and f"{projected:.0f}" in v.projection() and v.projection() in v.reason
+    assert f"would make it \"{call}\"" in v.projection()
     assert res.to_frame().set_index("model").loc["c", "items_for_definite_call"] == projected
 
     def made(m: int) -> bool:
@@ -220,3 +227,12 @@ def test_items_for_a_definite_call_predicts_where_the_interval_clears_the_line(s
 
     assert not made(max(1, math.floor(projected / (2 * n))))
     assert made(math.ceil(2 * projected / n))
+
+
+def test_a_projection_far_beyond_the_items_audited_says_more_items_would_not_settle_it():
+    """An excess a hair below the line (the Llama lab's +0.147 against 0.15) projects six-figure item counts: the
+    phrase says the call is out of reach instead of reading like a plan."""
+    assert projection_phrase(53, "deleted", 40) == 'about 53 forget items would make it "deleted"'
+    far = projection_phrase(141786, "deleted", 40)
+    assert far.startswith("more forget items would not settle it") and "141786" in far and f"{OUT_OF_REACH}x" in far
+    assert projection_phrase(OUT_OF_REACH * 40, "suppressed", 40).startswith("about 400")

@@ -29,6 +29,7 @@ import pandas as pd
 from unlearn_core.calibration import CONTROL_NONE, CalibratedEvidence, calibrate
 from unlearn_core.codec import register_result
 
+OUT_OF_REACH = 10  # item projections above this multiple of the items audited are reported as out of reach
 VERDICTS = ("deleted", "partially suppressed", "suppressed", "inconclusive", "not forgotten", "unknown",
             "nothing to audit")
 NOTHING_TO_AUDIT = ("the original answers none of the forget questions (forget accuracy {f0:.3f}): nothing was "
@@ -113,6 +114,13 @@ class CheckpointVerdict:
     # "partially suppressed" / "inconclusive": forget items for a definite call at the same excess (NaN otherwise)
     items_for_call: float = math.nan
     call_if_more_items: str = ""  # the call those items would give: "suppressed" | "deleted" | ""
+
+    def projection(self) -> str:
+        """The item projection in words, the same in the reason, the CLI and the page; "" without one."""
+        if not self.call_if_more_items:
+            return ""
+        n = max((e.n_items for e in self.evidence if e.key in self.counted), default=0)
+        return projection_phrase(self.items_for_call, self.call_if_more_items, n)
 
 
 @register_result
@@ -224,6 +232,16 @@ def items_for_call(counted: list[CalibratedEvidence], rule: VerdictConfig) -> tu
     return math.nan, ""
 
 
+def projection_phrase(items: float, call: str, n: int) -> str:
+    """Beyond OUT_OF_REACH times the items audited the excess sits so near the line that collecting more items is not
+    a realistic way to a definite call (on the Llama lab, an excess of +0.147 against the 0.15 line projected 141,786
+    items): said so, instead of a number that reads like a plan."""
+    if n > 0 and items > OUT_OF_REACH * n:
+        return (f"more forget items would not settle it: the excess sits near the line, so about {items:.0f}, over "
+                f"{OUT_OF_REACH}x these {n}, would make it \"{call}\"")
+    return f"about {items:.0f} forget items would make it \"{call}\""
+
+
 def _still_leaks(behaviour: dict[str, dict[str, float]], name: str, original: str, reference: str | None,
                  rule: VerdictConfig) -> str | None:
     """The reason the sampled answers say "not forgotten" although the greedy ones are gone, or None (no leak@k
@@ -280,8 +298,9 @@ def compute_verdict(behaviour: dict[str, dict[str, float]], evidence: dict[str, 
             more, call = items_for_call([e for e in ev if e.key in counted], rule)
             if call:
                 n = max(e.n_items for e in ev if e.key in counted)
-                reason += (f". Not definite with {n} forget items: at these excesses about {more:.0f} would make "
-                           f"it \"{call}\" (the interval narrowing as 1/sqrt(n); a projection, not a promise)")
+                reason += (f". Not definite with {n} forget items: at these excesses "
+                           f"{projection_phrase(more, call, n)} (the interval narrowing as 1/sqrt(n); a projection, "
+                           "not a promise)")
         out.append(CheckpointVerdict(
             name, verdict, f, f0, lf,
             best.excess if best else math.nan, best.lo if best else math.nan, best.hi if best else math.nan,
