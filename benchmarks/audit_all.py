@@ -2,6 +2,8 @@
 
     python benchmarks/audit_all.py                         # default lab, every analysis, 1 vs 2 processes
     python benchmarks/audit_all.py --analyses default --jobs 2 --lab DIR
+    python benchmarks/audit_all.py --unlearned ga,graddiff,npo,rmu,suppressed_head --forget-items 20
+                                   # the workload issue 14 set its target on: 5 unlearned + reference, 20 forget
 
 Each side writes to its own fresh results store, so nothing is served from a cache; the verdicts and evidence tables
 of both sides are compared cell by cell. Time it on an otherwise idle machine: two torch processes beside another
@@ -11,6 +13,7 @@ job slow each other down (unlearn_core/threads.py).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -23,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _run(lab: Path, out: Path, analyses: str, jobs: int) -> float:
-    cmd = [sys.executable, "-m", "unlearn_core", "audit", "--lab", str(lab), "--out", str(out), "--jobs", str(jobs)]
+def _run(lab: Path, out: Path, analyses: str, jobs: int, extra: list[str]) -> float:
+    cmd = [sys.executable, "-m", "unlearn_core", "audit", "--lab", str(lab), "--out", str(out), "--jobs", str(jobs),
+           *extra]
     if analyses != "default":
         cmd += ["--analyses", analyses]
     t0 = time.perf_counter()
@@ -46,6 +50,8 @@ def main() -> None:
     p.add_argument("--lab", type=Path, help="a built demo lab (default: the default config, built if missing)")
     p.add_argument("--analyses", default="all", help="'all', 'default' (the headline evidence set) or a list")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--unlearned", help="comma-separated checkpoint names of the lab to audit (default: all)")
+    p.add_argument("--forget-items", type=int, help="audit only the first N forget items")
     args = p.parse_args()
     lab = args.lab
     if lab is None:
@@ -57,12 +63,21 @@ def main() -> None:
         build_lab(lab, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        serial = _run(lab, tmp / "serial", args.analyses, 1)
-        parallel = _run(lab, tmp / "parallel", args.analyses, args.jobs)
+        extra = []
+        if args.unlearned:
+            cps = json.loads((lab / "lab.json").read_text())["checkpoints"]
+            extra += [a for n in args.unlearned.split(",") for a in ("--unlearned", f"{n}={lab / cps[n]['path']}")]
+        if args.forget_items:
+            lines = (lab / "data" / "forget.jsonl").read_text().splitlines()[: args.forget_items]
+            (tmp / "forget.jsonl").write_text("\n".join(lines) + "\n")
+            extra += ["--forget", str(tmp / "forget.jsonl")]
+        serial = _run(lab, tmp / "serial", args.analyses, 1, extra)
+        parallel = _run(lab, tmp / "parallel", args.analyses, args.jobs, extra)
         same = all(pd.read_csv(tmp / "serial" / f"{t}.csv").equals(pd.read_csv(tmp / "parallel" / f"{t}.csv"))
                    for t in ("verdicts", "evidence"))
         per = {side: _analysis_seconds(tmp / side / "results.sqlite") for side in ("serial", "parallel")}
-    print(f"lab {lab.name}, analyses: {args.analyses}")
+    print(f"lab {lab.name}, analyses: {args.analyses}, unlearned: {args.unlearned or 'all'}, forget items: "
+          f"{args.forget_items or 'all'}")
     print(f"{'analysis':<20}{'one process':>14}{'in a worker':>14}")
     for name in sorted(per["serial"], key=lambda n: -per["serial"][n]):
         print(f"{name:<20}{per['serial'][name]:12.1f} s{per['parallel'].get(name, float('nan')):12.1f} s")

@@ -135,3 +135,17 @@ def test_no_pages_folder_beside_the_app():
 
     assert not (CORE.parent / "pages").exists()
     assert nav.available() and all(f.startswith("views/") for f, _, _ in nav.available())
+
+
+def test_reading_results_does_not_import_the_heavy_training_libraries():
+    """The CLI's parent process, the dashboard and every worker import all analysis modules to validate names and
+    decode stored results; sae-lens (which imports transformer-lens) and rouge-score (nltk, scipy.stats) cost ~10 s
+    of start-up together and are needed only where an SAE is trained or loaded, or text is scored."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from unlearn_core import registry; [registry.get_spec(n) for n in registry.names()]; "
+            "print(sorted(m for m in ('sae_lens', 'transformer_lens', 'rouge_score', 'nltk') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from rouge_score import rouge_scorer
 
 from unlearn_core.analyses.quantization import check_int, recovery_rate
 from unlearn_core.calibration import ProbeItems
@@ -198,6 +197,8 @@ def compute_extraction(models: ModelSet, data: AuditData, config: ExtractionConf
     if not isinstance(config, ExtractionConfig):
         raise TypeError(f"config must be a ExtractionConfig, got {type(config).__name__}")
     fmt = data.prompt_format
+    from rouge_score import rouge_scorer  # nltk + scipy.stats (~1 s): only when scoring, not to read results
+
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=config.rouge_stemmer)
     splits = {"forget": [it for it in data.forget if not it.is_passage]}
     if config.retain:

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rouge_score import rouge_scorer
 
 from unlearn_core.analyses.behaviour.metrics import (
     aggregate_truth_ratio,
@@ -310,6 +309,8 @@ def compute_scorecard(
         if progress is not None:
             progress(done / total, message)
         done += 1
+
+    from rouge_score import rouge_scorer  # nltk + scipy.stats (~1 s): only when scoring, not to read results
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=config.rouge_stemmer)
     items, roc, mia = [], [], []

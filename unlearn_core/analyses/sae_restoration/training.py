@@ -20,17 +20,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from sae_lens import (
-    SAE,
-    SAETrainer,
-    StandardTrainingSAE,
-    StandardTrainingSAEConfig,
-    TopKTrainingSAE,
-    TopKTrainingSAEConfig,
-)
-from sae_lens.config import LoggingConfig, SAETrainerConfig
 
 from unlearn_core.codec import register_result
 from unlearn_core.forward import answer_span_mask, capture_block_outputs
@@ -38,6 +30,9 @@ from unlearn_core.hashing import hash_json
 from unlearn_core.scoring import Encoded, input_device, length_batches, right_pad
 from unlearn_core.threads import few_threads
 from unlearn_core.types import AuditData
+
+if TYPE_CHECKING:  # sae-lens imports transformer-lens (~5 s): only code that trains or loads an SAE pays for it
+    from sae_lens import SAE
 
 ARCHITECTURES = ("topk", "standard")
 Progress = Callable[[float, str], None]
@@ -159,6 +154,15 @@ def train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None = N
 
 
 def _train_sae(acts: torch.Tensor, cfg: SAETrainConfig, metadata: dict | None, progress: Progress | None) -> SAE:
+    from sae_lens import (
+        SAETrainer,
+        StandardTrainingSAE,
+        StandardTrainingSAEConfig,
+        TopKTrainingSAE,
+        TopKTrainingSAEConfig,
+    )
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+
     d_in = acts.shape[1]
     common = dict(d_in=d_in, d_sae=cfg.expansion * d_in, dtype="float32", device="cpu")
     if cfg.architecture == "topk":
@@ -188,6 +192,8 @@ def _to_inference(training_sae) -> SAE:
     """Round-trip through sae-lens' own on-disk format so training and loading give the same class."""
     import tempfile
 
+    from sae_lens import SAE
+
     with tempfile.TemporaryDirectory() as tmp:
         training_sae.save_inference_model(tmp)
         return SAE.load_from_disk(tmp, device="cpu")
@@ -216,6 +222,8 @@ def sae_cache_key(original_hash: str, layer: int, cfg: SAETrainConfig, data_hash
 
 def load_sae(path: str | Path, d_model: int | None = None) -> SAE:
     """A sae-lens folder (cfg.json + sae_weights.safetensors), e.g. a user's pre-trained SAE; checks d_in."""
+    from sae_lens import SAE
+
     path = Path(path)
     if not (path / "cfg.json").is_file():
         raise FileNotFoundError(f"{path} is not a sae-lens SAE folder (no cfg.json)")
