@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--config", default="default")
     b.add_argument("--force", action="store_true", help="rebuild even if a build with this config hash exists")
+    b.add_argument("--jobs", type=int, help="worker processes (default: UNLEARN_AUDIT_LAB_JOBS, else one per core, "
+                   "at most 6); one thread each, so the lab is byte-identical whatever the number")
     b.add_argument("--root", help=ROOT_HELP)
     a = sub.add_parser("audit", help="run analyses and write OUT/report.json plus CSV tables")
     a.add_argument("--lab", type=Path, help="a demo-lab folder: fills --original/--unlearned/--retain-model/data "
@@ -126,9 +128,9 @@ def _lab_build(args) -> int:
     from unlearn_core.lab.build import build_lab, scores_table
 
     _confine(args, ("out",))
-    meta = build_lab(args.out, args.config, force=args.force)
+    meta = build_lab(args.out, args.config, force=args.force, jobs=args.jobs)
     print(scores_table(meta))
-    print(f"built in {meta['build_seconds']} s -> {args.out}")
+    print(f"built in {meta['build_seconds']} s ({meta.get('build_jobs', 1)} processes) -> {args.out}")
     return 0
 
 

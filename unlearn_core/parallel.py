@@ -32,7 +32,7 @@ _LONGEST_FIRST = ("attribution", "relearning", "extraction", "scorecard", "decod
 _LOADED: dict[tuple, tuple] = {}  # per worker process: (spec, accept_partial) -> (models, data)
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     """One thread for everything in a worker: torch's intra-op pool and the BLAS / OpenMP pools numpy, scipy and
     sklearn use (threadpoolctl). With torch alone limited, the decodability probe's sklearn fits ran on two BLAS
     threads beside the other worker and took 73 s instead of 25 s."""
@@ -84,7 +84,7 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
     seconds: dict[str, float] = {}
     todo = order(list(dict.fromkeys(analyses)), estimates)
     with ProcessPoolExecutor(max_workers=min(jobs, len(todo)) or 1, mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker) as pool:
+                             initializer=init_worker) as pool:
         futures = {pool.submit(_compute, spec, accept_partial, a, configs.get(a), str(store_path)): a for a in todo}
         for done, fut in enumerate(as_completed(futures), 1):
             name = futures[fut]

@@ -199,18 +199,36 @@ def test_build_is_cached_by_config_hash(tiny_lab):
 
 
 def _short(**kw) -> LabConfig:
-    return get_config("tiny", max_epochs=5, finetune_max_epochs=5, unlearn=UnlearnConfig(max_steps=2), **kw)
+    return get_config("tiny", **{"max_epochs": 5, "finetune_max_epochs": 5, "unlearn": UnlearnConfig(max_steps=2),
+                                 **kw})
 
 
-def test_build_is_deterministic(tmp_path):
-    """Two builds from the same seed give byte-identical weights (and the same forget split)."""
+def test_build_is_deterministic_in_one_process_or_several(tmp_path):
+    """Two builds from the same seed give byte-identical weights, deltas, tokenizer files and training records (and
+    the same forget split), whether every stage runs in the builder or stages run in worker processes."""
     cfg = _short()
-    a = build_lab(tmp_path / "a", cfg, verbose=False)
-    b = build_lab(tmp_path / "b", cfg, verbose=False)
-    for name in ("base", "original", "retrained", "suppressed_lowrank"):
+    a = build_lab(tmp_path / "a", cfg, verbose=False, jobs=1)
+    b = build_lab(tmp_path / "b", cfg, verbose=False, jobs=3)
+    assert (a["build_jobs"], b["build_jobs"]) == (1, 3)
+    for name in a["checkpoints"]:
         wa, wb = _weights(tmp_path / "a", name), _weights(tmp_path / "b", name)
-        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+        for f in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+            assert (tmp_path / "a" / name / f).read_bytes() == (tmp_path / "b" / name / f).read_bytes(), (name, f)
+        ca, cb = a["checkpoints"][name], b["checkpoints"][name]
+        assert ca["scores"] == cb["scores"] and {k: v for k, v in ca.items() if k != "training"} == \
+            {k: v for k, v in cb.items() if k != "training"}, name
+    delta = "deltas/suppressed_lowrank.safetensors"
+    assert (tmp_path / "a" / delta).read_bytes() == (tmp_path / "b" / delta).read_bytes()
     assert a["world"]["forget_entities"] == b["world"]["forget_entities"]
+
+
+def test_a_stage_that_fails_in_its_worker_is_named(tmp_path):
+    """A worker's error stops the build with the stage named, and nothing is published under `out`."""
+    cfg = _short(unlearn=UnlearnConfig(max_steps=2, lowrank_rank=-1))  # torch refuses a negative dimension
+    with pytest.raises(RuntimeError, match="lab stage 'suppressed_lowrank' failed in its worker process"):
+        build_lab(tmp_path / "lab", cfg, verbose=False, jobs=2)
+    assert not (tmp_path / "lab").exists()
 
 
 def test_independent_reference_is_an_option(tmp_path):

@@ -12,7 +12,7 @@ from unlearn_core.lab.config import get_config
 
 
 def _fake_build(version):
-    def run(tmp, cfg, progress, verbose):
+    def run(tmp, cfg, progress, verbose, jobs=1):
         meta = {"config_hash": cfg.hash, "version": version}
         (tmp / "weights.bin").write_text(version)
         (tmp / "lab.json").write_text(json.dumps(meta))

@@ -56,7 +56,9 @@ def ensure_lab() -> Path:
     def progress(frac: float, msg: str) -> None:
         bar.progress(min(max(float(frac), 0.0), 1.0), text=f"Building the demo lab: {msg}")
 
-    build_lab(path, lab_config(), progress=progress, verbose=False)
+    # one process: a spawned worker re-runs the __main__ module, which under Streamlit is the page script itself
+    # (scripts/run_app.sh builds the lab with the CLI's worker processes before the server starts)
+    build_lab(path, lab_config(), progress=progress, verbose=False, jobs=1)
     bar.empty()
     return path
 
