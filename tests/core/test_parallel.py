@@ -45,3 +45,59 @@ def test_longest_first_order():
     assert order(names, est) == ["patching", "attribution", "sae_restoration", "scorecard"]
     assert order(names, {"patching": 90.0}) == order(names)  # partial estimates: the static order
     assert order(["scorecard", "new_probe"])[0] == "new_probe"
+
+
+_POOL_SCRIPT = """
+import os, sys, time
+from unlearn_core.lab.build import _pool
+if __name__ == "__main__":
+    pool = _pool(2)
+    pool.submit(os.getpid).result()
+    pool.submit(os.getpid).result()
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path):
+    """A parent killed with SIGKILL (or by the OOM killer) leaves no idle worker behind: before, ProcessPoolExecutor's
+    workers sat on their queue forever, ~380 MB each."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    script = tmp_path / "pool.py"
+    script.write_text(_POOL_SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        workers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        assert len(workers) >= 2, workers  # the two workers (and multiprocessing's resource tracker)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in workers if _alive(p)], "worker processes outlived their killed parent"
+    finally:
+        proc.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
