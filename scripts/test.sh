@@ -8,4 +8,7 @@ fi
 bash scripts/setup.sh requirements-dev.txt
 . .venv/bin/activate
 ruff check .
-python -m pytest "$@"
+# test files spread over worker processes (pytest-xdist; a file's tests stay together with their module fixtures):
+# one per core up to 4, UNLEARN_AUDIT_TEST_WORKERS to choose (0: no workers); "-n N" among the arguments wins
+workers="${UNLEARN_AUDIT_TEST_WORKERS:-$(python -c "import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))")}"
+python -m pytest -n "$workers" --dist loadfile "$@"

@@ -22,7 +22,7 @@ Rule (thresholds in VerdictConfig; e = excess recovery over the control, [lo, hi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -119,8 +119,11 @@ class CheckpointVerdict:
         """The item projection in words, the same in the reason, the CLI and the page; "" without one."""
         if not self.call_if_more_items:
             return ""
-        n = max((e.n_items for e in self.evidence if e.key in self.counted), default=0)
-        return projection_phrase(self.items_for_call, self.call_if_more_items, n)
+        return projection_phrase(self.items_for_call, self.call_if_more_items, self.items_audited())
+
+    def items_audited(self) -> int:
+        """Forget items behind the counted evidence (the n an item projection scales from)."""
+        return max((e.n_items for e in self.evidence if e.key in self.counted), default=0)
 
 
 @register_result
@@ -296,14 +299,14 @@ def compute_verdict(behaviour: dict[str, dict[str, float]], evidence: dict[str, 
         more, call = math.nan, ""
         if verdict in ("partially suppressed", "inconclusive"):
             more, call = items_for_call([e for e in ev if e.key in counted], rule)
-            if call:
-                n = max(e.n_items for e in ev if e.key in counted)
-                reason += (f". Not definite with {n} forget items: at these excesses "
-                           f"{projection_phrase(more, call, n)} (the interval narrowing as 1/sqrt(n); a projection, "
-                           "not a promise)")
-        out.append(CheckpointVerdict(
+        v = CheckpointVerdict(
             name, verdict, f, f0, lf,
             best.excess if best else math.nan, best.lo if best else math.nan, best.hi if best else math.nan,
             best.key if best else "", best.control if best else "", tuple(ev), tuple(counted), reason, why,
-            more, call))
+            more, call)
+        if call:
+            v = replace(v, reason=reason + (f". Not definite with {v.items_audited()} forget items: at these excesses "
+                                            f"{v.projection()} (the interval narrowing as 1/sqrt(n); a projection, "
+                                            "not a promise)"))
+        out.append(v)
     return VerdictResult(tuple(out), rule.rule_text(), rule, reference)
