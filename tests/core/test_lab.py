@@ -223,6 +223,19 @@ def test_build_is_deterministic_in_one_process_or_several(tmp_path):
     assert a["world"]["forget_entities"] == b["world"]["forget_entities"]
 
 
+def test_a_world_registered_at_run_time_builds_in_worker_processes(tmp_path):
+    """Spawned workers never see a world registered in the builder's process (the tests' second world, a user's own
+    generator): the builder hands them the corpus, not the world's name. The first parallel build failed here."""
+    from tests.fixtures import world2  # registers "companies" in this process only
+
+    cfg = _short(world="companies", n_entities=20, n_base_entities=20)
+    meta = build_lab(tmp_path / "w", cfg, verbose=False, jobs=2)
+    assert meta["world_name"] == world2.WORLD2.world == "companies"
+    assert all((tmp_path / "w" / n / "model.safetensors").is_file() for n in meta["checkpoints"])
+    assert meta["checkpoints"]["original"]["scores"]["forget_acc"] > meta["checkpoints"]["retain_only"]["scores"][
+        "forget_acc"]
+
+
 def test_a_stage_that_fails_in_its_worker_is_named(tmp_path):
     """A worker's error stops the build with the stage named, and nothing is published under `out`."""
     cfg = _short(unlearn=UnlearnConfig(max_steps=2, lowrank_rank=-1))  # torch refuses a negative dimension

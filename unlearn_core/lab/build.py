@@ -138,6 +138,14 @@ def _world(cfg: LabConfig):
                       n_base=cfg.n_base_entities, world=cfg.world)
 
 
+def _corpus(world) -> dict:
+    """Everything a stage reads from the world, as plain lists of strings: a worker process then needs no world
+    generator (one registered at run time, like the tests' second world, does not exist in a spawned process)."""
+    return {"texts": {split: training_texts(world, split) for split in (("base",), ("forget", "retain"), ("retain",),
+                                                                        ("base", "retain"))},
+            "pairs": {split: qa_pairs(world, split) for split in ("forget", "retain", "base")}}
+
+
 def _load_model(folder: Path):
     import torch
     from transformers import AutoModelForCausalLM
@@ -145,7 +153,7 @@ def _load_model(folder: Path):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
 
 
-def train_stage(out: str | Path, cfg: LabConfig, name: str, tokenizer=None,
+def train_stage(out: str | Path, cfg: LabConfig, name: str, corpus: dict, tokenizer=None,
                 progress: Callable[[str], None] | None = None) -> tuple[str, dict, float, dict]:
     """Trains checkpoint `name` from its parent's saved folder (base: from a random init) on one thread and saves it
     under out/name; (name, training info, seconds, scores). Every stage seeds itself and reads its parent from disk,
@@ -156,9 +164,9 @@ def train_stage(out: str | Path, cfg: LabConfig, name: str, tokenizer=None,
 
     t = time.time()
     out = Path(out)
-    world = _world(cfg)
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(out / "base")
-    fpairs, rpairs, bpairs = qa_pairs(world, "forget"), qa_pairs(world, "retain"), qa_pairs(world, "base")
+    texts_of, pairs = corpus["texts"], corpus["pairs"]
+    fpairs, rpairs, bpairs = pairs["forget"], pairs["retain"], pairs["base"]
     say = progress or (lambda msg: None)
     with few_threads(0):  # one thread: the lab is the same on every machine's core count (the tests' truth)
         if name in METHODS:
@@ -176,21 +184,21 @@ def train_stage(out: str | Path, cfg: LabConfig, name: str, tokenizer=None,
         else:
             if name == "base":  # the pretrained base: other entities of the same world, from a random init (seed)
                 model, texts, evals, parent = make_model(cfg, tokenizer, seed=cfg.seed), \
-                    training_texts(world, ("base",)), bpairs, None
+                    texts_of[("base",)], bpairs, None
                 init_seed = data_seed = cfg.seed
             elif name == "original":  # the audited facts; no replay of base facts (the format is in every
                 # document; how much of the base facts survives is reported as base_acc)
-                model, texts, evals, parent = _load_model(out / "base"), training_texts(world, ("forget", "retain")), \
+                model, texts, evals, parent = _load_model(out / "base"), texts_of[("forget", "retain")], \
                     fpairs + rpairs, "base"
                 init_seed = data_seed = cfg.seed
             elif cfg.reference == "base":  # the same recipe without the forget split; retrained: another data order
-                model, texts, evals, parent = _load_model(out / "base"), training_texts(world, ("retain",)), rpairs, \
+                model, texts, evals, parent = _load_model(out / "base"), texts_of[("retain",)], rpairs, \
                     "base"
                 init_seed, data_seed = cfg.seed, cfg.seed + (name == "retrained")
             else:  # independent: own random init, trained from scratch on every non-forget fact (base + retain)
                 init_seed = data_seed = cfg.seed + 1 + (name == "retrained")
                 model, texts, evals, parent = make_model(cfg, tokenizer, seed=init_seed), \
-                    training_texts(world, ("base", "retain")), rpairs + bpairs, None
+                    texts_of[("base", "retain")], rpairs + bpairs, None
             ft = parent is not None
             tr = train_lm(model, tokenizer, texts, evals, cfg, seed=data_seed,
                           lr=cfg.finetune_lr if ft else cfg.lr, max_epochs=cfg.finetune_max_epochs if ft else None,
@@ -230,17 +238,18 @@ def _build(out: Path, cfg: LabConfig, progress: Progress | None, verbose: bool, 
     (out / "data").mkdir()
     for split in ("forget", "retain", "holdout"):
         _write_jsonl(out / "data" / f"{split}.jsonl", world.items(split))
+    corpus = _corpus(world)
     timings["world"] = round(time.time() - t0, 1)
     done.append("world")
     bar.update()
     pool = _pool(jobs) if jobs > 1 else None
     try:
-        finished(train_stage(out, cfg, "base", tokenizer, progress=lambda msg: stage("base", msg)))
+        finished(train_stage(out, cfg, "base", corpus, tokenizer, progress=lambda msg: stage("base", msg)))
         if pool is None:
             for name in _PRIORITY[1:]:
-                finished(train_stage(out, cfg, name, progress=lambda msg, n=name: stage(n, msg)))
+                finished(train_stage(out, cfg, name, corpus, progress=lambda msg, n=name: stage(n, msg)))
         else:
-            _run_pool(pool, out, cfg, finished)
+            _run_pool(pool, out, cfg, corpus, finished)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -290,7 +299,7 @@ def _warm() -> None:
     from unlearn_core.lab import unlearn as _unlearn  # noqa: F401
 
 
-def _run_pool(pool, out: Path, cfg: LabConfig, finished: Callable) -> None:
+def _run_pool(pool, out: Path, cfg: LabConfig, corpus: dict, finished: Callable) -> None:
     """Submits each stage once its parent is saved, in _PRIORITY order; a worker's error names the stage."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -300,7 +309,7 @@ def _run_pool(pool, out: Path, cfg: LabConfig, finished: Callable) -> None:
     def submit_ready() -> None:
         for name in _PRIORITY:
             if name not in saved and name not in futures.values() and PARENT[name] in saved:
-                futures[pool.submit(train_stage, str(out), cfg, name)] = name
+                futures[pool.submit(train_stage, str(out), cfg, name, corpus)] = name
 
     submit_ready()
     while futures:
