@@ -236,6 +236,18 @@ def test_a_world_registered_at_run_time_builds_in_worker_processes(tmp_path):
         "forget_acc"]
 
 
+def test_bad_worker_counts_are_refused_with_the_setting_named(monkeypatch):
+    from unlearn_core.lab.build import lab_jobs
+
+    with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
+        lab_jobs(0)
+    monkeypatch.setenv("UNLEARN_AUDIT_LAB_JOBS", "two")
+    with pytest.raises(ValueError, match="UNLEARN_AUDIT_LAB_JOBS must be a whole number of processes, got 'two'"):
+        lab_jobs()
+    monkeypatch.setenv("UNLEARN_AUDIT_LAB_JOBS", "3")
+    assert lab_jobs() == 3 and lab_jobs(1) == 1
+
+
 def test_a_stage_that_fails_in_its_worker_is_named(tmp_path):
     """A worker's error stops the build with the stage named, and nothing is published under `out`."""
     cfg = _short(unlearn=UnlearnConfig(max_steps=2, lowrank_rank=-1))  # torch refuses a negative dimension

@@ -96,6 +96,8 @@ def lab_jobs(jobs: int | None = None) -> int:
 
     if jobs is None:
         env = os.environ.get("UNLEARN_AUDIT_LAB_JOBS", "").strip()
+        if env and not env.isdigit():
+            raise ValueError(f"UNLEARN_AUDIT_LAB_JOBS must be a whole number of processes, got {env!r}")
         jobs = int(env) if env else min(len(METHODS), os.cpu_count() or 1)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
