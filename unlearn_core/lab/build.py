@@ -83,10 +83,12 @@ def _write_jsonl(path: Path, items) -> None:
 # what each checkpoint is trained from (base from a random init); the methods and planted controls from original
 PARENT = {"base": None, "original": "base", "retain_only": "base", "retrained": "base"} | {m: "original"
                                                                                        for m in METHODS}
-# the order a pool takes ready stages in: original first (six stages wait for it), then the longest first (default
-# lab, one thread: graddiff 59 s, rmu 39, suppressed_head 31, ga 31, npo 20, suppressed_lowrank 20)
-_PRIORITY = ("base", "original", "retain_only", "retrained", "graddiff", "rmu", "suppressed_head", "ga", "npo",
-             "suppressed_lowrank")
+# the order a pool takes ready stages in: original first (six stages wait for it), then the methods longest first
+# (default lab, one thread: graddiff 59 s, rmu 39, suppressed_head 31, ga 31, npo 20, suppressed_lowrank 20); a
+# method not timed yet goes first. Derived from CHECKPOINTS and METHODS, so a new method is never left out.
+_METHODS_LONGEST_FIRST = ("graddiff", "rmu", "suppressed_head", "ga", "npo", "suppressed_lowrank")
+_PRIORITY = (*(n for n in CHECKPOINTS if n not in METHODS),
+             *sorted(METHODS, key=lambda m: _METHODS_LONGEST_FIRST.index(m) if m in _METHODS_LONGEST_FIRST else -1))
 
 
 def lab_jobs(jobs: int | None = None) -> int:
