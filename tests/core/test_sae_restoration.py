@@ -357,6 +357,35 @@ def test_restoration_resumed_equals_the_full_passes(lab, monkeypatch):
         assert torch.allclose(sae.decode(alpha * dz) - zero, alpha * (sae.decode(dz) - zero), atol=1e-4)
 
 
+def test_all_edits_of_a_batch_share_one_encode_per_state(lab):
+    """steering_directions encodes each state once for every (variant, feature set) edit and gives, bit for bit,
+    the direction each edit computes on its own (the restoration's numbers did not move: benchmarks/MEASUREMENTS.md)."""
+    from unlearn_core.analyses.sae_restoration import FEATURE_SETS, VARIANTS
+    from unlearn_core.analyses.sae_restoration.steering import steering_direction, steering_directions
+
+    _, _, res = lab
+    sae = load_sae(res.sae_source)
+    gen = torch.Generator().manual_seed(0)
+    d = sae.cfg.d_in
+    h_u, h_o = torch.randn(4, 7, d, generator=gen), torch.randn(4, 7, d, generator=gen)
+    masks = {(v, f): (torch.rand(4, sae.cfg.d_sae, generator=gen) < 0.05).float() for v in VARIANTS
+             for f in FEATURE_SETS}
+    calls = []
+    encode = sae.encode
+    sae.encode = lambda x: calls.append(x.shape) or encode(x)
+    try:
+        shared = steering_directions(sae, masks, h_u, h_o)
+        assert len(calls) == 2  # h_u and h_orig, not two per edit
+        for (v, f), mask in masks.items():
+            assert torch.equal(shared[(v, f)], steering_direction(sae, mask, v, h_u, h_o)), (v, f)
+        calls.clear()
+        steering_directions(sae, {("scale", "fact"): masks[("scale", "fact")]}, h_u, None)
+        assert len(calls) == 1  # scale alone never needs the original's code
+    finally:
+        del sae.encode
+    assert not torch.equal(shared[("inject", "fact")], shared[("scale", "fact")])  # the check can fail
+
+
 def test_sae_training_reports_progress_and_a_raising_progress_stops_it(lab, tmp_path):
     """The trainer has no callback: progress comes from the activation iterator, so the dashboard's Stop (a progress
     function that raises) ends a training that takes minutes on a real model, and nothing is cached."""

@@ -26,7 +26,7 @@ from unlearn_core.analyses.sae_restoration.steering import (
     fact_sets,
     feature_stats,
     run_split,
-    steering_direction,
+    steering_directions,
 )
 from unlearn_core.analyses.sae_restoration.training import (
     get_sae,
@@ -132,11 +132,13 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
         resumable = resume_matches(lm.model, first[0].to(device), first[1].to(device), layer)
         resume = h_u if resumable else dict.fromkeys(splits)
         done += 1
+        edits = {sname: [steering_directions(sae, {(v, f): masks[sname][f][idx].to(device)
+                                                   for v in VARIANTS for f in FEATURE_SETS}, h, h_o)
+                         for idx, h, h_o in zip(sp.batches, h_u[sname], sp.h_orig, strict=True)]
+                 for sname, sp in splits.items()}
         for variant in VARIANTS:
-            for fname in FEATURE_SETS:
-                direction = {sname: [steering_direction(sae, masks[sname][fname][idx].to(device), variant, h, h_o)
-                                     for idx, h, h_o in zip(sp.batches, h_u[sname], sp.h_orig, strict=True)]
-                             for sname, sp in splits.items()}
+            for fname in FEATURE_SETS:  # each edit's directions are released once its alpha grid has run
+                direction = {sname: [d.pop((variant, fname)) for d in edits[sname]] for sname in splits}
                 for alpha in config.alphas:
                     say(0.1 + 0.9 * done / total, f"{cname}: {variant} {fname} alpha={alpha:g}")
                     for sname, sp in splits.items():

@@ -53,15 +53,28 @@ def run_split(model, layer: int, split: Split, steer_for_batch=None, resume: lis
 
 
 @torch.no_grad()
+def steering_directions(sae, masks: dict[tuple[str, str], torch.Tensor], h_u: torch.Tensor,
+                        h_orig: torch.Tensor | None) -> dict[tuple[str, str], torch.Tensor]:
+    """{(variant, feature set): D [B, T, d]} for one batch, with steered state h' = h_u + alpha * D at every
+    position: the linear part of the SAE decoder applied to the feature edit at alpha = 1 (inject: z_o - z_u,
+    scale: z_u, both masked to the steered features; each mask [B, d_sae], one row per item). Linear in alpha, so
+    one direction serves the whole alpha grid. Every edit shares the same two codes, so each state is encoded once
+    here: the encode (a TopK over every feature at every position) was ~40% of this analysis when each edit
+    encoded both states again."""
+    z_u = sae.encode(h_u.float())  # [B, T, d_sae]
+    z_o = sae.encode(h_orig.float()) if any(v == "inject" for v, _ in masks) else None
+    zero = sae.decode(torch.zeros_like(z_u[:1, :1]))  # [1, 1, d]
+    out = {}
+    for (variant, fname), mask in masks.items():
+        dz = (z_o - z_u if variant == "inject" else z_u) * mask[:, None, :]
+        out[(variant, fname)] = sae.decode(dz) - zero
+    return out
+
+
 def steering_direction(sae, mask: torch.Tensor, variant: str, h_u: torch.Tensor, h_orig: torch.Tensor | None
                        ) -> torch.Tensor:
-    """D [B, T, d] with steered state h' = h_u + alpha * D at every position: the linear part of the SAE decoder
-    applied to the feature edit at alpha = 1 (inject: z_o - z_u, scale: z_u, both masked to the steered features;
-    mask [B, d_sae], one row per item). Linear in alpha, so one direction serves the whole alpha grid."""
-    z_u = sae.encode(h_u.float())  # [B, T, d_sae]
-    dz = (sae.encode(h_orig.float()) - z_u if variant == "inject" else z_u) * mask[:, None, :]
-    zero = sae.decode(torch.zeros_like(z_u[:1, :1]))  # [1, 1, d]
-    return sae.decode(dz) - zero
+    """D [B, T, d] of one edit (steering_directions for a single variant and feature set)."""
+    return steering_directions(sae, {(variant, ""): mask}, h_u, h_orig)[(variant, "")]
 
 
 def steer(sae, mask: torch.Tensor, variant: str, alpha: float, h_orig: torch.Tensor | None):
