@@ -17,7 +17,7 @@ import torch
 from unlearn_core.calibration import ProbeItems
 from unlearn_core.items import PromptFormat, QAItem
 from unlearn_core.recovery import recovery_rate
-from unlearn_core.scoring import encode, pad_id_of, score_encoded
+from unlearn_core.scoring import Encoded, encode, pad_id_of, score_encoded
 
 Progress = Callable[[float, str], None]
 PLAIN = "plain"
@@ -32,9 +32,20 @@ def split_scores(model, tokenizer, items: tuple[QAItem, ...] | list[QAItem], fmt
     """Per-item p~ [n] and exact-answer accuracy [n] (teacher-forced argmax reproduces every answer token)."""
     if not items:
         return torch.zeros(0), torch.zeros(0)
+    return encoded_scores(model, encode_items(tokenizer, items, fmt), pad_id_of(tokenizer), batch_size)
+
+
+def encode_items(tokenizer, items, fmt: PromptFormat) -> list[Encoded]:
+    """The items' (prompt, answer) token ids: encode once where the same items are scored many times."""
     pairs = [fmt.pair(it) for it in items]
-    enc = encode(tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
-    sc = score_encoded(model, enc, pad_id_of(tokenizer), batch_size=batch_size)
+    return encode(tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
+
+
+def encoded_scores(model, enc: list[Encoded], pad_id: int, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """split_scores on items already encoded (encode_items)."""
+    if not enc:
+        return torch.zeros(0), torch.zeros(0)
+    sc = score_encoded(model, enc, pad_id, batch_size=batch_size)
     return sc.prob(), sc.accuracy()
 
 

@@ -32,6 +32,8 @@ from unlearn_core.analyses.probe_helpers import (
     ItemTable,
     Progress,
     check_int,
+    encode_items,
+    encoded_scores,
     mean,
     probe_items,
     probe_scores,
@@ -42,7 +44,7 @@ from unlearn_core.analyses.probe_helpers import (
 )
 from unlearn_core.codec import register_result
 from unlearn_core.forward import answer_logprob_sums
-from unlearn_core.scoring import encode, pad_id_of
+from unlearn_core.scoring import pad_id_of
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
@@ -113,8 +115,8 @@ def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig
     for p in model.parameters():
         p.requires_grad_(True)
     pad = pad_id_of(lm.tokenizer)
-    pairs = [fmt.pair(it) for it in learn_items]
-    enc = encode(lm.tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
+    enc = encode_items(lm.tokenizer, learn_items, fmt)
+    held_enc = encode_items(lm.tokenizer, held_items, fmt)  # scored before every step: tokenised once
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = random.Random(cfg.seed)
     order: list[int] = []
@@ -122,7 +124,7 @@ def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig
     loss_value = math.nan
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            p, a = split_scores(model, lm.tokenizer, held_items, fmt, cfg.score_batch_size)
+            p, a = encoded_scores(model, held_enc, pad, cfg.score_batch_size)
             curve.append((step, mean(p), mean(a), loss_value))
             first, last = (p if first is None else first), p
             steps.append(p)
