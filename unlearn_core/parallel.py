@@ -65,6 +65,23 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def stop_pool(pool) -> None:
+    """End a pool now: cancel what has not started and terminate the workers still running something. Why: the
+    executor's shutdown waits for every running task, so an error or Ctrl-C in one lab stage or analysis left the
+    user waiting for the others (a minute for a lab stage, up to the longest analysis for an audit)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
+
+
 def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store_path: str) -> tuple[str, float, bool]:
     from unlearn_core.audit import run_analysis
     from unlearn_core.registry import get_spec
@@ -101,19 +118,22 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
     configs = configs or {}
     seconds: dict[str, float] = {}
     todo = order(list(dict.fromkeys(analyses)), estimates)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)) or 1, mp_context=mp.get_context("spawn"),
-                             initializer=init_worker) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)) or 1, mp_context=mp.get_context("spawn"),
+                               initializer=init_worker)
+    try:
         futures = {pool.submit(_compute, spec, accept_partial, a, configs.get(a), str(store_path)): a for a in todo}
         for done, fut in enumerate(as_completed(futures), 1):
             name = futures[fut]
             try:
                 _, secs, cached = fut.result()
             except Exception as exc:
-                for other in futures:
-                    other.cancel()
                 raise RuntimeError(f"{name} failed in its worker process: {type(exc).__name__}: {exc}") from exc
             seconds[name] = secs
             if progress:
                 progress(done / len(todo), f"{name}: {'from the store' if cached else f'{secs:.1f} s'} "
                                            f"({done}/{len(todo)} done, {jobs} processes)")
+    except BaseException:  # an analysis failed, or Ctrl-C: the others' work is not waited for
+        stop_pool(pool)
+        raise
+    pool.shutdown()
     return seconds

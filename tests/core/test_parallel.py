@@ -101,3 +101,38 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _sleep(seconds: float) -> int:
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_stop_pool_ends_running_work_instead_of_waiting_for_it():
+    """An error or Ctrl-C in one stage of a lab build (or one analysis of an audit) stops the pool at once: the
+    executor's own shutdown waited for every task still running (a minute for a lab stage). A task sleeping ten
+    minutes stands in for one; the pool must be gone long before it would end."""
+    import threading
+    import time
+
+    from unlearn_core.lab.build import _pool
+    from unlearn_core.parallel import stop_pool
+
+    pool = _pool(2)
+    workers = [pool.submit(_sleep, 0).result() for _ in range(4)]  # both workers started and answering
+    long = pool.submit(_sleep, 600)
+    for _ in range(3):
+        pool.submit(_sleep, 600)
+    while not long.running():
+        time.sleep(0.05)
+    stopper = threading.Thread(target=stop_pool, args=(pool,), daemon=True)
+    stopper.start()
+    stopper.join(timeout=120)
+    assert not stopper.is_alive(), "stop_pool waited for the running task"
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in set(workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in set(workers) if _alive(p)], "a worker kept running after stop_pool"

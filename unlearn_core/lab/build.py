@@ -254,9 +254,14 @@ def _build(out: Path, cfg: LabConfig, progress: Progress | None, verbose: bool, 
                 finished(train_stage(out, cfg, name, corpus, progress=lambda msg, n=name: stage(n, msg)))
         else:
             _run_pool(pool, out, cfg, corpus, finished)
-    finally:
+    except BaseException:  # a stage failed, or Ctrl-C: the stages still training are not waited for
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            from unlearn_core.parallel import stop_pool
+
+            stop_pool(pool)
+        raise
+    if pool is not None:
+        pool.shutdown()
     bar.close()
     meta = {
         "config": cfg.name, "config_hash": cfg.hash, "arch": cfg.arch, "seed": cfg.seed, "world_name": cfg.world,
