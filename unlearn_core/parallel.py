@@ -69,12 +69,12 @@ def stop_pool(pool) -> None:
     """End a pool now: cancel what has not started and terminate the workers still running something. Why: the
     executor's shutdown waits for every running task, so an error or Ctrl-C in one lab stage or analysis left the
     user waiting for the others (a minute for a lab stage, up to the longest analysis for an audit)."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
-    pool.shutdown(wait=False, cancel_futures=True)
-    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14: cancels, terminates and shuts down
     if terminate is not None:
         terminate()
         return
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         if proc.is_alive():
             proc.terminate()

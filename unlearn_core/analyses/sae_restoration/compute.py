@@ -137,7 +137,9 @@ def compute_restoration(models: ModelSet, data: AuditData, config: RestorationCo
                          for idx, h, h_o in zip(sp.batches, h_u[sname], sp.h_orig, strict=True)]
                  for sname, sp in splits.items()}
         for variant in VARIANTS:
-            for fname in FEATURE_SETS:  # each edit's directions are released once its alpha grid has run
+            # all six edits' directions are held at once (six block outputs per item, float32); each is
+            # released once its alpha grid has run
+            for fname in FEATURE_SETS:
                 direction = {sname: [d.pop((variant, fname)) for d in edits[sname]] for sname in splits}
                 for alpha in config.alphas:
                     say(0.1 + 0.9 * done / total, f"{cname}: {variant} {fname} alpha={alpha:g}")
