@@ -40,7 +40,7 @@ def test_longest_first_order():
     from unlearn_core.parallel import order
 
     names = ["patching", "scorecard", "attribution", "sae_restoration"]
-    assert order(names) == ["attribution", "scorecard", "sae_restoration", "patching"]
+    assert order(names) == ["attribution", "sae_restoration", "scorecard", "patching"]
     est = {"patching": 90.0, "scorecard": 1.0, "attribution": 10.0, "sae_restoration": 5.0}
     assert order(names, est) == ["patching", "attribution", "sae_restoration", "scorecard"]
     assert order(names, {"patching": 90.0}) == order(names)  # partial estimates: the static order
