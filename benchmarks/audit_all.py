@@ -5,15 +5,17 @@
     python benchmarks/audit_all.py --unlearned ga,graddiff,npo,rmu,suppressed_head --forget-items 20
                                    # the workload issue 14 set its target on: 5 unlearned + reference, 20 forget
 
-Each side writes to its own fresh results store, so nothing is served from a cache; the verdicts and evidence tables
-of both sides are compared cell by cell. Time it on an otherwise idle machine: two torch processes beside another
-job slow each other down (unlearn_core/threads.py).
+Each side writes to its own fresh results store and, unless --reuse-sae, trains its own SAE in a fresh cache folder
+(UNLEARN_AUDIT_CACHE), so nothing is served from a cache: the time a new user's first audit takes. The verdicts and
+evidence tables of both sides are compared cell by cell. Time it on an otherwise idle machine: two torch processes
+beside another job slow each other down (unlearn_core/threads.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,13 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _run(lab: Path, out: Path, analyses: str, jobs: int, extra: list[str]) -> float:
+def _run(lab: Path, out: Path, analyses: str, jobs: int, extra: list[str], cache: Path | None) -> float:
+    env = dict(os.environ, UNLEARN_AUDIT_CACHE=str(cache)) if cache is not None else None
     cmd = [sys.executable, "-m", "unlearn_core", "audit", "--lab", str(lab), "--out", str(out), "--jobs", str(jobs),
            *extra]
     if analyses != "default":
         cmd += ["--analyses", analyses]
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
@@ -52,6 +55,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--unlearned", help="comma-separated checkpoint names of the lab to audit (default: all)")
     p.add_argument("--forget-items", type=int, help="audit only the first N forget items")
+    p.add_argument("--reuse-sae", action="store_true",
+                   help="use the SAE cache in place (an SAE trained before is loaded, not trained: ~20 s less work)")
     args = p.parse_args()
     lab = args.lab
     if lab is None:
@@ -71,13 +76,14 @@ def main() -> None:
             lines = (lab / "data" / "forget.jsonl").read_text().splitlines()[: args.forget_items]
             (tmp / "forget.jsonl").write_text("\n".join(lines) + "\n")
             extra += ["--forget", str(tmp / "forget.jsonl")]
-        serial = _run(lab, tmp / "serial", args.analyses, 1, extra)
-        parallel = _run(lab, tmp / "parallel", args.analyses, args.jobs, extra)
+        caches = {side: None if args.reuse_sae else tmp / f"cache-{side}" for side in ("serial", "parallel")}
+        serial = _run(lab, tmp / "serial", args.analyses, 1, extra, caches["serial"])
+        parallel = _run(lab, tmp / "parallel", args.analyses, args.jobs, extra, caches["parallel"])
         same = all(pd.read_csv(tmp / "serial" / f"{t}.csv").equals(pd.read_csv(tmp / "parallel" / f"{t}.csv"))
                    for t in ("verdicts", "evidence"))
         per = {side: _analysis_seconds(tmp / side / "results.sqlite") for side in ("serial", "parallel")}
     print(f"lab {lab.name}, analyses: {args.analyses}, unlearned: {args.unlearned or 'all'}, forget items: "
-          f"{args.forget_items or 'all'}")
+          f"{args.forget_items or 'all'}, SAE: {'cache reused' if args.reuse_sae else 'trained by each side'}")
     print(f"{'analysis':<20}{'one process':>14}{'in a worker':>14}")
     for name in sorted(per["serial"], key=lambda n: -per["serial"][n]):
         print(f"{name:<20}{per['serial'][name]:12.1f} s{per['parallel'].get(name, float('nan')):12.1f} s")

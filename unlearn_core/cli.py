@@ -385,13 +385,16 @@ def _audit(args) -> int:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     estimates = _print_estimates(analyses, models, data, store, configs, args.jobs)
     weights = progress_weights(analyses, estimates)
-    if args.jobs > 1:
+    # worker processes only for what the store lacks, and only when two or more analyses can run side by side: a
+    # worker's start (imports, loading every checkpoint) is seconds, reading a stored result is milliseconds
+    pooled = args.jobs > 1 and len(estimates) > 1
+    if pooled:
         from unlearn_core.parallel import prefill_store
 
-        prefill_store(spec, analyses, store.path, args.jobs, configs, args.accept_partial, progress,
+        prefill_store(spec, list(estimates), store.path, args.jobs, configs, args.accept_partial, progress,
                       {a: e.seconds for a, e in estimates.items() if e is not None})
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
-                       configs=configs, weights=None if args.jobs > 1 else weights)
+                       configs=configs, weights=None if pooled else weights)
     _add_data_check(args.out, check)
     if args.import_eval_files or args.export_ou:
         from unlearn_core.audit import get_analysis, run_analysis

@@ -29,6 +29,34 @@ def test_two_processes_give_the_serial_numbers(tiny_lab, tmp_path):
                                       pd.read_csv(tmp_path / "par" / f"{table}.csv"), check_exact=True)
 
 
+def test_workers_only_for_what_the_store_lacks(tiny_lab, tmp_path, monkeypatch):
+    """Worker processes start only for analyses the store lacks, and only for two or more: a worker's start (imports,
+    every checkpoint loaded) costs seconds where reading a stored result costs milliseconds (a re-run with every
+    result stored spent 6 of its 19 s starting two workers that only read the store)."""
+    import unlearn_core.parallel as parallel
+
+    calls, real = [], parallel.prefill_store
+
+    def spy(spec, analyses, *args, **kwargs):
+        calls.append(list(analyses))
+        return real(spec, analyses, *args, **kwargs)
+
+    monkeypatch.setattr(parallel, "prefill_store", spy)
+    first = _audit(tiny_lab, tmp_path, "--jobs", "2")
+    assert calls == [["scorecard", "patching", "relearning"]]
+    again = _audit(tiny_lab, tmp_path, "--jobs", "2")  # everything stored: no pool
+    assert calls == [["scorecard", "patching", "relearning"]]
+    assert all(a["from_store"] for a in again["analyses"].values())
+    assert again["checkpoints"] == first["checkpoints"]
+    args = ["audit", "--lab", str(tiny_lab), "--out", str(tmp_path), "--jobs", "2",
+            "--analyses", "scorecard,patching,relearning,representation"]
+    assert main(args) == 0  # one analysis left: computed in the audit's own process
+    assert len(calls) == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert {a: r["from_store"] for a, r in report["analyses"].items()} == {
+        "scorecard": True, "patching": True, "relearning": True, "representation": False}
+
+
 def test_bad_jobs_value_exits_2(tiny_lab, tmp_path, capsys):
     assert main(["audit", "--lab", str(tiny_lab), "--out", str(tmp_path), "--jobs", "0"]) == 2
     assert "--jobs must be >= 1" in capsys.readouterr().err
