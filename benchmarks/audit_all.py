@@ -56,7 +56,7 @@ def main() -> None:
     p.add_argument("--unlearned", help="comma-separated checkpoint names of the lab to audit (default: all)")
     p.add_argument("--forget-items", type=int, help="audit only the first N forget items")
     p.add_argument("--reuse-sae", action="store_true",
-                   help="use the SAE cache in place (an SAE trained before is loaded, not trained: ~20 s less work)")
+                   help="use the SAE cache in place: an SAE trained before is loaded, not trained again")
     args = p.parse_args()
     lab = args.lab
     if lab is None:

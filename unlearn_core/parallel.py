@@ -24,10 +24,8 @@ from unlearn_core.workspace import WorkspaceSpec
 Progress = Callable[[float, str], None]
 
 # Longest first (a pool that starts the longest job last ends waiting on it alone), used when the store has no timing
-# record: the full default-lab audit's per-analysis seconds on a fresh store in two workers (benchmarks/MEASUREMENTS.md,
-# stop 27): attribution 74.8, sae_restoration 32.5 (its SAE is trained on a fresh store), relearning 15.7,
-# decodability 15.0, scorecard 12.7, keyword_recovery 12.3, perturbation 11.1, concept_vectors 8.8, quantization 4.0,
-# extraction 3.9 (KV-cached decoding), representation 1.4, patching 1.4.
+# record: the full default-lab audit on a fresh store and an empty SAE cache, two workers (benchmarks/MEASUREMENTS.md,
+# stop 27). SAE restoration is second because a first audit also trains its SAE.
 _LONGEST_FIRST = ("attribution", "sae_restoration", "relearning", "decodability", "scorecard", "keyword_recovery",
                   "perturbation", "concept_vectors", "quantization", "extraction", "representation", "patching")
 
