@@ -27,7 +27,8 @@ Progress = Callable[[float, str], None]
 # record: the full default-lab audit on a fresh store and an empty SAE cache, two workers (benchmarks/MEASUREMENTS.md,
 # stop 27). SAE restoration is second because a first audit also trains its SAE.
 _LONGEST_FIRST = ("attribution", "sae_restoration", "relearning", "decodability", "scorecard", "keyword_recovery",
-                  "perturbation", "concept_vectors", "quantization", "extraction", "representation", "patching")
+                  "perturbation", "concept_vectors", "update_revert", "quantization", "extraction", "representation",
+                  "patching")
 
 _LOADED: dict[tuple, tuple] = {}  # per worker process: (spec, accept_partial) -> (models, data)
 

@@ -39,6 +39,11 @@ SCOPE: dict[str, ProbeScope] = {
                            "recovery by the checkpoint alone", "activations (patched in)"),
     "quantization": ProbeScope("whether tiny weight updates that hid the answers vanish under 4/8-bit rounding",
                                "suppression that survives rounding"),
+    "update_revert": ProbeScope("whether the forget answers sit in weights the unlearning left in place, hidden by an "
+                                "edit of a few directions per matrix (undo the update's top singular directions)",
+                                "whether someone without the original's weights could undo it; a model that moved "
+                                "less than a retrained one is not deleted by that alone: read the gap to the "
+                                "reference", "weights (the update is measured from them)"),
     "relearning": ProbeScope("how fast fine-tuning on some forget facts restores the held-out ones, over the whole "
                              "run (peak and area, beside the retain-only reference's curve)",
                              "deletion from a last-step number alone: fine-tuning teaches the attribute "

@@ -24,6 +24,7 @@ ANALYSES: dict[str, str] = {
     "patching": "patching",
     "concept_vectors": "concept_vectors",
     "quantization": "quantization",
+    "update_revert": "update_revert",
     "relearning": "relearning",
     "representation": "representation",
     "perturbation": "perturbation",
@@ -32,7 +33,7 @@ ANALYSES: dict[str, str] = {
 
 # The evidence the headline page runs first and the CLI runs by default: the behavioural half and the probes that
 # separate the demo lab's planted controls (unlearn_core.validity), in seconds on the demo lab.
-DEFAULT_EVIDENCE_SET: tuple[str, ...] = ("scorecard", "decodability", "patching", "relearning")
+DEFAULT_EVIDENCE_SET: tuple[str, ...] = ("scorecard", "decodability", "patching", "relearning", "update_revert")
 
 
 def names() -> list[str]:

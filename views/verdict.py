@@ -78,7 +78,8 @@ for a in (*evidence.FAST, *evidence.MORE):
 with st.container(border=True):
     c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
     with c1:
-        label = ("Run " + " + ".join(missing_fast)) if missing_fast else "Default evidence is in the store"
+        label = ("Run " + " + ".join(a.replace("_", " ") for a in missing_fast)) if missing_fast \
+            else "Default evidence is in the store"
         run_fast = st.button(label, type="primary", key="run_verdict_fast", icon=":material/play_arrow:",
                              disabled=not missing_fast, help="The default evidence set (the CLI's default): "
                              "the scorecard and the probes that separate the demo lab's planted controls")

@@ -84,7 +84,8 @@ def test_headline_page_default_evidence_verdicts(app, tiny_lab):
     app.switch_page("views/verdict.py").run()
     _no_exception(app)
     assert "Suppression vs deletion" in [t.value for t in app.title]
-    assert app.button(key="run_verdict_fast").label == "Run scorecard + decodability + patching + relearning"
+    assert app.button(key="run_verdict_fast").label == \
+        "Run scorecard + decodability + patching + relearning + update revert"
     app.button(key="run_verdict_fast").click().run()
     _no_exception(app)
     verdicts = _frame(app, "model", "verdict", "looks_forgotten", "retention_excess", "ci_low", "ci_high", "control")
@@ -104,6 +105,10 @@ def test_headline_page_default_evidence_verdicts(app, tiny_lab):
     validity = _frame(app, "evidence", "control", "separates", "false_calls")
     dec = validity[(validity["evidence"] == "decodability") & (validity["control"] == "retain-only reference")]
     assert bool(dec["separates"].iloc[0]) and dec["false_calls"].iloc[0] == 0
+    rev = validity[validity["evidence"] == "revert_recovery"].set_index("control")
+    # the update revert separates only against the reference: raw, the retrained model moves back towards the original
+    assert bool(rev.loc["retain-only reference", "separates"]) and rev.loc["retain-only reference", "false_calls"] == 0
+    assert not bool(rev.loc["uncalibrated (raw recovery)", "separates"])
     sources = _frame(app, "analysis", "in store")
     assert sources.set_index("analysis").loc["Layer-wise patching (UDS)", "in store"]
     # a second visit reads the store: the default button has nothing left to run

@@ -119,12 +119,12 @@ def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_
         go(page, title)
         assert not page.get_by_test_id("stException").count()
         shot(page, f"10_{re.sub(r'[^a-z]+', '_', title.lower())}")
-    # the headline page: the scorecard is already in the store, so the default set runs the three probes
+    # the headline page: the scorecard is already in the store, so the default set runs the four probes
     go(page, "Suppression vs deletion")
     fast = page.get_by_role("button", name=re.compile("Run decodability"))
     fast.click()
     # this workspace has no retain set: the retain-trained probe says why it is skipped, the others run
-    page.get_by_text(re.compile("Computed patching")).wait_for(timeout=SCORECARD_TIMEOUT_MS)
+    page.get_by_text(re.compile("Computed patching.*update_revert")).wait_for(timeout=SCORECARD_TIMEOUT_MS)
     page.get_by_text(re.compile("skipped: the decodability probe needs at least")).wait_for()
     page.get_by_text("Verdict per checkpoint").wait_for()
     page.get_by_text("Probe validity on the planted controls").first.wait_for()

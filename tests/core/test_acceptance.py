@@ -1,7 +1,7 @@
 """Planted truth through the CLI (issue 17): on every lab, with and without the retain-only reference, the default
-evidence set and every analysis: never a wrong call on a planted control; with the reference the head-only
-suppression caught everywhere and at least two of the three planted controls called right outright (see _check for
-what varies with a lab's build). Without a reference a verdict may be "inconclusive" for lack of a control, never
+evidence set and every analysis: never a wrong call on a planted control; with the reference both planted
+suppressions (head-only, low-rank over every block) called suppressed on every lab (see _check for what varies with a
+lab's build). Without a reference a verdict may be "inconclusive" for lack of a control, never
 the wrong call.
 
 The second world (tests/fixtures/world2.py: another domain, templates and architecture) was never used to choose a
@@ -34,19 +34,16 @@ WRONG = {"suppressed": ("deleted", "not forgotten"), "deleted": ("suppressed", "
 
 
 def _check(report: dict, with_reference: bool) -> None:
-    """Never a wrong call on any planted control, with or without the reference; with the reference the head-only
-    suppression is caught and at least two of the three planted controls get their right DEFINITE call, the third
-    may stop at "inconclusive" or "partially suppressed" (weaker, never wrong). Without the reference only the
-    holdout split calibrates, and with 16 forget items its interval can be too wide for any call: the one-thread
-    build of tiny-llama gave suppressed_head +0.45 [0.00, 0.97] against the holdout (inconclusive), where the
-    two-thread build gave +0.94 [0.45, 1.00].
+    """Never a wrong call on any planted control, with or without the reference; with the reference both planted
+    suppressions are called suppressed, and retrained may stop at "inconclusive" (weaker, never wrong). Without the
+    reference only the holdout split calibrates, and with 16 forget items its interval can be too wide for any call:
+    the one-thread build of tiny-llama gave suppressed_head +0.45 [0.00, 0.97] against the holdout (inconclusive),
+    where the two-thread build gave +0.94 [0.45, 1.00].
 
-    Which one stops short depends on the build of a lab, and a lab's build differs between machines (CPU kernels:
-    the same config and seed trained elsewhere gives other weights). Measured on two machines: the low-rank
-    suppression was suppressed on the default lab both times, on tiny-llama once (+0.62 [0.21, 0.99]) and
-    inconclusive once (+0.13 [-0.35, 0.74], 16 forget items); retrained was deleted on tiny-llama and Llama both
-    times, on the default lab once and inconclusive once (decodability +0.068 [-0.011, +0.162]: the upper bound
-    crosses the line by 0.012). Asserting every definite call would test one machine's build, not the rule."""
+    A lab's build differs between machines (CPU kernels: the same config and seed trained elsewhere gives other
+    weights), and so do the margins: retrained was deleted on tiny-llama and Llama on both machines measured, on the
+    default lab once and inconclusive once (decodability +0.068 [-0.011, +0.162]: the upper bound crosses the line by
+    0.012). Asserting that definite call would test one machine's build, not the rule."""
     cps = report["checkpoints"]
     table = {n: (c.get("verdict"), c.get("retention_from"), c.get("retention"), c.get("retention_interval"),
                  c.get("control")) for n, c in cps.items() if "verdict" in c}
@@ -59,10 +56,11 @@ def _check(report: dict, with_reference: bool) -> None:
         elif c.get("verdict") in ("suppressed", "deleted"):
             assert c["items_for_definite_call"] is None, (name, c)
     if with_reference:
+        # both planted suppressions called outright: the head-only one by decodability, the low-rank one by the update
+        # revert (its lower bound sat at +0.35..+0.58 on five builds, retrained's upper bound at <= +0.05); which
+        # probe decides may vary with the build, the call must not
         assert cps["suppressed_head"]["verdict"] == "suppressed", table
-        right = [cps[n]["verdict"] == truth for n, truth in
-                 (("suppressed_head", "suppressed"), ("suppressed_lowrank", "suppressed"), ("retrained", "deleted"))]
-        assert sum(right) >= 2, table
+        assert cps["suppressed_lowrank"]["verdict"] == "suppressed", table
         assert cps["retrained"]["control"] == "retain-only reference", table
 
 

@@ -39,7 +39,7 @@ NOTHING_TO_AUDIT = ("the original answers none of the forget questions (forget a
 # Evidence that counts by default, and why the rest does not: measured with unlearn_core.validity on the demo lab's
 # planted controls (default, tiny, llama, tiny-llama labs; never on the test world), numbers in the issue notes.
 # Counted: the probes that catch at least one planted suppression and never call a deletion control suppressed.
-COUNTED_BY_DEFAULT: tuple[str, ...] = ("decodability", "patching_retention", "relearning_recovery")
+COUNTED_BY_DEFAULT: tuple[str, ...] = ("decodability", "patching_retention", "relearning_recovery", "revert_recovery")
 _MISSES = ("recovers no more from the planted suppressions than from the deletion controls on the demo lab "
            "(probe-validity table): its number is shown, not counted")
 NOT_COUNTED_WHY: dict[str, str] = {

@@ -79,6 +79,12 @@ def _quantization(r) -> dict[str, go.Figure]:
     return {"quantization": plot_quantization(r, "forget_acc"), "quantization_buckets": plot_bucket_changes(r)}
 
 
+def _update_revert(r) -> dict[str, go.Figure]:
+    from unlearn_core.viz.plot_robustness import plot_update_revert, plot_update_spectrum
+
+    return {"update_revert": plot_update_revert(r), "update_revert_spectrum": plot_update_spectrum(r)}
+
+
 def _relearning(r) -> dict[str, go.Figure]:
     from unlearn_core.viz.plot_robustness import plot_relearning
 
@@ -109,7 +115,8 @@ def _extraction(r) -> dict[str, go.Figure]:
 CHARTS: dict[str, Callable[[object], dict[str, go.Figure]]] = {
     "scorecard": _scorecard, "attribution": _attribution, "keyword_recovery": _keyword,
     "decodability": _decodability, "concept_vectors": _concept_vectors, "sae_restoration": _sae,
-    "patching": _patching, "quantization": _quantization, "relearning": _relearning,
+    "patching": _patching, "quantization": _quantization, "update_revert": _update_revert,
+    "relearning": _relearning,
     "representation": _representation, "perturbation": _perturbation, "extraction": _extraction,
 }
 

@@ -175,3 +175,45 @@ def plot_extraction(result) -> go.Figure:
     df = result.to_frame()
     return _bars(df, "attack", "forget_rougeL", "Guided extraction: s = s_orig + w (s_orig - s_unl)",
                  "decoder (plain = model alone, w = guidance weight)", "forget ROUGE-L recall (0-1)")
+
+
+def plot_update_revert(result, metric: str = "recovery_p") -> go.Figure:
+    """Forget recovery as more of each matrix's update is undone (top-k singular directions, log2 axis), the
+    retain-only reference dashed: a suppression edit gives its answers back at a rank where the reference gains
+    little; the verdict reads the gap at the headline rank (dotted line)."""
+    df = result.to_frame()
+    df = df[df.attack != "plain"]
+    names = checkpoint_order(df.model.unique())
+    colors = checkpoint_colors(names)
+    fig = go.Figure()
+    for n in names:
+        d = df[df.model == n].sort_values("rank")
+        ref = n == "retain_only"
+        fig.add_trace(go.Scatter(x=d["rank"], y=d[metric], mode="lines+markers",
+                                 name=n + (" (deletion reference)" if ref else ""),
+                                 line={"color": colors[n], "dash": "dash" if ref else "solid",
+                                       "width": 3 if ref else 2},
+                                 hovertemplate=f"{n}<br>top %{{x}} directions undone: %{{y:.3f}}<extra></extra>"))
+    k = result.config.headline_rank
+    fig.add_vline(x=k, line_dash="dot", line_color="#555555", annotation_text=f"verdict reads k = {k}")
+    fig.update_xaxes(type="log", dtick=np.log10(2), tickformat="d")
+    fig.update_layout(legend_title_text="checkpoint")
+    return apply_plotly(fig, "Low-rank update revert: forget answers back as the update's top directions are undone",
+                        "top-k singular directions of each matrix's update undone (k, log scale)",
+                        _METRIC_LABEL.get(metric, metric))
+
+
+def plot_update_spectrum(result) -> go.Figure:
+    """Per decoder block, the share of the update's squared norm in its top-k directions (headline k): an edit made
+    of a few directions sits near 1, a retrained model's difference from the original is spread out."""
+    s = result.spectrum_frame()
+    k = result.config.headline_rank
+    if s.empty:
+        return apply_plotly(go.Figure(), "Update concentration (no weight changed)", "decoder block",
+                            f"share of the update's energy in its top {k} directions")
+    s = s.assign(e=s.energy_top_k * s.update_norm ** 2, n2=s.update_norm ** 2)
+    agg = s.groupby(["model", "layer"], as_index=False)[["e", "n2"]].sum()
+    agg["share"] = agg.e / agg.n2
+    agg["block"] = agg.layer.map(lambda v: "other (embeddings, head)" if v < 0 else f"block {v}")
+    return _bars(agg, "block", "share", f"How concentrated each update is: energy in its top {k} directions",
+                 "decoder block", f"share of ||W - W_original||² in the top {k} directions (0-1)")

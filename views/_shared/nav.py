@@ -21,6 +21,7 @@ PAGES = [
     ("views/patching.py", "Activation patching", ":material/swap_horiz:", "unlearn_core.analyses.patching"),
     ("views/representation.py", "Representations", ":material/layers:", "unlearn_core.analyses.representation"),
     ("views/quantization.py", "Quantization", ":material/compress:", "unlearn_core.analyses.quantization"),
+    ("views/update_revert.py", "Update revert", ":material/undo:", "unlearn_core.analyses.update_revert"),
     ("views/relearning.py", "Relearning", ":material/replay:", "unlearn_core.analyses.relearning"),
     ("views/perturbation.py", "Perturbation", ":material/grain:", "unlearn_core.analyses.perturbation"),
     ("views/extraction.py", "Extraction", ":material/travel_explore:", "unlearn_core.analyses.extraction"),
