@@ -129,6 +129,39 @@ def test_adaptive_ig_refines_only_the_prompts_that_miss_completeness(key_model):
         AttributionConfig(ig_steps=64, ig_max_steps=32)
 
 
+def test_romberg_ig_reuses_every_point_and_matches_a_fine_rule(key_model, monkeypatch):
+    """Nested grids: a prompt refined to k intervals cost exactly k + 1 path points (Gauss-Legendre: 8 + 16 + ...);
+    every prompt meets the tolerance or used the most intervals; the attributions agree with 256-step IG."""
+    from unlearn_core.analyses.attribution import methods
+
+    model, prompts, answers, att = key_model
+    points = []
+    real = methods.integrated_gradients
+
+    def counting(model_, pad, ps, *args, **kwargs):
+        n = args[2] if len(args) > 2 else kwargs["n_steps"]
+        points.append(n * len(ps))
+        return real(model_, pad, ps, *args, **kwargs)
+
+    monkeypatch.setattr(methods, "integrated_gradients", counting)
+    rtol, atol = 0.002, 0.002
+    attr, delta, steps = methods.romberg_integrated_gradients(model, PAD, prompts, answers, att, n_steps=8,
+                                                              max_steps=64, rtol=rtol, atol=atol, batch_tokens=4096)
+    monkeypatch.undo()
+    assert set(steps) <= {8, 16, 32, 64} and len(set(steps)) > 1, steps  # adaptive
+    assert sum(points) == sum(k + 1 for k in steps)  # no point evaluated twice
+    for a, d, k in zip(attr, delta, steps):
+        assert k == 64 or abs(d) <= max(atol, rtol * abs(a.sum() - d)), (k, d, a.sum())
+    fine, _ = real(model, PAD, prompts, answers, att, n_steps=256, batch_tokens=4096)
+    for a, f in zip(attr, fine):
+        assert np.abs(a - f).sum() <= 0.02 * np.abs(f).sum() + 1e-3, (a, f)
+        assert int(np.argmax(a)) == 0
+    with pytest.raises(ValueError, match="even"):
+        methods.romberg_integrated_gradients(model, PAD, prompts, answers, att, n_steps=5)
+    with pytest.raises(ValueError, match="ig_rule"):
+        AttributionConfig(ig_rule="simpson")
+
+
 def test_zero_baseline_is_complete(key_model):
     model, prompts, answers, att = key_model
     attr, delta = integrated_gradients(model, PAD, prompts[:4], answers[:4], att[:4], n_steps=128,

@@ -9,6 +9,7 @@ from unlearn_core.analyses.attribution.methods import (
     keyword_mask,
     leave_one_out,
     prompt_layout,
+    romberg_integrated_gradients,
 )
 from unlearn_core.analyses.attribution.result import AttributionConfig, AttributionResult, ItemAttribution, Progress
 from unlearn_core.items import PromptFormat, QAItem
@@ -48,9 +49,9 @@ def attribute_model(lm: LoadedModel, prompts, answers, attributable, cfg: Attrib
         lp, c = leave_one_out(lm.model, pad, prompts, answers, attributable, cfg.batch_size, cfg.max_tokens)
         out["loo"] = (lp, c, None, None)
     if "ig" in cfg.methods:
-        a, d, k = adaptive_integrated_gradients(lm.model, pad, prompts, answers, attributable, cfg.ig_steps,
-                                                cfg.ig_max_steps, cfg.ig_rtol, cfg.ig_atol, cfg.ig_baseline,
-                                                cfg.ig_batch_tokens)
+        rule = romberg_integrated_gradients if cfg.ig_rule == "romberg" else adaptive_integrated_gradients
+        a, d, k = rule(lm.model, pad, prompts, answers, attributable, cfg.ig_steps, cfg.ig_max_steps, cfg.ig_rtol,
+                       cfg.ig_atol, cfg.ig_baseline, cfg.ig_batch_tokens)
         out["ig"] = (None, a, d, k)
     return out
 

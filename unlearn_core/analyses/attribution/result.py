@@ -17,6 +17,7 @@ from unlearn_core.validation import optional_positive_int, positive_ints
 Progress = Callable[[float, str], None]
 METHODS = ("loo", "ig")
 TARGETS = ("gold", "original_greedy")
+IG_RULES = ("romberg", "gausslegendre")
 
 
 @register_result
@@ -25,7 +26,8 @@ class AttributionConfig:
     """target: 'gold' answer or the original model's greedy answer ('original_greedy'); key_tokens: 'top_k' by
     the original model's C, or the item's 'keywords' (whole-word, case-insensitive); scope: 'question' (tokens
     of the question only; the template's 'Question:'/'Answer:' are excluded from keys, KeyShare and Spearman)
-    or 'prompt'; ig_baseline: 'pad' or 'zero' embedding; ig_batch_tokens bounds rows x length per IG pass;
+    or 'prompt'; ig_baseline: 'pad' or 'zero' embedding; ig_batch_tokens bounds rows x length per IG pass; ig_rule:
+    how the path integral is approximated ('romberg': nested grids, a refinement evaluates only new points);
     retain_items: retain prompts attributed, spread evenly over the retain set; None = as many as the forget prompts
     (at least 32). Retain is the collateral-damage control: a mean over a sample this size says what the whole set
     would, and a retain set 4x the forget set made it 80% of this analysis' time (the costliest of the audit)."""
@@ -46,6 +48,9 @@ class AttributionConfig:
     ig_atol: float = 0.01
     ig_baseline: str = "pad"
     ig_batch_tokens: int = 16384
+    # "romberg": nested trapezoid grids with Richardson extrapolation, a refinement adds only the new midpoints;
+    # "gausslegendre": captum's default rule, each refinement a fresh rule at twice the steps
+    ig_rule: str = "romberg"
     max_new_tokens: int = 24
 
     def __post_init__(self):
@@ -61,6 +66,10 @@ class AttributionConfig:
             raise ValueError(f"scope must be 'question' or 'prompt', got {self.scope!r}")
         if self.ig_baseline not in ("pad", "zero"):
             raise ValueError(f"ig_baseline must be 'pad' or 'zero', got {self.ig_baseline!r}")
+        if self.ig_rule not in IG_RULES:
+            raise ValueError(f"ig_rule must be one of {IG_RULES}, got {self.ig_rule!r}")
+        if self.ig_rule == "romberg" and (self.ig_steps < 4 or self.ig_steps % 2):
+            raise ValueError(f"ig_steps must be even and >= 4 for the Romberg rule, got {self.ig_steps}")
         if not self.splits or set(self.splits) - {"forget", "retain"}:
             raise ValueError(f"splits must be a non-empty subset of ('forget', 'retain'), got {self.splits!r}")
         positive_ints(self, "top_k", "batch_size", "max_tokens", "ig_steps", "ig_max_steps", "ig_batch_tokens",
