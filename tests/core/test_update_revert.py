@@ -136,4 +136,5 @@ def test_result_round_trips_and_draws(result):
     names = {t.name for t in fig.data}
     assert "retain_only (deletion reference)" in names and "suppressed_lowrank" in names
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
-    assert plot_update_spectrum(result).layout.title.text.startswith("How concentrated")
+    assert list(fig.layout.xaxis.tickvals) == [1, 2, 4, 8, 16, 32]  # one tick per rank of the sweep
+    assert plot_update_spectrum(result).layout.title.text.startswith("Update concentration")

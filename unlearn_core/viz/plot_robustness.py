@@ -195,11 +195,15 @@ def plot_update_revert(result, metric: str = "recovery_p") -> go.Figure:
                                        "width": 3 if ref else 2},
                                  hovertemplate=f"{n}<br>top %{{x}} directions undone: %{{y:.3f}}<extra></extra>"))
     k = result.config.headline_rank
-    fig.add_vline(x=k, line_dash="dot", line_color="#555555", annotation_text=f"verdict reads k = {k}")
-    fig.update_xaxes(type="log", dtick=np.log10(2), tickformat="d")
+    top = max(1.0, float(np.nanmax(df[metric]))) if len(df) and df[metric].notna().any() else 1.0
+    # a trace, not add_vline: on a log axis plotly places shapes at 10^x
+    fig.add_trace(go.Scatter(x=[k, k], y=[0, top], mode="lines", name=f"verdict reads k = {k}",
+                             line={"color": "#555555", "dash": "dot", "width": 1}, hoverinfo="skip"))
+    ranks = sorted(df["rank"].unique())
+    fig.update_xaxes(type="log", tickvals=ranks, ticktext=[str(int(r)) for r in ranks])
     fig.update_layout(legend_title_text="checkpoint")
-    return apply_plotly(fig, "Low-rank update revert: forget answers back as the update's top directions are undone",
-                        "top-k singular directions of each matrix's update undone (k, log scale)",
+    return apply_plotly(fig, "Update revert: recovery vs directions undone",
+                        "directions undone per matrix (k, log scale)",
                         _METRIC_LABEL.get(metric, metric))
 
 
@@ -215,5 +219,5 @@ def plot_update_spectrum(result) -> go.Figure:
     agg = s.groupby(["model", "layer"], as_index=False)[["e", "n2"]].sum()
     agg["share"] = agg.e / agg.n2
     agg["block"] = agg.layer.map(lambda v: "other (embeddings, head)" if v < 0 else f"block {v}")
-    return _bars(agg, "block", "share", f"How concentrated each update is: energy in its top {k} directions",
-                 "decoder block", f"share of ||W - W_original||² in the top {k} directions (0-1)")
+    return _bars(agg, "block", "share", f"Update concentration: energy in the top {k} directions",
+                 "decoder block", f"share of ||W - W_orig||² in top {k} (0-1)")
