@@ -190,6 +190,9 @@ def compute_update_revert(models: ModelSet, data: AuditData, config: RevertConfi
     rows, spectrum = [orig_plain], []
     w_orig = weight_matrices(original.model)
     block_of = _block_of(original.model)
+    # per matrix of the original, once: its decoder block (-1 outside the blocks) and its norm
+    orig_meta = {name: (next((i for prefix, i in block_of.items() if name.startswith(prefix + ".")), -1),
+                        max(float(torch.linalg.matrix_norm(wo.float())), 1e-12)) for name, wo in w_orig.items()}
     for lm in targets:
         step(f"{lm.name}: plain scores")
         f, r = scored(lm.name, lm.model, PLAIN)
@@ -211,10 +214,9 @@ def compute_update_revert(models: ModelSet, data: AuditData, config: RevertConfi
             u, s, vh = top_directions(d, max(ranks), config.exact_svd_up_to, config.seed)
             factors.append((w, u * s, vh))
             kh = min(config.headline_rank, len(s))
-            layer = next((i for prefix, i in block_of.items() if name.startswith(prefix + ".")), -1)
+            layer, orig_norm = orig_meta[name]
             spectrum.append({"model": lm.name, "module": name, "layer": layer, "rows": w.shape[0],
-                             "cols": w.shape[1], "update_norm": norm,
-                             "relative_update": norm / max(float(torch.linalg.matrix_norm(wo.float())), 1e-12),
+                             "cols": w.shape[1], "update_norm": norm, "relative_update": norm / orig_norm,
                              "energy_top_k": float((s[:kh] ** 2).sum()) / norm ** 2})
         if skipped:
             notes.append(f"{lm.name}: {len(skipped)} weight(s) not in the original or of another shape, left as "

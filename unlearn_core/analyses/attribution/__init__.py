@@ -29,6 +29,7 @@ from unlearn_core.analyses.attribution.methods import (
     keyword_mask,
     leave_one_out,
     prompt_layout,
+    romberg_integrated_gradients,
 )
 from unlearn_core.analyses.attribution.result import (
     METHODS,
@@ -41,7 +42,8 @@ from unlearn_core.spec import AnalysisSpec
 
 __all__ = ["METHODS", "SPEC", "TARGETS", "AttributionConfig", "AttributionResult", "ItemAttribution",
            "adaptive_integrated_gradients", "answer_logprob_sum", "attribute_model", "compute_attribution",
-           "integrated_gradients", "key_share", "keyword_mask", "leave_one_out", "prompt_layout"]
+           "integrated_gradients", "key_share", "keyword_mask", "leave_one_out", "prompt_layout",
+           "romberg_integrated_gradients"]
 
 # Registry entry 'attribution' (keyword-emphasis recovery is the separate 'keyword_recovery').
 SPEC = AnalysisSpec(

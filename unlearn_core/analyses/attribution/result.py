@@ -48,9 +48,7 @@ class AttributionConfig:
     ig_atol: float = 0.01
     ig_baseline: str = "pad"
     ig_batch_tokens: int = 16384
-    # "romberg": nested trapezoid grids with Richardson extrapolation, a refinement adds only the new midpoints;
-    # "gausslegendre": captum's default rule, each refinement a fresh rule at twice the steps
-    ig_rule: str = "romberg"
+    ig_rule: str = "romberg"  # or "gausslegendre": captum's default, each refinement a fresh rule at 2x the steps
     max_new_tokens: int = 24
 
     def __post_init__(self):
