@@ -113,7 +113,8 @@ def fuse_activations(model: nn.Module) -> int:
     """Replace Python-composed tanh-GELU modules (GPT-2's "gelu_new", "gelu_fast") by transformers' GELUTanh, the
     same function as one fused kernel; returns how many were replaced. GPT-2's activation ran as six elementwise
     ops with an intermediate tensor each: on the demo lab it was a quarter of every forward and backward
-    (attribution 21.1 s -> 15.2 s); the outputs differ only by float rounding (transformers says the same)."""
+    (attribution 21.1 s -> 15.2 s); the outputs differ only by float rounding (transformers says the same).
+    GPT-2's MLPs then also fuse their input projection with that GELU in inference (unlearn_core.fused_mlp)."""
     from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
 
     replaced = 0
@@ -122,4 +123,8 @@ def fuse_activations(model: nn.Module) -> int:
             if type(child) in (NewGELUActivation, FastGELUActivation):
                 setattr(module, name, GELUTanh())
                 replaced += 1
+    if any(type(m).__name__ == "GPT2MLP" for m in model.modules()):  # GPT-2's module is only imported for GPT-2
+        from unlearn_core.fused_mlp import fuse_mlps
+
+        fuse_mlps(model)
     return replaced
