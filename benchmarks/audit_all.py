@@ -1,4 +1,5 @@
-"""The whole audit of a demo lab: one process (the baseline) vs N worker processes, same run, same numbers.
+"""The whole audit of a demo lab: one process (the baseline) vs N processes (the audit's own and N - 1 workers), same
+run, same numbers.
 
     python benchmarks/audit_all.py                         # default lab, every analysis, 1 vs 2 processes
     python benchmarks/audit_all.py --analyses default --jobs 2 --lab DIR
@@ -84,11 +85,11 @@ def main() -> None:
         per = {side: _analysis_seconds(tmp / side / "results.sqlite") for side in ("serial", "parallel")}
     print(f"lab {lab.name}, analyses: {args.analyses}, unlearned: {args.unlearned or 'all'}, forget items: "
           f"{args.forget_items or 'all'}, SAE: {'cache reused' if args.reuse_sae else 'trained by each side'}")
-    print(f"{'analysis':<20}{'one process':>14}{'in a worker':>14}")
+    print(f"{'analysis':<20}{'one process':>14}{f'{args.jobs} processes':>14}")
     for name in sorted(per["serial"], key=lambda n: -per["serial"][n]):
         print(f"{name:<20}{per['serial'][name]:12.1f} s{per['parallel'].get(name, float('nan')):12.1f} s")
     print(f"{'one process (baseline)':<28}{serial:8.1f} s")
-    print(f"{f'{args.jobs} worker processes':<28}{parallel:8.1f} s   x{serial / parallel:.2f}")
+    print(f"{f'{args.jobs} processes ({args.jobs - 1} workers)':<28}{parallel:8.1f} s   x{serial / parallel:.2f}")
     print(f"verdicts and evidence identical: {same}")
     if not same:
         sys.exit(1)

@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "are loaded when an analysis reaches them. Default: all when they fit, else as many as fit. The "
                    "numbers do not depend on it")
     a.add_argument("--jobs", type=int, default=1,
-                   help="worker processes for the analyses (each loads its own copy of the checkpoints; CPU: up to "
-                        "the number of cores). The numbers are the same as with 1")
+                   help="processes for the analyses: this one and N - 1 workers (each loads its own copy of the "
+                        "checkpoints; CPU: up to the number of cores). The numbers are the same as with 1")
     a.add_argument("--store", type=Path, help="results store (SQLite); default OUT/results.sqlite")
     a.add_argument("--prompt-template", default="Question: {question}\nAnswer:")
     a.add_argument("--scorecard-definition", default="open-unlearning", choices=["open-unlearning", "own"],
@@ -305,11 +305,8 @@ def _print_estimates(analyses, models, data, store, configs, jobs: int) -> dict:
 
 
 def _audit(args) -> int:
-    from unlearn_core.audit import run_audit
     from unlearn_core.items import PromptFormat
-    from unlearn_core.numbers import fmt_rule
     from unlearn_core.registry import ANALYSES, get_spec
-    from unlearn_core.store import ResultsStore
     from unlearn_core.workspace import WorkspaceSpec
 
     _confine(args, ("lab", "out", "store", "truth"))  # --lab first: the paths it fills in are checked below
@@ -342,6 +339,25 @@ def _audit(args) -> int:
         resident=args.resident,
     )
     truth = _truth(args.truth, spec)
+    pool = None
+    if args.jobs > 1 and len(analyses) > 1 and not series_steps:  # workers start while this process loads
+        from unlearn_core.parallel import start_pool
+
+        pool = start_pool(args.jobs - 1, spec, args.accept_partial)
+    try:
+        return _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, pool)
+    finally:
+        if pool is not None:  # not handed to the pool's work (everything stored, or an error before): ended here
+            from unlearn_core.parallel import stop_pool
+
+            stop_pool(pool)
+
+
+def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, pool) -> int:
+    from unlearn_core.audit import run_audit
+    from unlearn_core.numbers import fmt_rule
+    from unlearn_core.store import ResultsStore
+
     data = spec.load_data(accept_partial=args.accept_partial)
     if series_steps:  # the series are audited step by step below, each in its own set
         from dataclasses import replace
@@ -392,7 +408,7 @@ def _audit(args) -> int:
         from unlearn_core.parallel import prefill_store
 
         prefill_store(spec, list(estimates), store.path, args.jobs, configs, args.accept_partial, progress,
-                      {a: e.seconds for a, e in estimates.items() if e is not None})
+                      {a: e.seconds for a, e in estimates.items() if e is not None}, local=(models, data), pool=pool)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
                        configs=configs, weights=None if pooled else weights)
     _add_data_check(args.out, check)

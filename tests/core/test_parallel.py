@@ -164,3 +164,37 @@ def test_stop_pool_ends_running_work_instead_of_waiting_for_it():
     while any(_alive(p) for p in set(workers)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for p in set(workers) if _alive(p)], "a worker kept running after stop_pool"
+
+
+def test_the_audits_own_process_computes_beside_its_workers(tiny_lab, tmp_path, monkeypatch):
+    """--jobs 2 is the audit's process and ONE worker: the audit has every checkpoint loaded already, so it takes
+    analyses from the same longest-first list instead of waiting for a second worker to start (imports and loading)."""
+    import os
+
+    import unlearn_core.audit as audit
+
+    mine, real = [], audit.run_analysis
+
+    def spy(analysis, *args, **kwargs):
+        result, cached = real(analysis, *args, **kwargs)
+        if not cached:
+            mine.append((analysis.name, os.getpid()))
+        return result, cached
+
+    monkeypatch.setattr(audit, "run_analysis", spy)
+    report = _audit(tiny_lab, tmp_path, "--jobs", "2")
+    assert all(a["from_store"] for a in report["analyses"].values())  # the audit then only read the store
+    computed_here = {n for n, pid in mine if pid == os.getpid()}
+    assert "relearning" in computed_here  # the longest of the three: taken first, by the process that is ready first
+    assert computed_here < {"scorecard", "patching", "relearning"}  # and not all of them: the worker had its share
+
+
+def test_a_workers_error_stops_the_audits_own_work(tiny_lab, tmp_path):
+    from unlearn_core.parallel import prefill_store
+    from unlearn_core.workspace import lab_workspace
+
+    spec = lab_workspace(tiny_lab, unlearned=["ga", "retrained"])
+    local = (spec.load_models(), spec.load_data())
+    with pytest.raises(RuntimeError, match="patching failed in its worker process: TypeError"):
+        prefill_store(spec, ["scorecard", "patching"], tmp_path / "r.sqlite", 2, configs={"patching": "not a config"},
+                      local=local)
