@@ -33,8 +33,20 @@ else
     lab_dir="$UNLEARN_AUDIT_LAB_DIR"
 fi
 # then the default evidence set into the store the app reads (same store keys as the pages), so the headline page
-# shows verdicts on its first visit; UNLEARN_AUDIT_PREFILL=0 skips it (the page then offers a Run button)
-if [ "${UNLEARN_AUDIT_PREFILL:-1}" = "1" ] && [ -f "$lab_dir/lab.json" ] && [ ! -f "$lab_dir/first-audit/report.json" ]
+# shows verdicts on its first visit; UNLEARN_AUDIT_PREFILL=0 skips it (the page then offers a Run button). Done again
+# when the evidence set has grown since the last first audit (an older install lacks the newer probes).
+prefill_missing() {
+    python - "$1" <<'PY'
+import json, sys
+from unlearn_core.registry import DEFAULT_EVIDENCE_SET
+try:
+    done = json.load(open(sys.argv[1])).get("analyses", {})
+except (OSError, ValueError):
+    done = {}
+sys.exit(0 if set(DEFAULT_EVIDENCE_SET) - set(done) else 1)
+PY
+}
+if [ "${UNLEARN_AUDIT_PREFILL:-1}" = "1" ] && [ -f "$lab_dir/lab.json" ] && prefill_missing "$lab_dir/first-audit/report.json"
 then
     jobs="$(python -c "import os; print(max(1, min(4, os.cpu_count() or 1)))")"
     echo "First start: computing the headline page's evidence for the demo lab ($jobs processes; once) ..."

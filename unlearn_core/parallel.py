@@ -215,16 +215,16 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
         if failed:
             raise _Stopped
 
+    from unlearn_core.audit import run_analysis
+    from unlearn_core.registry import get_spec
+    from unlearn_core.store import ResultsStore
+
     feeders = [threading.Thread(target=feed, name=f"feed-{i}", daemon=True) for i in range(max(0, n_workers))]
     try:
         name = take() if local is not None else None
         for t in feeders:
             t.start()
         while name is not None:
-            from unlearn_core.audit import run_analysis
-            from unlearn_core.registry import get_spec
-            from unlearn_core.store import ResultsStore
-
             models, data = local
             t0 = time.perf_counter()
             with _one_thread():

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForCausalLM
-from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
 
 from unlearn_core import arch, fused_mlp
 from unlearn_core.workspace import lab_workspace
@@ -38,7 +37,6 @@ def test_loaded_gpt2_fuses_every_mlp_and_matches_the_plain_model(pair):
     loaded, plain = pair
     n = arch.n_layers(loaded)
     assert sum(type(m) is fused_mlp.FusedGPT2MLP for m in loaded.modules()) == n
-    assert all(isinstance(m, GPT2MLP) for m in loaded.modules() if type(m).__name__.endswith("GPT2MLP"))
     assert set(loaded.state_dict()) == set(plain.state_dict())
     ids = _ids(plain)
     with torch.no_grad():
