@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearn_core.arch import decoder_layers
-from unlearn_core.scoring import Encoded, input_device, right_pad
+from unlearn_core.scoring import Encoded, input_device, kept_logits, right_pad
 
 
 def block_output(output) -> torch.Tensor:
@@ -35,15 +35,25 @@ def answer_span_mask(batch: list[Encoded], width: int, device=None) -> torch.Ten
     return mask
 
 
-def answer_logprobs(logits: torch.Tensor, batch: list[Encoded]) -> torch.Tensor:
-    """[B] mean answer-token log-prob (float32, CPU) from right-padded logits [B, T, V]."""
+def answer_logprobs(logits: torch.Tensor | list[torch.Tensor], batch: list[Encoded]) -> torch.Tensor:
+    """[B] mean answer-token log-prob (float32, CPU) from right-padded logits [B, T, V], or from each item's answer
+    logits [a, V] (`answer_logits`)."""
     out = []
     for r, e in enumerate(batch):
         p, a = len(e.prompt_ids), len(e.answer_ids)
-        logp = F.log_softmax(logits[r, p - 1: p + a - 1].float(), -1)  # [a, V]
+        span = logits[r] if isinstance(logits, list) else logits[r, p - 1: p + a - 1]
+        logp = F.log_softmax(span.float(), -1)  # [a, V]
         labels = torch.tensor(e.answer_ids, device=logp.device)
         out.append(logp.gather(1, labels[:, None]).mean())
     return torch.stack(out).cpu()
+
+
+def answer_logits(model, batch: list[Encoded], ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """Per item the [a, V] logits that predict its answer tokens, from one pass over the right-padded batch that
+    projects only those positions onto the vocabulary (`scoring.kept_logits`)."""
+    span = answer_span_mask(batch, ids.shape[1], ids.device)
+    flat = kept_logits(model, span, input_ids=ids, attention_mask=mask)
+    return list(flat.split([len(e.answer_ids) for e in batch]))
 
 
 @contextmanager
@@ -113,19 +123,37 @@ def resume_matches(model, ids: torch.Tensor, mask: torch.Tensor, layer: int, ato
     return bool(torch.allclose(again[keep].float(), logits[keep].float(), atol=atol, rtol=1e-4))
 
 
+class _Captured(Exception):
+    """Raised by the hook of the highest block asked for when no logits are: the blocks above it never run."""
+
+
 @torch.no_grad()
 def capture_block_outputs(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int] | None = None,
-                          with_logits: bool = False):
+                          with_logits: bool = False, keep: torch.Tensor | None = None):
     """{layer: [B, T, d]} block outputs of the requested layers (default all), from ONE forward pass, on the input
-    device; with with_logits, (that dict, logits [B, T, V]) from the same pass."""
+    device; with with_logits, (that dict, logits [B, T, V]) from the same pass, or with keep ([B, T] bool) only the
+    logits at its positions ([n, V], `scoring.kept_logits`). Without logits the pass stops after the highest block
+    asked for (an SAE's training activations at block 1 of 12 need 2 blocks, not 12 and the output projection)."""
     blocks = decoder_layers(model)
     layers = list(range(len(blocks))) if layers is None else list(layers)
     store: dict[int, torch.Tensor] = {}
     dev = input_device(model)
-    handles = [blocks[i].register_forward_hook(
-        lambda _m, _i, out, i=i: store.__setitem__(i, block_output(out).to(dev))) for i in layers]
+    top = max(layers, default=-1)
+
+    def hook(_m, _i, out, i):
+        store[i] = block_output(out).to(dev)
+        if not with_logits and i == top:
+            raise _Captured
+
+    handles = [blocks[i].register_forward_hook(lambda m, inp, out, i=i: hook(m, inp, out, i)) for i in layers]
+    logits = None
     try:
-        logits = model(input_ids=ids, attention_mask=mask).logits
+        if keep is not None and with_logits:
+            logits = kept_logits(model, keep, input_ids=ids, attention_mask=mask)
+        else:
+            logits = model(input_ids=ids, attention_mask=mask).logits
+    except _Captured:
+        pass
     finally:
         for h in handles:
             h.remove()
@@ -152,10 +180,22 @@ def edited_blocks(model, layers: list[int] | tuple[int, ...], fn: Callable[[torc
             h.remove()
 
 
-def answer_logprob_sums(model, batch: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_logprob_sums(model, batch: list[Encoded], pad_id: int, answers_only: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable sum of answer-token log-probs per item [B] and answer lengths [B] (for fine-tuning attacks;
-    scoring without gradients is scoring.score_encoded)."""
+    scoring without gradients is scoring.score_encoded).
+
+    answers_only: project only the answer positions onto the vocabulary (`kept_logits`), forward and backward. The
+    demo lab's training keeps the full projection: its checkpoints are cached by their config, and another GEMM
+    shape in the backward pass may round differently and move the weights a cached lab was built with."""
     ids, mask = right_pad([e.ids for e in batch], pad_id, input_device(model))
+    if answers_only:
+        span = answer_span_mask(batch, ids.shape[1], ids.device)
+        logp = F.log_softmax(kept_logits(model, span, input_ids=ids, attention_mask=mask).float(), dim=-1)
+        labels = torch.roll(ids, -1, dims=1)[span]  # position t predicts token t + 1
+        tok = logp.gather(1, labels[:, None])[:, 0]
+        sums = torch.zeros(ids.shape[0], dtype=tok.dtype, device=tok.device).index_add(0, span.nonzero()[:, 0], tok)
+        return sums, span.sum(1).to(tok.dtype)
     logits = model(input_ids=ids, attention_mask=mask).logits.float()
     logp = F.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None])[..., 0]  # [B, T-1]
     span = torch.zeros_like(logp)

@@ -6,7 +6,9 @@ tokenizer does at the boundary. Batches are sorted by length to keep padding (wa
 
 from __future__ import annotations
 
+import inspect
 import logging
+import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +95,52 @@ def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None =
     if cur:
         batches.append(cur)
     return batches
+
+
+_KEEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> takes a logits_to_keep mask
+
+
+def _takes_keep_mask(model) -> bool:
+    """Whether the model's forward projects only the positions of a [B, T] bool `logits_to_keep` mask: the causal
+    LMs of the pinned transformers do it through `slice_logits_to_keep`; a model from elsewhere (custom code, a
+    wrapper) gets the full pass, whose logits are then selected."""
+    try:
+        return _KEEPS[model]
+    except (KeyError, TypeError):
+        pass
+    cls = type(model)
+    try:
+        takes = "logits_to_keep" in inspect.signature(cls.forward).parameters
+    except (TypeError, ValueError):
+        takes = False
+    ok = takes and cls.__module__.startswith("transformers.") and hasattr(sys.modules.get(cls.__module__),
+                                                                          "slice_logits_to_keep")
+    try:
+        _KEEPS[model] = ok
+    except TypeError:
+        pass
+    return ok
+
+
+def kept_logits(model, keep: torch.Tensor, **inputs) -> torch.Tensor:
+    """[n, V] logits at the True positions of keep ([B, T] bool), row by row: the same numbers as
+    `model(**inputs).logits[keep]`, with the output projection run on those positions only.
+
+    Why: the scored answer is a few of a sequence's tokens. On the demo lab (512-token vocabulary) the projection is
+    ~8% of a forward pass; at GPT-2's 50,257 tokens it is ~30% of the FLOPs, and [B, T, V] logits (3.3 GB for
+    integrated gradients' 16,384 rows) are the pass's largest tensor."""
+    return kept_forward(model, keep, **inputs)[0]
+
+
+def kept_forward(model, keep: torch.Tensor, **inputs):
+    """(kept_logits, the model's output): for a caller that also needs the pass's cache."""
+    if _takes_keep_mask(model):
+        out = model(**inputs, logits_to_keep=keep)
+        if out.logits.dim() == 2 and out.logits.shape[0] == int(keep.sum()):
+            return out.logits, out
+        _KEEPS[model] = False  # a model that reads the mask another way: the full pass from now on
+    out = model(**inputs)
+    return out.logits[keep], out
 
 
 def _free_cache() -> None:
@@ -211,11 +259,17 @@ def _score_plain(model, encoded: list[Encoded], items: list[int], pad_id: int, b
     def run(batch: list[int]) -> None:
         rows = [items[j] for j in batch]
         ids, mask = right_pad([encoded[i].ids for i in rows], pad_id, device)
-        logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
+        # logits at position t predict token t+1: the answer span is predicted from positions p-1 .. p+a-2
+        keep = torch.zeros(ids.shape, dtype=torch.bool)
         for r, i in enumerate(rows):
             p, a = len(encoded[i].prompt_ids), len(encoded[i].answer_ids)
-            # logits at position t predict token t+1: the answer span is predicted from positions p-1 .. p+a-2
-            out.put(i, logits[r, p - 1: p + a - 1] if a else None, encoded[i].answer_ids)
+            keep[r, p - 1: p + a - 1] = True
+        logits = kept_logits(model, keep.to(device), input_ids=ids, attention_mask=mask)  # [answer tokens, V]
+        start = 0
+        for i in rows:
+            a = len(encoded[i].answer_ids)
+            out.put(i, logits[start: start + a] if a else None, encoded[i].answer_ids)
+            start += a
 
     run_batched(run, [len(encoded[i].prompt_ids) + len(encoded[i].answer_ids) for i in items], batch_size,
                 max_tokens, "teacher-forced scoring pass")

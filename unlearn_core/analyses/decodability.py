@@ -178,10 +178,12 @@ def last_token_states(lm: LoadedModel, prompts: list[str], answers: list[str], b
     plain = np.zeros(n, np.float64)
     for batch in length_batches([len(e.prompt_ids) for e in enc], batch_size):
         ids, mask = right_pad([list(enc[i].prompt_ids) for i in batch], pad_id_of(tok), input_device(model))
-        captured, logits = capture_block_outputs(model, ids, mask, with_logits=True)
         pos = torch.tensor([len(enc[i].prompt_ids) - 1 for i in batch], device=ids.device)
         rows = torch.arange(len(batch), device=ids.device)
-        probs = torch.softmax(logits[rows, pos].float(), -1)
+        last = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
+        last[rows, pos] = True
+        captured, logits = capture_block_outputs(model, ids, mask, with_logits=True, keep=last)  # [B, V]
+        probs = torch.softmax(logits.float(), -1)
         gold = torch.tensor([max(int(first[i]), 0) for i in batch], device=ids.device)
         p = probs.gather(1, gold[:, None])[:, 0].cpu().double().numpy()
         plain[batch] = np.where(first[batch] >= 0, p, 0.0)

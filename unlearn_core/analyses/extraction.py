@@ -36,7 +36,7 @@ import torch
 from unlearn_core.analyses.quantization import check_int, recovery_rate
 from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
-from unlearn_core.scoring import input_device, length_batches, pad_id_of
+from unlearn_core.scoring import input_device, kept_forward, length_batches, pad_id_of
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
@@ -66,14 +66,15 @@ class _Stepper:
 
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         ids, mask, pos = ids.to(self.dev), mask.to(self.dev), pos.to(self.dev)
-        if self.cache is None:
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=self.kv_cache)
-        else:
-            out = self.model(input_ids=ids[:, self.seen:], attention_mask=mask, position_ids=pos[:, self.seen:],
-                             cache=self.cache, use_cache=True)
+        start = 0 if self.cache is None else self.seen  # without a cache every step feeds the whole prefix
+        last = torch.zeros((ids.shape[0], ids.shape[1] - start), dtype=torch.bool, device=self.dev)
+        last[:, -1] = True
+        extra = {"use_cache": self.kv_cache} if self.cache is None else {"cache": self.cache, "use_cache": True}
+        logits, out = kept_forward(self.model, last, input_ids=ids[:, start:], attention_mask=mask,
+                                   position_ids=pos[:, start:], **extra)  # [B, V]
         self.cache = getattr(out, "cache", None) if self.kv_cache else None  # None: the next step feeds it all
         self.seen = ids.shape[1]
-        return out.logits[:, -1]
+        return logits
 
 
 @torch.no_grad()

@@ -136,7 +136,7 @@ def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig
                 order = list(range(len(enc)))
                 gen.shuffle(order)
             batch.append(enc[order.pop()])
-        sums, lens = answer_logprob_sums(model, batch, pad)  # [B], [B]
+        sums, lens = answer_logprob_sums(model, batch, pad, answers_only=True)  # [B], [B]
         loss = -(sums / lens.clamp_min(1)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from unlearn_core.scoring import Encoded, length_batches, right_pad, score_encoded
+from unlearn_core.scoring import Encoded, kept_logits, length_batches, right_pad, score_encoded
 
 
 def prompt_layout(tokenizer, prompt: str, question: str, scope: str):
@@ -96,9 +96,9 @@ def leave_one_out(model, pad_id: int, prompts: list[list[int]], answers: list[li
 def answer_logprob_sum(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, model) -> torch.Tensor:
     """[rows] sum of answer-token log-probs; labels [rows, T] = next-token id at answer positions, -100 elsewhere.
     `ids` is only used to build the embeddings, which LayerIntegratedGradients replaces by interpolated ones."""
-    logits = model(input_ids=ids, attention_mask=mask).logits  # [rows, T, V]
     keep = labels >= 0
-    logp = F.log_softmax(logits[keep].float(), dim=-1)  # [n_answer_tokens, V]
+    logits = kept_logits(model, keep, input_ids=ids, attention_mask=mask)  # [n_answer_tokens, V]
+    logp = F.log_softmax(logits.float(), dim=-1)
     tok = logp.gather(1, labels[keep][:, None])[:, 0]
     out = torch.zeros(ids.shape[0], dtype=torch.float32, device=ids.device)
     return out.index_add(0, keep.nonzero()[:, 0], tok)

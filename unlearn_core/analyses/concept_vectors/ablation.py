@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from unlearn_core import arch
-from unlearn_core.scoring import Encoded, input_device, length_batches, right_pad
+from unlearn_core.forward import answer_logits
+from unlearn_core.scoring import Encoded, input_device, kept_logits, length_batches, right_pad
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,6 @@ def score_under_edits(
             seqs = [encoded[rows[r][1]].ids for r in batch]
             ids, mask = right_pad(seqs, pad_id, device)
             hooks.row_variant = torch.tensor([rows[r][0] for r in batch], device=device)
-            logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
-            # gather only the answer-predicting positions before the float32 softmax: [N_answer_tokens, V]
             pos_b, pos_t, labels, owner = [], [], [], []
             for b, r in enumerate(batch):
                 e = encoded[rows[r][1]]
@@ -121,7 +120,10 @@ def score_under_edits(
                     owner.append(b)
             if not labels:
                 continue
-            span = logits[torch.tensor(pos_b, device=device), torch.tensor(pos_t, device=device)].float()
+            keep = torch.zeros(ids.shape, dtype=torch.bool, device=device)
+            keep[torch.tensor(pos_b, device=device), torch.tensor(pos_t, device=device)] = True
+            # only the answer-predicting positions are projected, in row-major order: [N_answer_tokens, V]
+            span = kept_logits(model, keep, input_ids=ids, attention_mask=mask).float()
             lab = torch.tensor(labels, device=device)
             own = torch.tensor(owner, device=device)
             lp = F.log_softmax(span, dim=-1).gather(1, lab[:, None])[:, 0]  # [N]
@@ -165,13 +167,12 @@ def zero_ablation_attribution(model, encoded: Sequence[Encoded], pad_id: int, ba
             lengths = [len(e.prompt_ids) + len(e.answer_ids) for e in encoded]
             for batch in length_batches(lengths, batch_size):
                 ids, mask = right_pad([encoded[i].ids for i in batch], pad_id, device)
-                logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
-                objective = logits.new_zeros((), dtype=torch.float32)
-                for b, i in enumerate(batch):
+                spans = answer_logits(model, [encoded[i] for i in batch], ids, mask)  # per item [a, V]
+                objective = spans[0].new_zeros((), dtype=torch.float32)
+                for span, i in zip(spans, batch, strict=True):
                     e = encoded[i]
-                    p, a = len(e.prompt_ids), len(e.answer_ids)
-                    if a:
-                        lp = F.log_softmax(logits[b, p - 1 : p + a - 1].float(), -1)  # [a, V]
+                    if e.answer_ids:
+                        lp = F.log_softmax(span.float(), -1)  # [a, V]
                         objective = objective + lp.gather(1, torch.tensor(e.answer_ids, device=device)[:, None]).mean()
                 grads = torch.autograd.grad(objective, [acts[layer] for layer in layers], allow_unused=True)
                 for layer, g in zip(layers, grads):
