@@ -213,8 +213,7 @@ def test_warm_started_c_path_finds_the_cold_fits_optimum():
             for out, tol in ((exact, 1e-10), (cold, 1e-4)):
                 clf = LogisticRegression(C=C, max_iter=5000, tol=tol).fit(s.transform(x[tr]), y[tr])
                 out[te] = clf.predict_proba(s.transform(x[te]))[np.arange(len(te)), y[te]]
-        # L-BFGS stops at sklearn's default tolerance on either path: the warm path must be no farther from the
-        # optimum than a fit from scratch at the same tolerance (the old path), and close to it in absolute terms
+        # the warm path reaches the optimum (sklearn's default L-BFGS tolerance, the probe before, stopped short)
         warm_err, cold_err = np.abs(path[C][0] - exact), np.abs(cold - exact)
-        assert warm_err.mean() <= max(1.5 * cold_err.mean(), 1e-4) and warm_err.max() < 0.05, C
+        assert warm_err.max() < 1e-3 and warm_err.mean() <= cold_err.mean(), (C, warm_err.max(), cold_err.mean())
         assert 0.2 < path[C][1].mean() < 1.0  # the probe learned something, so the comparison means something
