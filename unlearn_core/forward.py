@@ -28,24 +28,27 @@ def replace_block_output(output, new: torch.Tensor):
 
 def answer_span_mask(batch: list[Encoded], width: int, device=None) -> torch.Tensor:
     """[B, T] bool: positions p-1 .. p+a-2, whose outputs predict the answer tokens."""
-    mask = torch.zeros(len(batch), width, dtype=torch.bool, device=device)
-    for r, e in enumerate(batch):
-        p, a = len(e.prompt_ids), len(e.answer_ids)
-        mask[r, p - 1: p + a - 1] = True
-    return mask
+    p = torch.tensor([len(e.prompt_ids) for e in batch])[:, None]
+    a = torch.tensor([len(e.answer_ids) for e in batch])[:, None]
+    t = torch.arange(width)[None, :]
+    return ((t >= p - 1) & (t < p + a - 1)).to(device)
 
 
-def answer_logprobs(logits: torch.Tensor | list[torch.Tensor], batch: list[Encoded]) -> torch.Tensor:
-    """[B] mean answer-token log-prob (float32, CPU) from right-padded logits [B, T, V], or from each item's answer
-    logits [a, V] (`answer_logits`)."""
-    out = []
-    for r, e in enumerate(batch):
-        p, a = len(e.prompt_ids), len(e.answer_ids)
-        span = logits[r] if isinstance(logits, list) else logits[r, p - 1: p + a - 1]
-        logp = F.log_softmax(span.float(), -1)  # [a, V]
-        labels = torch.tensor(e.answer_ids, device=logp.device)
-        out.append(logp.gather(1, labels[:, None]).mean())
-    return torch.stack(out).cpu()
+def answer_scores(model, batch: list[Encoded], ids: torch.Tensor, mask: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B] mean answer-token log-prob, [B] every answer token the argmax) (float32 / bool, CPU) from one pass over
+    the right-padded batch that projects only the answer positions; one softmax over all of them, not one per item
+    (an item without answer tokens: NaN, False)."""
+    span = answer_span_mask(batch, ids.shape[1], ids.device)
+    flat = kept_logits(model, span, input_ids=ids, attention_mask=mask).float()  # [n, V], row-major
+    labels = torch.tensor([t for e in batch for t in e.answer_ids], dtype=torch.long, device=flat.device)
+    owner = span.nonzero()[:, 0]
+    lp = F.log_softmax(flat, -1).gather(1, labels[:, None])[:, 0]
+    n = torch.zeros(len(batch), device=flat.device).index_add_(0, owner, torch.ones_like(lp))
+    sums = torch.zeros(len(batch), device=flat.device).index_add_(0, owner, lp)
+    wrong = torch.zeros(len(batch), device=flat.device).index_add_(0, owner, (flat.argmax(-1) != labels).float())
+    mean = torch.where(n > 0, sums / n.clamp_min(1), torch.nan)
+    return mean.cpu(), ((wrong == 0) & (n > 0)).cpu()
 
 
 def answer_logits(model, batch: list[Encoded], ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:

@@ -145,3 +145,33 @@ def test_a_capture_without_logits_stops_after_its_highest_block():
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
     torch.testing.assert_close(states[1], out.hidden_states[2])
+
+
+@pytest.mark.parametrize("make", [_gpt2, _llama], ids=["gpt2", "llama"])
+def test_answer_scores_equal_per_item_scores_from_the_full_logits(make):
+    """Steering and patching score a batch with one softmax over every answer token: each item's mean log-prob and
+    all-argmax flag are those of its own span of the full logits (an empty answer: NaN, not right)."""
+    from unlearn_core.forward import answer_scores
+
+    model = make()
+    items = [*_items(10, seed=2), Encoded((5, 6, 7), ())]
+    ids, mask = scoring.right_pad([e.ids for e in items], 0, "cpu")
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+    # two items' labels become the argmax of the same pass (same ids fed), so "every token the argmax" is true there
+    for r in (0, 3):
+        p, a = len(items[r].prompt_ids), len(items[r].answer_ids)
+        items[r] = Encoded(items[r].prompt_ids, tuple(full[r, p - 1: p + a - 1].argmax(-1).tolist()))
+    with torch.no_grad():
+        lp, right = answer_scores(model, items, ids, mask)
+        full = model(input_ids=ids, attention_mask=mask).logits
+    for r, e in enumerate(items):
+        p, a = len(e.prompt_ids), len(e.answer_ids)
+        if not a:
+            assert torch.isnan(lp[r]) and not right[r]
+            continue
+        span = full[r, p - 1: p + a - 1]
+        want = torch.log_softmax(span, -1).gather(1, torch.tensor(e.answer_ids)[:, None]).mean()
+        torch.testing.assert_close(lp[r], want, atol=1e-5, rtol=1e-5)
+        assert bool(right[r]) == bool((span.argmax(-1) == torch.tensor(e.answer_ids)).all())
+    assert right[0] and right[3] and not right.all()

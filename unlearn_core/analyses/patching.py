@@ -49,7 +49,7 @@ import torch
 from unlearn_core.arch import decoder_layers
 from unlearn_core.calibration import ProbeItems
 from unlearn_core.codec import register_result
-from unlearn_core.forward import answer_logits, answer_logprobs, answer_span_mask, hooked
+from unlearn_core.forward import answer_scores, answer_span_mask, hooked
 from unlearn_core.scoring import Encoded, encode, input_device, length_batches, pad_id_of, right_pad
 from unlearn_core.spec import AnalysisSpec, Evidence
 from unlearn_core.types import AuditData, ModelSet
@@ -155,15 +155,15 @@ def _states_and_lp(model, ids, mask, batch: list[Encoded]) -> tuple[list[torch.T
     with ExitStack() as stack:
         for layer in range(n):
             stack.enter_context(hooked(model, layer, lambda h, layer=layer: store.__setitem__(layer, h)))
-        spans = answer_logits(model, batch, ids, mask)
-    return store, answer_logprobs(spans, batch)
+        lp = answer_scores(model, batch, ids, mask)[0]
+    return store, lp
 
 
 @torch.no_grad()
 def _patched_lp(model, layer: int, ids, mask, span: torch.Tensor, source: torch.Tensor, batch) -> torch.Tensor:
     """[B] answer log-prob of `model` with block `layer`'s output over the answer span taken from `source`."""
     with hooked(model, layer, lambda h: torch.where(span[..., None], source.to(h.dtype), h)):  # [B, T, d]
-        return answer_logprobs(answer_logits(model, batch, ids, mask), batch)
+        return answer_scores(model, batch, ids, mask)[0]
 
 
 def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig = PatchingConfig(),
@@ -195,7 +195,7 @@ def compute_patching(models: ModelSet, data: AuditData, config: PatchingConfig =
         batch = [enc[i] for i in idx]
         ids, mask = right_pad([e.ids for e in batch], pad, device)
         span = answer_span_mask(batch, ids.shape[1], device)
-        base = answer_logprobs(answer_logits(orig.model, batch, ids, mask), batch)  # [B]
+        base = answer_scores(orig.model, batch, ids, mask)[0]  # [B]
         base_sum += float(base.sum())
         own_lp[orig.name][idx] = base
         for n, lm in sources.items():

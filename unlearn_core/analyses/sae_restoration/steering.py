@@ -7,7 +7,7 @@ from contextlib import ExitStack
 
 import torch
 
-from unlearn_core.forward import answer_logits, answer_logprobs, answer_span_mask, hooked, resumed_at
+from unlearn_core.forward import answer_scores, answer_span_mask, hooked, resumed_at
 from unlearn_core.scoring import Encoded, input_device, length_batches, right_pad
 
 Progress = Callable[[float, str], None]
@@ -41,13 +41,9 @@ def run_split(model, layer: int, split: Split, steer_for_batch=None, resume: lis
             if resume is not None:
                 stack.enter_context(resumed_at(model, layer, resume[b]))
             stack.enter_context(hooked(model, layer, fn))
-            batch = [split.enc[i] for i in idx]
-            spans = answer_logits(model, batch, ids.to(dev), mask.to(dev))  # per item [a, V]
+            lp[idx], right = answer_scores(model, [split.enc[i] for i in idx], ids.to(dev), mask.to(dev))
         captured.append(store.get("h"))
-        lp[idx] = answer_logprobs(spans, batch)
-        for r, e in enumerate(batch):
-            pred = spans[r].argmax(-1).cpu()
-            acc[idx[r]] = float(bool((pred == torch.tensor(e.answer_ids)).all()))
+        acc[idx] = right.float()
     return lp.exp(), acc, captured
 
 
