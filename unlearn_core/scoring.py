@@ -232,22 +232,23 @@ class _Rows:
         self.mu: list = [None] * n
         self.sigma: list = [None] * n
 
-    def put(self, i: int, span: torch.Tensor | None, answer_ids: tuple[int, ...]) -> None:
-        """span [a, V]: the logits that predict the answer's a tokens (None when the answer is empty)."""
-        if not answer_ids:
-            empty = torch.zeros(0)
-            self.logprobs[i], self.correct[i], self.mu[i], self.sigma[i] = empty, empty.bool(), empty, empty
-            return
-        span = span.float()
-        logp = F.log_softmax(span, dim=-1)
-        labels = torch.tensor(answer_ids, device=span.device)
-        self.logprobs[i] = logp.gather(1, labels[:, None])[:, 0].cpu()
-        self.correct[i] = (span.argmax(-1) == labels).cpu()
+    def put(self, items: list[int], flat: torch.Tensor, answers: list[tuple[int, ...]]) -> None:
+        """flat [sum of answer lengths, V]: the logits that predict the answers of `items`, in order; one softmax over
+        all of them (per-item calls were most of a small model's scoring overhead)."""
+        lengths = [len(a) for a in answers]
+        flat = flat.float()
+        logp = F.log_softmax(flat, dim=-1)
+        labels = torch.tensor([t for a in answers for t in a], dtype=torch.long, device=flat.device)
+        stats = {"logprobs": logp.gather(1, labels[:, None])[:, 0], "correct": flat.argmax(-1) == labels}
         if self.with_stats:
             probs = logp.exp()
             mu = (probs * logp).sum(-1)
-            var = (probs * logp.square()).sum(-1) - mu.square()
-            self.mu[i], self.sigma[i] = mu.cpu(), var.clamp_min(1e-12).sqrt().cpu()
+            stats["mu"] = mu
+            stats["sigma"] = ((probs * logp.square()).sum(-1) - mu.square()).clamp_min(1e-12).sqrt()
+        for name, values in stats.items():
+            column = getattr(self, name)
+            for i, part in zip(items, values.cpu().split(lengths), strict=True):
+                column[i] = part.clone()  # its own storage: a view would keep (and serialise) the whole batch
 
 
 def _score_plain(model, encoded: list[Encoded], items: list[int], pad_id: int, batch_size: int,
@@ -265,11 +266,7 @@ def _score_plain(model, encoded: list[Encoded], items: list[int], pad_id: int, b
             p, a = len(encoded[i].prompt_ids), len(encoded[i].answer_ids)
             keep[r, p - 1: p + a - 1] = True
         logits = kept_logits(model, keep.to(device), input_ids=ids, attention_mask=mask)  # [answer tokens, V]
-        start = 0
-        for i in rows:
-            a = len(encoded[i].answer_ids)
-            out.put(i, logits[start: start + a] if a else None, encoded[i].answer_ids)
-            start += a
+        out.put(rows, logits, [encoded[i].answer_ids for i in rows])
 
     run_batched(run, [len(encoded[i].prompt_ids) + len(encoded[i].answer_ids) for i in items], batch_size,
                 max_tokens, "teacher-forced scoring pass")
@@ -313,11 +310,11 @@ def _score_shared(model, encoded: list[Encoded], groups: list[list[int]], pad_id
         cids, cmask = right_pad(conts, pad_id, device)
         start = torch.tensor([len(prefixes[r]) for r in owner.tolist()], device=device)
         cpos = start[:, None] + torch.arange(cids.shape[1], device=device)[None, :]
-        logits = model(input_ids=cids, attention_mask=torch.cat([pmask[owner], cmask], 1), position_ids=cpos,
-                       cache=cache, use_cache=True).logits  # [rows, A, V]
-        for r, i in enumerate(rows):
-            a = len(encoded[i].answer_ids)
-            out.put(i, logits[r, :a] if a else None, encoded[i].answer_ids)
+        lengths = torch.tensor([len(encoded[i].answer_ids) for i in rows], device=device)
+        keep = torch.arange(cids.shape[1], device=device)[None, :] < lengths[:, None]  # each answer's own columns
+        logits = kept_logits(model, keep, input_ids=cids, attention_mask=torch.cat([pmask[owner], cmask], 1),
+                             position_ids=cpos, cache=cache, use_cache=True)  # [answer tokens, V]
+        out.put(rows, logits, [encoded[i].answer_ids for i in rows])
 
     lengths = [len(encoded[g[0]].prompt_ids) + max(len(encoded[i].answer_ids) for i in g) for g in groups]
     run_batched(run, lengths, max(1, batch_size // largest), max_tokens and max(1, max_tokens // largest),
