@@ -17,7 +17,8 @@ whole OU budget (200 new tokens) and the scorecard's time is an upper bound for 
 
 The forward rows time the scorecard's teacher-forced pass (`scoring.score_encoded`, length-sorted batches) against
 one item at a time and against the forward-pass floor (a plain batched forward of the same padded batches, no
-log-softmax), and `forward.answer_logprob_sums` (the differentiable pass relearning uses) on the same batches;
+log-softmax, every position projected onto the vocabulary: the scoring passes project only the answer positions, so
+they can beat it), and `forward.answer_logprob_sums` (the differentiable pass relearning uses) on the same batches;
 max_abs_diff is the largest disagreement with the one-at-a-time numbers (same quantities, only batching differs);
 of_floor is tokens/s as a share of the floor's, naive_over_this the naive loop's time over the row's.
 """
@@ -209,7 +210,7 @@ def forward_rows(models: ModelSet, data, device: torch.device, batch_size: int, 
     def sums():
         out = torch.zeros(len(enc), dtype=torch.float64)
         for b in batches:
-            out[b] = answer_logprob_sums(lm.model, [enc[i] for i in b], pad)[0].double().cpu()
+            out[b] = answer_logprob_sums(lm.model, [enc[i] for i in b], pad, answers_only=True)[0].double().cpu()
         return out
 
     runs = {"floor (plain batched forward)": floor,
