@@ -132,10 +132,18 @@ def kept_logits(model, keep: torch.Tensor, **inputs) -> torch.Tensor:
     return kept_forward(model, keep, **inputs)[0]
 
 
+def _spread(model) -> bool:
+    """Whether accelerate placed the model's modules on more than one device (device_map="auto")."""
+    return len({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()}) > 1
+
+
 def kept_forward(model, keep: torch.Tensor, **inputs):
-    """(kept_logits, the model's output): for a caller that also needs the pass's cache."""
+    """(kept_logits, the model's output): for a caller that also needs the pass's cache.
+
+    A model spread over devices slices its final hidden states where its last block left them, not on the input
+    device the caller's mask is on: it gets the mask on the CPU, which indexes a tensor on any device."""
     if _takes_keep_mask(model):
-        out = model(**inputs, logits_to_keep=keep)
+        out = model(**inputs, logits_to_keep=keep.cpu() if _spread(model) else keep)
         if out.logits.dim() == 2 and out.logits.shape[0] == int(keep.sum()):
             return out.logits, out
         _KEEPS[model] = False  # a model that reads the mask another way: the full pass from now on

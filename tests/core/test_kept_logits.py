@@ -175,3 +175,23 @@ def test_answer_scores_equal_per_item_scores_from_the_full_logits(make):
         torch.testing.assert_close(lp[r], want, atol=1e-5, rtol=1e-5)
         assert bool(right[r]) == bool((span.argmax(-1) == torch.tensor(e.answer_ids)).all())
     assert right[0] and right[3] and not right.all()
+
+
+def test_a_model_spread_over_devices_gets_its_mask_on_the_cpu():
+    """device_map="auto" leaves the final hidden states on the last block's device: a mask on the input device could
+    not index them, a CPU mask indexes a tensor anywhere. (On a CPU-only machine every tensor is on the CPU: this
+    checks which models count as spread, and that one still gets its kept logits.)"""
+    model = _gpt2()
+    seen = []
+    model.register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw["logits_to_keep"]), with_kwargs=True)
+    ids = torch.randint(2, 97, (2, 6))
+    keep = torch.zeros_like(ids, dtype=torch.bool)
+    keep[:, -2:] = True
+    assert not scoring._spread(model)
+    model.hf_device_map = {"transformer.wte": 0, "transformer.h.0": 0, "transformer.h.1": 1, "lm_head": 1}
+    assert scoring._spread(model)
+    with torch.no_grad():
+        out = kept_logits(model, keep, input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert out.shape == (4, 97) and seen[-1].device.type == "cpu"
+    model.hf_device_map = {"": "cpu"}
+    assert not scoring._spread(model)
