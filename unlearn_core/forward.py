@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearn_core.arch import decoder_layers
-from unlearn_core.scoring import Encoded, input_device, kept_logits, right_pad
+from unlearn_core.scoring import Encoded, answer_span_mask, input_device, kept_logits, right_pad
 
 
 def block_output(output) -> torch.Tensor:
@@ -24,14 +24,6 @@ def block_output(output) -> torch.Tensor:
 
 def replace_block_output(output, new: torch.Tensor):
     return (new, *output[1:]) if isinstance(output, tuple) else new
-
-
-def answer_span_mask(batch: list[Encoded], width: int, device=None) -> torch.Tensor:
-    """[B, T] bool: positions p-1 .. p+a-2, whose outputs predict the answer tokens."""
-    p = torch.tensor([len(e.prompt_ids) for e in batch])[:, None]
-    a = torch.tensor([len(e.answer_ids) for e in batch])[:, None]
-    t = torch.arange(width)[None, :]
-    return ((t >= p - 1) & (t < p + a - 1)).to(device)
 
 
 def answer_scores(model, batch: list[Encoded], ids: torch.Tensor, mask: torch.Tensor

@@ -97,6 +97,15 @@ def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None =
     return batches
 
 
+def answer_span_mask(batch: list[Encoded], width: int, device=None) -> torch.Tensor:
+    """[B, T] bool over right-padded rows: positions p-1 .. p+a-2, whose outputs predict the answer tokens (logits at
+    position t predict token t+1)."""
+    p = torch.tensor([len(e.prompt_ids) for e in batch])[:, None]
+    a = torch.tensor([len(e.answer_ids) for e in batch])[:, None]
+    t = torch.arange(width)[None, :]
+    return ((t >= p - 1) & (t < p + a - 1)).to(device)
+
+
 _KEEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> takes a logits_to_keep mask
 
 
@@ -268,12 +277,8 @@ def _score_plain(model, encoded: list[Encoded], items: list[int], pad_id: int, b
     def run(batch: list[int]) -> None:
         rows = [items[j] for j in batch]
         ids, mask = right_pad([encoded[i].ids for i in rows], pad_id, device)
-        # logits at position t predict token t+1: the answer span is predicted from positions p-1 .. p+a-2
-        keep = torch.zeros(ids.shape, dtype=torch.bool)
-        for r, i in enumerate(rows):
-            p, a = len(encoded[i].prompt_ids), len(encoded[i].answer_ids)
-            keep[r, p - 1: p + a - 1] = True
-        logits = kept_logits(model, keep.to(device), input_ids=ids, attention_mask=mask)  # [answer tokens, V]
+        keep = answer_span_mask([encoded[i] for i in rows], ids.shape[1], device)
+        logits = kept_logits(model, keep, input_ids=ids, attention_mask=mask)  # [answer tokens, V]
         out.put(rows, logits, [encoded[i].answer_ids for i in rows])
 
     run_batched(run, [len(encoded[i].prompt_ids) + len(encoded[i].answer_ids) for i in items], batch_size,

@@ -9,6 +9,7 @@ import random
 import pytest
 import torch
 
+from tests.fixtures.models import tiny_gpt2, tiny_llama
 from unlearn_core import scoring
 from unlearn_core.analyses.attribution.methods import answer_logprob_sum
 from unlearn_core.forward import answer_logprob_sums, capture_block_outputs
@@ -16,20 +17,11 @@ from unlearn_core.scoring import Encoded, kept_logits, score_encoded
 
 
 def _gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=3, n_head=2,
-                                       bos_token_id=1, eos_token_id=1)).eval()
+    return tiny_gpt2(n_layer=3)
 
 
 def _llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                        num_attention_heads=4, num_key_value_heads=2,
-                                        max_position_embeddings=64)).eval()
+    return tiny_llama(n_layer=3)
 
 
 class _Wrapped(torch.nn.Module):
