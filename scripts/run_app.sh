@@ -34,25 +34,39 @@ else
 fi
 # then the default evidence set into the store the app reads (same store keys as the pages), so the headline page
 # shows verdicts on its first visit; UNLEARN_AUDIT_PREFILL=0 skips it (the page then offers a Run button). Done again
-# when the evidence set has grown since the last first audit (an older install lacks the newer probes).
-prefill_missing() {
-    python - "$1" <<'PY'
+# when the evidence set or any of its default settings changed since the last first audit (the store key includes the
+# settings, so an older install's stored result would not be found); the audit then computes only what is missing.
+first_audit() {  # first_audit REPORT stale: exit 0 if a first audit is due; first_audit REPORT record: after one
+    python - "$@" <<'PY'
 import json, sys
-from unlearn_core.registry import DEFAULT_EVIDENCE_SET
+from dataclasses import asdict
+from pathlib import Path
+from unlearn_core.registry import DEFAULT_EVIDENCE_SET, get_spec
+report, mode = Path(sys.argv[1]), sys.argv[2]
+stamp = report.parent / "defaults.json"
+want = json.loads(json.dumps({n: asdict(get_spec(n).default_config()) for n in DEFAULT_EVIDENCE_SET}, default=str))
+if mode == "record":
+    stamp.write_text(json.dumps(want, sort_keys=True))
+    sys.exit(0)
 try:
-    done = json.load(open(sys.argv[1])).get("analyses", {})
+    done = json.loads(report.read_text()).get("analyses", {})
+    had = json.loads(stamp.read_text())
 except (OSError, ValueError):
-    done = {}
-sys.exit(0 if set(DEFAULT_EVIDENCE_SET) - set(done) else 1)
+    sys.exit(0)
+sys.exit(0 if set(DEFAULT_EVIDENCE_SET) - set(done) or had != want else 1)
 PY
 }
-if [ "${UNLEARN_AUDIT_PREFILL:-1}" = "1" ] && [ -f "$lab_dir/lab.json" ] && prefill_missing "$lab_dir/first-audit/report.json"
+report="$lab_dir/first-audit/report.json"
+if [ "${UNLEARN_AUDIT_PREFILL:-1}" = "1" ] && [ -f "$lab_dir/lab.json" ] && first_audit "$report" stale
 then
     jobs="$(python -c "import os; print(max(1, min(4, os.cpu_count() or 1)))")"
     echo "First start: computing the headline page's evidence for the demo lab ($jobs processes; once) ..."
-    python -m unlearn_core audit --lab "$lab_dir" --out "$lab_dir/first-audit" --jobs "$jobs" \
-        --store "${UNLEARN_AUDIT_STORE:-$lab_dir/results.sqlite}" \
-        || echo "the first audit failed; the headline page offers to run it (Run button)" >&2
+    if python -m unlearn_core audit --lab "$lab_dir" --out "$lab_dir/first-audit" --jobs "$jobs" \
+        --store "${UNLEARN_AUDIT_STORE:-$lab_dir/results.sqlite}"; then
+        first_audit "$report" record
+    else
+        echo "the first audit failed; the headline page offers to run it (Run button)" >&2
+    fi
 fi
 [ "$prepare_only" = "1" ] && exit 0
 exec streamlit run app.py "${address[@]}" ${args[@]+"${args[@]}"}

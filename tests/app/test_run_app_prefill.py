@@ -57,3 +57,15 @@ def test_run_app_prepares_the_headline_verdicts_before_the_first_visit(tiny_lab,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "computing the headline page's evidence" in r.stdout, r.stderr[-3000:]
     assert "update_revert" in json.loads(report.read_text())["analyses"]
+
+    # an install whose first audit ran with other default settings (here the decodability probe's older tolerance)
+    # holds its results under other store keys: the next start audits again and records the current settings
+    stamp = lab / "first-audit" / "defaults.json"
+    current = json.loads(stamp.read_text())
+    older = json.loads(stamp.read_text())
+    older["decodability"]["tol"] = 1e-4
+    stamp.write_text(json.dumps(older))
+    r = subprocess.run(["bash", str(REPO / "scripts" / "run_app.sh"), "--prepare-only"], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "computing the headline page's evidence" in r.stdout, r.stderr[-3000:]
+    assert json.loads(stamp.read_text()) == current
