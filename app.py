@@ -7,7 +7,7 @@ The page scripts live in views/, not pages/: for a folder named pages/ beside th
 old multipage mode until st.navigation has run once in the process, so the first visitor to open /verdict by its URL
 got the bare page script (raw file names in the sidebar, no stylesheet, no workspace sidebar).
 Bound to 127.0.0.1 (.streamlit/config.toml); on any other address it serves nothing unless UNLEARN_AUDIT_ROOT
-confines typed paths (unlearn_core.guard).
+confines typed paths (unlearn_core.checkpoints.guard).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ css = ROOT / "assets" / "style.css"
 if css.exists():
     st.html(f"<style>{css.read_text()}</style>")
 
-from unlearn_core.guard import PathOutsideRoot, check_serving, workspace_root  # noqa: E402 - no torch import
+from unlearn_core.checkpoints.guard import PathOutsideRoot, check_serving, workspace_root  # noqa: E402 - no torch import
 
 try:
     check_serving(st.get_option("server.address"), workspace_root())

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unlearn_core.analyses.attribution import answer_logprob_sum, integrated_gradients, leave_one_out  # noqa: E402
-from unlearn_core.scoring import Encoded, score_encoded  # noqa: E402
+from unlearn_core.model.scoring import Encoded, score_encoded  # noqa: E402
 
 LLAMA_SIZES = {  # hidden, layers, heads, kv heads, mlp, vocab
     "tiny": (64, 3, 4, 4, 172, 512),
@@ -51,8 +51,8 @@ def demo_lab(device: str, n: int):
     from unlearn_core.analyses.attribution import prompt_layout
     from unlearn_core.lab.build import build_lab
     from unlearn_core.lab.config import get_config
-    from unlearn_core.scoring import pad_id_of
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.model.scoring import pad_id_of
+    from unlearn_core.run.workspace import lab_workspace
 
     cfg = get_config("tiny")
     out = Path(__file__).resolve().parents[1] / ".lab" / "test" / f"lab-{cfg.name}-{cfg.hash}"

@@ -42,8 +42,8 @@ def _run(lab: Path, out: Path, analyses: str, jobs: int, extra: list[str], cache
 
 def _analysis_seconds(store_path: Path) -> dict[str, float]:
     """Each analysis' own compute time, as the store recorded it (not loading, not the verdict)."""
-    from unlearn_core.registry import ANALYSES
-    from unlearn_core.store import ResultsStore
+    from unlearn_core.analyses.registry import ANALYSES
+    from unlearn_core.store.results import ResultsStore
 
     store = ResultsStore(store_path)
     return {name: recs[0].seconds for name in ANALYSES if (recs := store.timings(name))}

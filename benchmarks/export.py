@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unlearn_core.export import FORMATS, figure_bytes, figures_bytes  # noqa: E402
+from unlearn_core.report.export import FORMATS, figure_bytes, figures_bytes  # noqa: E402
 from unlearn_core.viz.theme import apply_plotly, checkpoint_colors  # noqa: E402
 
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from unlearn_core.analyses.extraction import guided_greedy  # noqa: E402
-from unlearn_core.workspace import lab_workspace  # noqa: E402
+from unlearn_core.run.workspace import lab_workspace  # noqa: E402
 
 
 def main() -> None:

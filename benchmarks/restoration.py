@@ -31,10 +31,10 @@ from unlearn_core.analyses.sae_restoration.steering import (  # noqa: E402
     steering_direction,
 )
 from unlearn_core.analyses.sae_restoration.training import SAETrainConfig, get_sae, training_texts  # noqa: E402
-from unlearn_core.arch import decoder_layers  # noqa: E402
-from unlearn_core.forward import resume_matches  # noqa: E402
-from unlearn_core.scoring import encode, pad_id_of  # noqa: E402
-from unlearn_core.workspace import lab_workspace  # noqa: E402
+from unlearn_core.model.arch import decoder_layers  # noqa: E402
+from unlearn_core.model.hooks import resume_matches  # noqa: E402
+from unlearn_core.model.scoring import encode, pad_id_of  # noqa: E402
+from unlearn_core.run.workspace import lab_workspace  # noqa: E402
 
 ALPHAS = (0.5, 1.0, 2.0, 5.0)
 

@@ -42,16 +42,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unlearn_core import registry  # noqa: E402
-from unlearn_core.audit import run_analysis  # noqa: E402
-from unlearn_core.forward import answer_logprob_sums  # noqa: E402
+from unlearn_core.analyses import registry  # noqa: E402
+from unlearn_core.checkpoints.memory import pick_device  # noqa: E402
 from unlearn_core.lab.tokenizer import train_tokenizer  # noqa: E402
 from unlearn_core.lab.world import make_world  # noqa: E402
-from unlearn_core.scoring import encode, length_batches, pad_id_of, right_pad, score_encoded  # noqa: E402
-from unlearn_core.store import ResultsStore  # noqa: E402
-from unlearn_core.threads import few_threads, model_params  # noqa: E402
+from unlearn_core.model.forward import answer_logprob_sums  # noqa: E402
+from unlearn_core.model.scoring import encode, length_batches, pad_id_of, right_pad, score_encoded  # noqa: E402
+from unlearn_core.model.threads import few_threads, model_params  # noqa: E402
+from unlearn_core.run.audit import run_analysis  # noqa: E402
+from unlearn_core.run.workspace import WorkspaceSpec  # noqa: E402
+from unlearn_core.store.results import ResultsStore  # noqa: E402
 from unlearn_core.types import ModelSet  # noqa: E402
-from unlearn_core.workspace import WorkspaceSpec, pick_device  # noqa: E402
 
 SIZES = ("tiny", "gpt2", "1b")
 UNLEARNED = ("unlearned_a", "unlearned_b", "unlearned_c")
@@ -349,7 +350,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                  {"part": "setup", "step": "load (WorkspaceSpec)", "seconds": m_load.seconds,
                   "peak_mib": m_load.peak_mib, "extra_mib": m_load.extra_mib}]
         log("forward pass: floor, batched, naive")
-        from unlearn_core.analyses.behaviour.result import ScorecardConfig
+        from unlearn_core.analyses.scorecard.result import ScorecardConfig
 
         rows += forward_rows(models, data, device, ScorecardConfig().batch_size, args.repeat)
         show(rows)

@@ -17,8 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unlearn_core.scoring import encode, pad_id_of, score_encoded  # noqa: E402
-from unlearn_core.workspace import lab_workspace  # noqa: E402
+from unlearn_core.model.scoring import encode, pad_id_of, score_encoded  # noqa: E402
+from unlearn_core.run.workspace import lab_workspace  # noqa: E402
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ first_audit() {  # first_audit REPORT stale: exit 0 if a first audit is due; fir
 import json, sys
 from dataclasses import asdict
 from pathlib import Path
-from unlearn_core.registry import DEFAULT_EVIDENCE_SET, get_spec
+from unlearn_core.analyses.registry import DEFAULT_EVIDENCE_SET, get_spec
 report, mode = Path(sys.argv[1]), sys.argv[2]
 stamp = report.parent / "defaults.json"
 want = json.loads(json.dumps({n: asdict(get_spec(n).default_config()) for n in DEFAULT_EVIDENCE_SET}, default=str))

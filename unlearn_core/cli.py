@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from unlearn_core.data import DataError
-from unlearn_core.workspace import CheckpointError
+from unlearn_core.checkpoints.source import CheckpointError
+from unlearn_core.data.sets import DataError
 
 
 def _parse_unlearned(values: list[str], flag: str = "--unlearned") -> tuple[tuple[str, str], ...]:
@@ -21,7 +21,7 @@ def _parse_unlearned(values: list[str], flag: str = "--unlearned") -> tuple[tupl
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from unlearn_core.registry import ANALYSES, DEFAULT_EVIDENCE_SET
+    from unlearn_core.analyses.registry import ANALYSES, DEFAULT_EVIDENCE_SET
 
     p = argparse.ArgumentParser(prog="python -m unlearn_core", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -102,7 +102,7 @@ ROOT_HELP = ("workspace root (default $UNLEARN_AUDIT_ROOT): every path argument 
 
 def _confine(args, names: tuple[str, ...]) -> None:
     """With a workspace root, every path argument resolved inside it (hub ids stay ids), else exit 2 saying which."""
-    from unlearn_core.guard import checkpoint_source, resolve_inside, store_location, workspace_root
+    from unlearn_core.checkpoints.guard import checkpoint_source, resolve_inside, store_location, workspace_root
 
     root = workspace_root(args.root)
     if root is None:
@@ -137,7 +137,7 @@ def _lab_build(args) -> int:
 def _truth(path: Path | None, spec) -> dict[str, str] | None:
     import json
 
-    from unlearn_core.workspace import planted_truth
+    from unlearn_core.run.workspace import planted_truth
 
     if path is None:
         return None
@@ -178,7 +178,7 @@ def _from_lab(args) -> None:
 def _rule(args):
     from dataclasses import replace
 
-    from unlearn_core.analyses.verdict import VerdictConfig
+    from unlearn_core.evidence.verdict import VerdictConfig
 
     changes = {k: v for k, v in (("suppressed_at", args.suppressed_at), ("partial_at", args.partial_at),
                                  ("n_boot", args.n_boot)) if v is not None}
@@ -188,9 +188,10 @@ def _rule(args):
 def _data_check(models, data, out: Path, store):
     """The data check runs before any analysis: OUT/data_check.csv (per item) and data_check_warnings.csv, and its
     warnings on stderr, so a forget set the original never knew is flagged before minutes of probes."""
-    from unlearn_core.data_check import SPEC, run_data_check
+    from unlearn_core.analyses.data_check import SPEC
+    from unlearn_core.run.jobs import plan_for, run_or_serve
 
-    check, _ = run_data_check(models, data, store)
+    check, _ = run_or_serve(plan_for(SPEC, models, data), models, data, store)
     for name, df in SPEC.tables(check).items():
         df.to_csv(out / f"{name}.csv", index=False)
     for s in check.splits:
@@ -232,7 +233,7 @@ def _ou_files(args, models, result) -> None:
 
     import pandas as pd
 
-    from unlearn_core.ou_format import compare_with_scorecard, load_ou, reference_scores, write_ou
+    from unlearn_core.data.ou_format import compare_with_scorecard, load_ou, reference_scores, write_ou
 
     if args.export_ou:
         for name in models.all():
@@ -264,8 +265,8 @@ def _ou_files(args, models, result) -> None:
 def _describe_adapters(spec) -> None:
     """Say which checkpoints are LoRA adapters and what base they are merged into, and how much memory the load
     needs against what is free (or budgeted), before minutes of loading."""
-    from unlearn_core.adapters import describe
-    from unlearn_core.workspace import memory_estimate, pick_device, plan_resident
+    from unlearn_core.checkpoints.adapters import describe
+    from unlearn_core.checkpoints.memory import memory_estimate, pick_device, plan_resident
 
     infos = spec.inspect()
     for name, info in infos.items():
@@ -277,7 +278,7 @@ def _describe_adapters(spec) -> None:
 
 
 def _max_memory(text: str | None):
-    from unlearn_core.placement import normalise_max_memory
+    from unlearn_core.checkpoints.placement import normalise_max_memory
 
     try:
         return normalise_max_memory(text)
@@ -288,15 +289,15 @@ def _max_memory(text: str | None):
 def _print_estimates(analyses, models, data, store, configs, jobs: int) -> dict:
     """Before minutes of probes: per analysis still to compute, its time scaled from this machine's records (returned
     too: they weigh the progress fraction)."""
-    from unlearn_core.audit import cost_estimates
-    from unlearn_core.timing import NO_RECORD, total
+    from unlearn_core.run.audit import cost_estimates
+    from unlearn_core.run.timing import NO_RECORD, total
 
     estimates = cost_estimates(analyses, models, data, store, configs)
     for name, est in estimates.items():
         print(f"estimate: {name}: {NO_RECORD if est is None else est.describe()}", file=sys.stderr)
     known = [e for e in estimates.values() if e is not None]
     if len(known) > 1:
-        from unlearn_core.eta import fmt_about
+        from unlearn_core.run.eta import fmt_about
 
         rest = "" if len(known) == len(estimates) else f" (+ {len(estimates) - len(known)} without a record)"
         serial = " in one process" if jobs > 1 else ""
@@ -305,9 +306,9 @@ def _print_estimates(analyses, models, data, store, configs, jobs: int) -> dict:
 
 
 def _audit(args) -> int:
-    from unlearn_core.items import PromptFormat
-    from unlearn_core.registry import ANALYSES, get_spec
-    from unlearn_core.workspace import WorkspaceSpec
+    from unlearn_core.analyses.registry import ANALYSES, get_spec
+    from unlearn_core.data.items import PromptFormat
+    from unlearn_core.run.workspace import WorkspaceSpec
 
     _confine(args, ("lab", "out", "store", "truth"))  # --lab first: the paths it fills in are checked below
     if args.lab is not None:
@@ -325,7 +326,7 @@ def _audit(args) -> int:
     for a in analyses:
         get_spec(a)
     rule = _rule(args)
-    from unlearn_core.series import expand_series
+    from unlearn_core.checkpoints.series_layout import expand_series
 
     series_steps = [st for n, d in _parse_unlearned(args.series or [], "--series")
                     for st in expand_series(n, d, args.series_every)]
@@ -341,22 +342,22 @@ def _audit(args) -> int:
     truth = _truth(args.truth, spec)
     pool = None
     if args.jobs > 1 and len(analyses) > 1 and not series_steps:  # workers start while this process loads
-        from unlearn_core.parallel import start_pool
+        from unlearn_core.run.parallel import start_pool
 
         pool = start_pool(args.jobs - 1, spec, args.accept_partial)
     try:
         return _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, pool)
     finally:
         if pool is not None:  # not handed to the pool's work (everything stored, or an error before): ended here
-            from unlearn_core.parallel import stop_pool
+            from unlearn_core.run.parallel import stop_pool
 
             stop_pool(pool)
 
 
 def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, pool) -> int:
-    from unlearn_core.audit import run_audit
-    from unlearn_core.numbers import fmt_rule
-    from unlearn_core.store import ResultsStore
+    from unlearn_core.evidence.numbers import fmt_rule
+    from unlearn_core.run.audit import run_audit
+    from unlearn_core.store.results import ResultsStore
 
     data = spec.load_data(accept_partial=args.accept_partial)
     if series_steps:  # the series are audited step by step below, each in its own set
@@ -371,19 +372,19 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
     args.out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(args.store or args.out / "results.sqlite")
 
-    from unlearn_core.eta import with_eta
-    from unlearn_core.timing import progress_weights
+    from unlearn_core.run.eta import with_eta
+    from unlearn_core.run.timing import progress_weights
 
     def show(frac: float, msg: str) -> None:
         print(f"[{frac:6.1%}] {msg}", file=sys.stderr, flush=True)
 
     progress = with_eta(show)
 
-    from unlearn_core.analyses.behaviour import ScorecardConfig
-    from unlearn_core.ou_format import load_ou
+    from unlearn_core.analyses.scorecard import ScorecardConfig
+    from unlearn_core.data.ou_format import load_ou
 
     args.import_eval_files = _parse_imports(args.import_eval)
-    from unlearn_core.guard import resolve_inside, workspace_root
+    from unlearn_core.checkpoints.guard import resolve_inside, workspace_root
 
     root = workspace_root(args.root)
     if root is not None:  # the same path guard as every other path argument
@@ -405,7 +406,7 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
     # worker's start (imports, loading every checkpoint) is seconds, reading a stored result is milliseconds
     pooled = args.jobs > 1 and len(estimates) > 1
     if pooled:
-        from unlearn_core.parallel import prefill_store
+        from unlearn_core.run.parallel import prefill_store
 
         prefill_store(spec, list(estimates), store.path, args.jobs, configs, args.accept_partial, progress,
                       {a: e.seconds for a, e in estimates.items() if e is not None}, local=(models, data), pool=pool)
@@ -413,7 +414,7 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
                        configs=configs, weights=None if pooled else weights)
     _add_data_check(args.out, check)
     if args.import_eval_files or args.export_ou:
-        from unlearn_core.audit import get_analysis, run_analysis
+        from unlearn_core.run.audit import get_analysis, run_analysis
 
         result, _ = run_analysis(get_analysis("scorecard"), models, data, store, config=scorecard_cfg)
         _ou_files(args, models, result)
@@ -440,10 +441,10 @@ def _series(args, steps, data, analyses, store, rule, configs, models, progress)
     OUT/series.csv, and the table on stdout."""
     import math
 
-    from unlearn_core.numbers import fmt_rule
-    from unlearn_core.series import SeriesAuditor
+    from unlearn_core.evidence.numbers import fmt_rule
+    from unlearn_core.run.series import SeriesAuditor
+    from unlearn_core.run.workspace import WorkspaceSpec
     from unlearn_core.types import ModelSet
-    from unlearn_core.workspace import WorkspaceSpec
 
     spec = WorkspaceSpec(original=args.original, unlearned=tuple((s.name, s.path) for s in steps),
                          forget=args.forget, retain_only=args.retain_model, device=args.device,

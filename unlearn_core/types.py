@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from unlearn_core.items import PromptFormat, QAItem
+from unlearn_core.data.items import PromptFormat, QAItem
 
 ROLES = ("original", "unlearned", "retain_only")
+# progress(fraction done in [0, 1], what is being done): every long computation reports through one of these
+Progress = Callable[[float, str], None]
 
 
 @dataclass(eq=False)

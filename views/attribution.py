@@ -8,7 +8,7 @@ from views._shared.analysis_page import render
 
 
 def plots(result) -> list:
-    from unlearn_core.viz.plot_attribution import plot_key_share, plot_token_heatmap
+    from unlearn_core.analyses.attribution.plots import plot_key_share, plot_token_heatmap
 
     st.markdown("**One prompt, token by token**")
     c1, c2, c3, c4 = st.columns(4)
@@ -20,6 +20,6 @@ def plots(result) -> list:
     return [plot_key_share(result, method=method), plot_token_heatmap(result, item, model, split, method)]
 
 
-render("attribution", "unlearn_core.analyses.attribution", plots=plots, main=("methods", "splits", "ig_steps"),
+render("attribution", plots=plots, main=("methods", "splits", "ig_steps"),
        intro=("Which prompt tokens drive the answer; an unlearned model that still leans on the entity's keywords "
               "may only be suppressing the answer."))

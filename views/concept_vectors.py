@@ -8,7 +8,7 @@ from views._shared.analysis_page import render
 
 
 def plots(result) -> list:
-    from unlearn_core.viz.plot_concept_vectors import (
+    from unlearn_core.analyses.concept_vectors.plots import (
         plot_ablation,
         plot_layer_weight_change,
         plot_locate_scores,
@@ -23,6 +23,6 @@ def plots(result) -> list:
     return figs
 
 
-render("concept_vectors", "unlearn_core.analyses.concept_vectors", plots=plots, main=("concepts",),
+render("concept_vectors", plots=plots, main=("concepts",),
        intro=("Locates the MLP value vectors that write each forgotten concept and checks whether unlearning "
               "changed them or only the layers after them."))

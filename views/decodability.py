@@ -8,7 +8,11 @@ from views._shared.analysis_page import render
 
 
 def plots(result) -> list:
-    from unlearn_core.viz.plot_decodability import LAYER_METRICS, plot_decodability_layers, plot_decodability_summary
+    from unlearn_core.analyses.decodability.plots import (
+        LAYER_METRICS,
+        plot_decodability_layers,
+        plot_decodability_summary,
+    )
 
     shown = ("forget_acc", "forget_minus_holdout_acc", "forget_p", "holdout_acc", "retain_cv_acc")
     metric = st.radio("Per-block measure", shown, format_func=lambda m: LAYER_METRICS[m].split(" (")[0],
@@ -20,7 +24,7 @@ def plots(result) -> list:
     return [plot_decodability_layers(result, metric), plot_decodability_summary(result)]
 
 
-render("decodability", "unlearn_core.analyses.decodability", plots=plots, main=("layer", "c_grid"),
+render("decodability", plots=plots, main=("layer", "c_grid"),
        intro=("Fits a linear probe on each checkpoint's OWN hidden states of retain facts (last prompt token, every "
               "block) to predict the first answer token, then reads the forget and holdout facts with it. Nothing "
               "from the original is injected, so a retrained model cannot be 'restored': forget facts decoded "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from unlearn_core.analyses.behaviour import ScorecardConfig
-from unlearn_core.audit import get_analysis
-from unlearn_core.drilldown import REC_PREFIX, filter_drilldown, item_drilldown
+from unlearn_core.analyses.scorecard import ScorecardConfig
+from unlearn_core.report.drilldown import REC_PREFIX, filter_drilldown, item_drilldown
+from unlearn_core.run.audit import get_analysis
 from views._shared import evidence, export, state
 from views._shared.header import page_header
 

@@ -3,7 +3,7 @@ the workspace's original and reference, to see when a run starts to look forgott
 inside falls with it (deletion) or stays (suppression).
 
 Stored steps are read from the results store by hash on every run of the page (no model loaded); the button computes
-only the steps the store does not have, through unlearn_core.series, the CLI's --series code path.
+only the steps the store does not have, through unlearn_core.run.series, the CLI's --series code path.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from unlearn_core.analyses.verdict import VerdictConfig
-from unlearn_core.guard import PathOutsideRoot, checkpoint_source, workspace_root
-from unlearn_core.registry import ANALYSES, DEFAULT_EVIDENCE_SET
-from unlearn_core.series import SeriesAuditor, expand_series, series_table
-from unlearn_core.viz.plot_dynamics import plot_dynamics
-from unlearn_core.workspace import CheckpointError
+from unlearn_core.analyses.registry import ANALYSES, DEFAULT_EVIDENCE_SET
+from unlearn_core.checkpoints.guard import PathOutsideRoot, checkpoint_source, workspace_root
+from unlearn_core.checkpoints.series_layout import expand_series
+from unlearn_core.checkpoints.source import CheckpointError
+from unlearn_core.evidence.verdict import VerdictConfig
+from unlearn_core.report.plot_dynamics import plot_dynamics
+from unlearn_core.run.series import SeriesAuditor, series_table
 from views._shared import export, state
 from views._shared.header import page_header
 

@@ -10,12 +10,12 @@ METRICS = {"forget_acc": "forget accuracy", "forget_p": "forget answer probabili
 
 
 def plots(result) -> list:
-    from unlearn_core.viz.plot_robustness import plot_bucket_changes, plot_quantization
+    from unlearn_core.analyses.quantization.plots import plot_bucket_changes, plot_quantization
 
     metric = st.radio("Measure", list(METRICS), format_func=METRICS.get, horizontal=True, key="quant_metric")
     return [plot_quantization(result, metric), plot_bucket_changes(result)]
 
 
-render("quantization", "unlearn_core.analyses.quantization", plots=plots, main=("bits", "bnb", "bucket_bits"),
+render("quantization", plots=plots, main=("bits", "bnb", "bucket_bits"),
        intro=("Small weight updates can vanish under 4/8-bit quantization; forgotten answers that return were "
               "suppressed by tiny changes."))

@@ -8,7 +8,7 @@ from views._shared.analysis_page import render
 def plots(result) -> list:
     import streamlit as st
 
-    from unlearn_core.viz.plot_robustness import plot_relearning, relearning_curve_stats
+    from unlearn_core.analyses.relearning.plots import plot_relearning, relearning_curve_stats
 
     st.dataframe(relearning_curve_stats(result), hide_index=True, width="stretch", key="relearning_curve_stats",
                  column_config={k: st.column_config.NumberColumn(format="%.3f")
@@ -18,6 +18,6 @@ def plots(result) -> list:
     return [plot_relearning(result)]
 
 
-render("relearning", "unlearn_core.analyses.relearning", plots=plots, main=("steps", "lr", "learn_fraction"),
+render("relearning", plots=plots, main=("steps", "lr", "learn_fraction"),
        intro=("Fine-tunes on part of the forget set and measures the held-out part: fast recovery means the "
               "knowledge was still there."))

@@ -10,7 +10,7 @@ LENS_METRICS = {"top1_share": "share at rank 1", "mean_prob": "mean probability"
 
 
 def plots(result) -> list:
-    from unlearn_core.viz.plot_robustness import plot_cka, plot_logit_lens
+    from unlearn_core.analyses.representation.plots import plot_cka, plot_logit_lens
 
     figs = [plot_cka(result)]
     if result.config.logit_lens:
@@ -22,7 +22,7 @@ def plots(result) -> list:
     return figs
 
 
-render("representation", "unlearn_core.analyses.representation", plots=plots,
+render("representation", plots=plots,
        main=("pooling", "lens_head", "logit_lens"),
        intro=("Compares hidden states with the original layer by layer, and reads the answer out of intermediate "
               "layers: an answer visible mid-network but not at the output is suppressed."))

@@ -13,8 +13,8 @@ VARIANTS = {"inject": "inject the original's feature values", "scale": "scale th
 def _sweep(result) -> list:
     """Restoration at every block output: each layer is an ordinary stored run (nothing is computed twice)."""
     from unlearn_core.analyses.sae_restoration import sweep_configs, sweep_frame
-    from unlearn_core.audit import get_analysis
-    from unlearn_core.viz.plot_restoration import plot_layer_sweep
+    from unlearn_core.analyses.sae_restoration.plots import plot_layer_sweep
+    from unlearn_core.run.audit import get_analysis
 
     configs = sweep_configs(result.config, result.n_layers)
     found = [result if c.layer == result.layer else state.stored_result("sae_restoration", c)[0] for c in configs]
@@ -41,8 +41,7 @@ def _sweep(result) -> list:
 
 
 def plots(result) -> list:
-    from unlearn_core.viz.plot_restoration import plot_dose_response
-    from unlearn_core.viz.plot_verdict import plot_expert_activation
+    from unlearn_core.analyses.sae_restoration.plots import plot_dose_response, plot_expert_activation
 
     q = result.sae_quality
     trained = f"trained in {q.train_seconds:.1f} s" if q.train_seconds else "loaded"
@@ -55,7 +54,7 @@ def plots(result) -> list:
     return [plot_dose_response(result, variant=variant), plot_expert_activation(result), *_sweep(result)]
 
 
-render("sae_restoration", "unlearn_core.analyses.sae_restoration", plots=plots,
+render("sae_restoration", plots=plots,
        main=("layer", "alphas", "n_fact_features", "n_expert", "headline_alpha"),
        intro=("Trains a sparse autoencoder on the original's activations and re-injects each forgotten fact's own "
               "features (solid; the forget set's shared concept features dotted, random features dashed) into "

@@ -7,18 +7,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from unlearn_core.analyses.behaviour import DEFINITIONS, MIA_TEXT_MODES, OU, OWN, ScorecardConfig
-from unlearn_core.audit import get_analysis
-from unlearn_core.guard import PathOutsideRoot, resolve_inside, workspace_root
-from unlearn_core.ou_format import (
-    OUFormatError,
-    compare_with_scorecard,
-    load_ou,
-    reference_scores,
-    scorecard_to_ou_eval,
-    summary_of_eval,
-)
-from unlearn_core.viz.plot_scorecard import (
+from unlearn_core.analyses.scorecard import DEFINITIONS, MIA_TEXT_MODES, OU, OWN, ScorecardConfig
+from unlearn_core.analyses.scorecard.plots import (
     MIA_LABELS,
     SPLIT_METRICS,
     plot_mia_auc,
@@ -26,6 +16,16 @@ from unlearn_core.viz.plot_scorecard import (
     plot_roc,
     plot_split_metric,
 )
+from unlearn_core.checkpoints.guard import PathOutsideRoot, resolve_inside, workspace_root
+from unlearn_core.data.ou_format import (
+    OUFormatError,
+    compare_with_scorecard,
+    load_ou,
+    reference_scores,
+    scorecard_to_ou_eval,
+    summary_of_eval,
+)
+from unlearn_core.run.audit import get_analysis
 from unlearn_core.viz.theme import checkpoint_colors, checkpoint_order
 from views._shared import cost, export, state
 from views._shared.header import page_header
@@ -89,7 +89,8 @@ with st.expander("Settings", icon=":material/tune:"):
 if state.was_stopped(PAGE):
     st.warning("Stopped. Nothing was written to the results store; run again to compute it.")
 
-result, key = state.stored_result(analysis.name, cfg, ws)
+result, job = state.stored_result(analysis.name, cfg, ws)
+key = job.key
 timing = st.session_state.get("scorecard_timing", {})
 if result is None:
     prompt = st.empty()

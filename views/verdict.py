@@ -2,7 +2,7 @@
 
 Reads every result already in the results store for this workspace, runs what is missing on request (the default
 evidence set first, the CLI's default too; the slower probes on demand) and applies the calibrated rule of
-unlearn_core.analyses.verdict through the CLI's own code path (audit.verdict_from_results).
+unlearn_core.evidence.verdict through the CLI's own code path (audit.verdict_from_results).
 """
 
 from __future__ import annotations
@@ -10,21 +10,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from unlearn_core.analyses.verdict import COUNTED_BY_DEFAULT, NOT_COUNTED_WHY, VerdictConfig
-from unlearn_core.audit import get_analysis
-from unlearn_core.data_check import verdict_before_audit
-from unlearn_core.numbers import verdict_reading
-from unlearn_core.paper import verdict_table_latex
-from unlearn_core.registry import ANALYSES, all_evidence
-from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
-from unlearn_core.workspace import planted_truth
+from unlearn_core.analyses.data_check import verdict_before_audit
+from unlearn_core.analyses.registry import ANALYSES, all_evidence, default_counted
+from unlearn_core.evidence.numbers import verdict_reading
+from unlearn_core.evidence.plots import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
+from unlearn_core.evidence.verdict import VerdictConfig
+from unlearn_core.report.paper import verdict_table_latex
+from unlearn_core.run.audit import get_analysis
+from unlearn_core.run.workspace import planted_truth
 from views._shared import cost, datacheck, evidence, export, state
 from views._shared.header import page_header
 
 PAGE = "verdict"
 NUM = st.column_config.NumberColumn(format="%.3f")
-
-
 
 ws, bundle_slot = page_header(
     PAGE, "Suppression vs deletion",
@@ -57,10 +55,11 @@ with st.expander("Verdict rule", icon=":material/rule:"):
     sup = c2.slider("Suppressed if the interval's lower bound >=", 0.0, 1.0, d.suppressed_at, 0.05, key="vd_sup")
     part = c3.slider("Partially suppressed if the lower bound >=", 0.0, 1.0, min(d.partial_at, sup), 0.05,
                      key="vd_part")
-    keys = st.multiselect("Evidence that counts", list(EVIDENCE), [k for k in COUNTED_BY_DEFAULT if k in EVIDENCE],
+    keys = st.multiselect("Evidence that counts", list(EVIDENCE), [k for k in default_counted() if k in EVIDENCE],
                           format_func=lambda k: EVIDENCE.get(k, k), key="vd_keys")
-    for k, why in NOT_COUNTED_WHY.items():
-        st.caption(f"Not counted by default: **{k}**: {why}.")
+    for k, (_, ev) in all_evidence().items():
+        if not ev.counted:
+            st.caption(f"Not counted by default: **{k}**: {ev.why_not}.")
     try:
         rule = VerdictConfig(float(ratio), float(sup), float(part), tuple(keys))
     except ValueError as e:
@@ -158,8 +157,8 @@ export.table(verdict.evidence_frame(), "verdict evidence", "verdict_evidence_tab
 
 truth = planted_truth(ws.spec)
 if truth:
-    from unlearn_core.registry import collect_evidence_items
-    from unlearn_core.validity import probe_validity
+    from unlearn_core.analyses.registry import collect_evidence_items
+    from unlearn_core.evidence.validity import probe_validity
 
     st.subheader("Probe validity on the planted controls")
     st.caption("Truth is known for the demo lab's planted controls ("
@@ -181,8 +180,7 @@ if truth:
                        f"weakest lower bound {r.suppressed_worst:.2f}, deletion controls' strongest upper bound "
                        f"{r.deletion_worst:.2f}).")
 if "sae_restoration" in stored:
-    from unlearn_core.viz.plot_restoration import plot_dose_response
-    from unlearn_core.viz.plot_verdict import plot_expert_activation
+    from unlearn_core.analyses.sae_restoration.plots import plot_dose_response, plot_expert_activation
 
     sae = stored["sae_restoration"].result
     st.subheader("Restoration: steering the original's SAE features back in")

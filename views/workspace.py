@@ -1,6 +1,6 @@
 """Workspace: which checkpoints and which forget / retain / holdout sets this audit compares.
 
-Every typed path (checkpoint folders, results store) goes through unlearn_core.guard before anything reads it: with a
+Every typed path (checkpoint folders, results store) goes through checkpoints.guard before anything reads it: with a
 workspace root (UNLEARN_AUDIT_ROOT) a path outside it is refused here, and Apply stays disabled.
 """
 
@@ -12,12 +12,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from unlearn_core.adapters import describe
-from unlearn_core.data import DataError, example_files, load_items
-from unlearn_core.guard import PathOutsideRoot, checkpoint_source, store_location, workspace_root
-from unlearn_core.items import PromptFormat
-from unlearn_core.placement import normalise_max_memory
-from unlearn_core.workspace import CheckpointError, WorkspaceSpec
+from unlearn_core.checkpoints.adapters import describe
+from unlearn_core.checkpoints.guard import PathOutsideRoot, checkpoint_source, store_location, workspace_root
+from unlearn_core.checkpoints.placement import normalise_max_memory
+from unlearn_core.checkpoints.source import CheckpointError
+from unlearn_core.data.items import PromptFormat
+from unlearn_core.data.sets import DataError, example_files, load_items
+from unlearn_core.run.workspace import WorkspaceSpec
 from views._shared import sidebar, state
 
 SPLITS = {"forget": "Forget set", "retain": "Retain set", "holdout": "Holdout set (non-members for MIA)"}

@@ -9,11 +9,11 @@ import sqlite3
 import pytest
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
-from unlearn_core.analyses.behaviour import ScorecardConfig
-from unlearn_core.audit import get_analysis, run_analysis
-from unlearn_core.store import ResultsStore
+from unlearn_core.analyses.scorecard import ScorecardConfig
+from unlearn_core.run.audit import get_analysis, run_analysis
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.results import ResultsStore
 from unlearn_core.types import AuditData
-from unlearn_core.workspace import lab_workspace
 
 pytestmark = pytest.mark.lab
 
@@ -48,14 +48,25 @@ def test_stopped_scorecard_writes_nothing_and_store_stays_usable(tiny_lab, tmp_p
 
 
 def test_store_key_from_folders_matches_loaded_models(tiny_lab, monkeypatch):
-    """The dashboard finds stored results without loading models; its key must equal audit.result_key's."""
-    from unlearn_core.audit import result_key
-    from unlearn_core.hashing import hash_config
-    from unlearn_core.store import make_key
+    """The dashboard finds stored results without loading models (the page's own plan, from the folders' hashes);
+    its key must equal the one the CLI computes with the models loaded, for an analysis whose config resolves
+    against the model (a layer) too."""
+    from unlearn_core.analyses.sae_restoration import RestorationConfig
+    from unlearn_core.run.audit import result_key
     from views._shared import state
 
     spec = lab_workspace(tiny_lab, unlearned=["ga", "rmu"])
     ws = state.Workspace(spec, spec.load_data(), str(tiny_lab / "unused.sqlite"))
-    cfg = ScorecardConfig()
-    fast = make_key("scorecard", state.checkpoint_hashes(ws), ws.data.hash, hash_config(cfg))
-    assert fast == result_key("scorecard", spec.load_models(), ws.data, cfg)
+
+    def no_load(*a, **k):
+        raise AssertionError("the page planned its job by loading the models")
+
+    monkeypatch.setattr(state, "models", no_load)
+    fast = {name: state.plan(name, cfg, ws) for name, cfg in (("scorecard", ScorecardConfig()),
+                                                               ("sae_restoration", RestorationConfig()))}
+    monkeypatch.undo()
+    models = spec.load_models()
+    assert fast["scorecard"].key == result_key("scorecard", models, ws.data, ScorecardConfig())
+    assert fast["sae_restoration"].key == result_key("sae_restoration", models, ws.data, RestorationConfig())
+    assert fast["sae_restoration"].config.layer is not None  # resolved from config.json, not left at "auto"
+    assert fast["scorecard"].key != fast["sae_restoration"].key

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.app.apptest_helpers import no_exception, texts
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.run.workspace import lab_workspace
 
 pytestmark = pytest.mark.lab
 
@@ -21,9 +21,9 @@ def _use(app, tiny_lab, unlearned: list[str]) -> None:
 
 
 def test_headline_page_estimates_the_next_run_from_the_first(app, app_env, tiny_lab):
-    from unlearn_core.eta import fmt_about
-    from unlearn_core.store import ResultsStore
-    from unlearn_core.timing import NO_RECORD
+    from unlearn_core.run.eta import fmt_about
+    from unlearn_core.run.timing import NO_RECORD
+    from unlearn_core.store.results import ResultsStore
     from views._shared.evidence import FAST
 
     _use(app, tiny_lab, ["ga"])

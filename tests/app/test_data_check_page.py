@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from tests.app.apptest_helpers import frame, no_exception, texts
-from unlearn_core.items import QAItem
+from unlearn_core.data.items import QAItem
 
 pytestmark = pytest.mark.lab
 

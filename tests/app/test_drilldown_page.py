@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.app.apptest_helpers import frame, no_exception, texts
-from unlearn_core.drilldown import REC_PREFIX
+from unlearn_core.report.drilldown import REC_PREFIX
 
 pytestmark = pytest.mark.lab
 

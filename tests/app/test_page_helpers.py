@@ -23,7 +23,7 @@ def test_page_zip_holds_every_chart_in_every_format_and_every_table():
     import pandas as pd
     import pytest
 
-    from unlearn_core.export import find_chrome
+    from unlearn_core.report.export import find_chrome
     from views._shared.export import _bundle_bytes
 
     if find_chrome() is None:

@@ -11,7 +11,7 @@ import pytest
 from tests.app.apptest_helpers import frame as _frame
 from tests.app.apptest_helpers import no_exception as _no_exception
 from tests.app.apptest_helpers import texts as _texts
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.run.workspace import lab_workspace
 
 pytestmark = pytest.mark.lab
 
@@ -85,7 +85,7 @@ def test_headline_page_default_evidence_verdicts(app, tiny_lab):
     _no_exception(app)
     assert "Suppression vs deletion" in [t.value for t in app.title]
     assert app.button(key="run_verdict_fast").label == \
-        "Run scorecard + decodability + patching + relearning + update revert"
+        "Run scorecard + decodability + patching + update revert + relearning"
     app.button(key="run_verdict_fast").click().run()
     _no_exception(app)
     verdicts = _frame(app, "model", "verdict", "looks_forgotten", "retention_excess", "ci_low", "ci_high", "control")

@@ -6,8 +6,14 @@ import math
 
 import pandas as pd
 
-from unlearn_core.analyses.behaviour import SUMMARY_COLUMNS
-from unlearn_core.viz.plot_scorecard import SPLIT_METRICS, plot_mia_auc, plot_model_metric, plot_roc, plot_split_metric
+from unlearn_core.analyses.scorecard import SUMMARY_COLUMNS
+from unlearn_core.analyses.scorecard.plots import (
+    SPLIT_METRICS,
+    plot_mia_auc,
+    plot_model_metric,
+    plot_roc,
+    plot_split_metric,
+)
 from unlearn_core.viz.theme import checkpoint_colors
 
 

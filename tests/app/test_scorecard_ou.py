@@ -26,7 +26,7 @@ def test_definition_switch_and_ou_import(app, tmp_path):
 
     # export from the page's own result, import it back by path: every matched difference is zero
     result = next(iter(app.session_state["results"].values()))
-    from unlearn_core.ou_format import scorecard_to_ou_eval
+    from unlearn_core.data.ou_format import scorecard_to_ou_eval
 
     path = tmp_path / "TOFU_EVAL.json"
     path.write_text(json.dumps(scorecard_to_ou_eval(result, "ga")))

@@ -47,11 +47,12 @@ def test_checkpoints_that_do_not_fit_are_loaded_one_at_a_time(app, tiny_lab, mon
     import torch
 
     from tests.app.apptest_helpers import texts
-    from unlearn_core import workspace as ws
+    from unlearn_core.checkpoints import memory
+    from unlearn_core.run import workspace as ws
 
     infos = ws.lab_workspace(tiny_lab, unlearned=["ga", "rmu"]).inspect()
-    per = max(int(b * 1.2) for b in ws.weight_bytes(infos, torch.float32).values())
-    monkeypatch.setattr(ws, "available_bytes", lambda device: int(3.5 * per / 0.8))
+    per = max(int(b * 1.2) for b in memory.weight_bytes(infos, torch.float32).values())
+    monkeypatch.setattr(memory, "available_bytes", lambda device: int(3.5 * per / 0.8))
     app.multiselect(key="lab_unlearned").set_value(["ga", "rmu"]).run()
     app.radio(key="src_retain").set_value("None").run()
     app.button(key="apply").click().run()
@@ -68,7 +69,7 @@ def test_checkpoints_that_do_not_fit_are_loaded_one_at_a_time(app, tiny_lab, mon
 def test_a_new_memory_plan_reloads_the_checkpoints_a_new_data_file_does_not(tiny_lab):
     from dataclasses import replace
 
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.run.workspace import lab_workspace
     from views._shared.state import spec_key
 
     spec = lab_workspace(tiny_lab)

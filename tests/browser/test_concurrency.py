@@ -47,9 +47,9 @@ def test_two_sessions_run_analyses_at_once_with_the_numbers_of_each_alone(server
     con = sqlite3.connect(store_path)
     assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     con.close()
-    from unlearn_core.audit import get_analysis, run_analysis
-    from unlearn_core.store import ResultsStore
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.run.audit import get_analysis, run_analysis
+    from unlearn_core.run.workspace import lab_workspace
+    from unlearn_core.store.results import ResultsStore
 
     spec = lab_workspace(tiny_lab, device="cpu")  # the app's default workspace: the whole demo lab
     models, data = spec.load_models(), spec.load_data()

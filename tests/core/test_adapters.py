@@ -11,8 +11,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.fixtures.checkpoints import random_gpt2, train_lora_ga
-from unlearn_core.adapters import checkpoint_hash, describe, is_adapter_folder
-from unlearn_core.workspace import CheckpointError, WorkspaceSpec, inspect_checkpoint, load_model, pick_device
+from unlearn_core.checkpoints.adapters import checkpoint_hash, describe, is_adapter_folder
+from unlearn_core.checkpoints.inspect import inspect_checkpoint
+from unlearn_core.checkpoints.load import load_model
+from unlearn_core.checkpoints.memory import pick_device
+from unlearn_core.checkpoints.source import CheckpointError
+from unlearn_core.run.workspace import WorkspaceSpec
 
 pytestmark = pytest.mark.lab
 

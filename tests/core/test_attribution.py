@@ -19,19 +19,19 @@ from unlearn_core.analyses.attribution import (
     leave_one_out,
     prompt_layout,
 )
-from unlearn_core.analyses.keyword_emphasis import (
+from unlearn_core.analyses.keyword_recovery import (
     KeywordEmphasisConfig,
     attributed_keywords,
     compute_keyword_emphasis,
     emphasise,
     recovery_rate,
 )
-from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate
-from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.registry import get_spec
-from unlearn_core.scoring import Encoded, score_encoded
+from unlearn_core.analyses.registry import get_spec
+from unlearn_core.evidence.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate
+from unlearn_core.model.scoring import Encoded, score_encoded
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.codec import decode_result, encode_result
 from unlearn_core.types import LoadedModel, ModelSet
-from unlearn_core.workspace import lab_workspace
 
 # ---------------------------------------------------------------- a model whose answer depends on ONE prompt token
 

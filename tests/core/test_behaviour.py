@@ -18,8 +18,8 @@ from rouge_score import rouge_scorer
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from unlearn_core.analyses import text_scores
-from unlearn_core.analyses.behaviour import (
+from unlearn_core.analyses.common import text_scores
+from unlearn_core.analyses.scorecard import (
     ITEM_COLUMNS,
     SUMMARY_COLUMNS,
     ScorecardConfig,
@@ -35,8 +35,8 @@ from unlearn_core.analyses.behaviour import (
     truth_ratio,
     wilson_interval,
 )
-from unlearn_core.items import PromptFormat, QAItem
-from unlearn_core.scoring import Encoded, encode, score_encoded
+from unlearn_core.data.items import PromptFormat, QAItem
+from unlearn_core.model.scoring import Encoded, encode, score_encoded
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
 FORGET = (
@@ -384,8 +384,8 @@ def test_bfloat16_model_runs_and_agrees(toy, result):
 
 
 def test_scorecard_spec_is_declared_in_its_module(result):
-    from unlearn_core import registry
-    from unlearn_core.analyses import behaviour
+    from unlearn_core.analyses import registry
+    from unlearn_core.analyses import scorecard as behaviour
 
     spec = registry.get_spec("scorecard")
     assert spec is behaviour.SPEC and spec.title == "Behavioural scorecard" and spec.evidence == ()

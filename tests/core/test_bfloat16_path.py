@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearn_core import registry
-from unlearn_core.audit import run_audit
+from unlearn_core.analyses import registry
+from unlearn_core.run.audit import run_audit
 
 pytestmark = pytest.mark.lab
 
 
 def test_every_analysis_runs_in_bfloat16_and_the_planted_truth_holds(tiny_lab, tmp_path, monkeypatch):
-    import unlearn_core.workspace as ws
+    import unlearn_core.run.workspace as ws
 
     monkeypatch.setattr(ws, "pick_device", lambda device="auto", max_memory=None: (torch.device("cpu"),
                                                                                    torch.bfloat16))

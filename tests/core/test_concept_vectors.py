@@ -17,18 +17,15 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from unlearn_core import arch, registry
-from unlearn_core.analyses.concept_vectors import (
-    ConceptVectorsConfig,
-    ConceptVectorsResult,
-    compute_concept_vectors,
-)
+from unlearn_core.analyses import registry
+from unlearn_core.analyses.concept_vectors import ConceptVectorsConfig, ConceptVectorsResult, compute_concept_vectors
 from unlearn_core.analyses.concept_vectors.ablation import score_under_edits, zero_ablation_attribution, zero_edit
 from unlearn_core.analyses.concept_vectors.change import column_change, per_layer_change, weight_change
 from unlearn_core.analyses.concept_vectors.locate import concept_items, locate_scores, top_candidates, word_token_ids
-from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.scoring import encode, pad_id_of, score_encoded
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.model import arch
+from unlearn_core.model.scoring import encode, pad_id_of, score_encoded
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.codec import decode_result, encode_result
 
 VOCAB, TOKEN, LAYER, NEURON = 97, 41, 1, 13
 

@@ -26,7 +26,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TOKENIZER
 # a child that writes results as fast as it can, printing each key only after put() returned (committed)
 WRITER = """
 import hashlib, sys
-from unlearn_core.store import ResultsStore
+from unlearn_core.store.results import ResultsStore
 store, i = ResultsStore(sys.argv[1]), int(sys.argv[2])
 print("ready", flush=True)
 while True:
@@ -92,7 +92,7 @@ def test_store_writes_killed_at_random_points_keep_every_committed_result(tmp_pa
         assert not torn, f"run {run}: results with damaged payloads: {torn[:5]}"
         assert len(stored) - len(committed) <= run + 1  # per run at most the one whose commit raced the kill
     assert len(committed) >= 5, "the writer never got to commit: the kills hit nothing"
-    from unlearn_core.store import ResultsStore
+    from unlearn_core.store.results import ResultsStore
 
     with ResultsStore(db) as store:  # the store opens and takes writes after all of that
         store.put("after", b"x", analysis="a", checkpoints={}, data_hash="d", config_hash="c")
@@ -113,13 +113,13 @@ def test_cli_audit_killed_mid_run_leaves_a_sound_store_and_a_rerun_completes(tin
     out = tmp_path / "audit"
     out.mkdir()
     db = out / "results.sqlite"
-    from unlearn_core.store import ResultsStore
+    from unlearn_core.store.results import ResultsStore
 
     with ResultsStore(db) as store:  # an earlier result that must survive whatever happens next
         store.put("earlier", b"earlier result", analysis="earlier", checkpoints={"m": "h"}, data_hash="d",
                   config_hash="c")
     analyses = "scorecard"  # two store writes per run: the data check, then the scorecard
-    from unlearn_core import data_check, registry  # registers every result type the audit may have stored
+    from unlearn_core.analyses import data_check, registry  # registers every result type the audit may have stored
 
     for name in analyses.split(","):
         registry.get_spec(name)

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from unlearn_core.data import MAX_FIELD_CHARS, DataError, LoadReport, example_files, load_items, save_jsonl
-from unlearn_core.items import QAItem
+from unlearn_core.data.items import QAItem
+from unlearn_core.data.sets import MAX_FIELD_CHARS, DataError, LoadReport, example_files, load_items, save_jsonl
 
 
 def _jsonl(*rows) -> bytes:

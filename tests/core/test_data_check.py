@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.data_check import DataCheckConfig, compute_data_check, verdict_before_audit
-from unlearn_core.items import PromptFormat, QAItem
+from unlearn_core.analyses.data_check import DataCheckConfig, compute_data_check, verdict_before_audit
+from unlearn_core.data.items import PromptFormat, QAItem
+from unlearn_core.store.codec import decode_result, encode_result
 
 pytestmark = pytest.mark.lab
 
@@ -20,7 +20,7 @@ UNKNOWN = tuple(QAItem(q, a, line=i + 1) for i, (q, a) in enumerate([
 
 @pytest.fixture(scope="module")
 def lab(tiny_lab):
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.run.workspace import lab_workspace
 
     spec = lab_workspace(tiny_lab, unlearned=["ga"], device="cpu")
     return spec.load_models(), spec.load_data()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unlearn_core.data import DataError, load_items
+from unlearn_core.data.sets import DataError, load_items
 
 
 def test_quoted_multiline_cell_keeps_file_line_numbers(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unlearn_core import arch
 from unlearn_core.analyses.decodability import (
     SPEC,
     DecodabilityConfig,
@@ -18,17 +17,18 @@ from unlearn_core.analyses.decodability import (
     compute_decodability,
     headline_layer,
 )
-from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate
-from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.recovery import recovery_rate
-from unlearn_core.types import LoadedModel, ModelSet
-from unlearn_core.viz.plot_decodability import (
+from unlearn_core.analyses.decodability.plots import (
     LAYER_METRICS,
     layers_long,
     plot_decodability_layers,
     plot_decodability_summary,
 )
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.evidence.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate
+from unlearn_core.evidence.recovery import recovery_rate
+from unlearn_core.model import arch
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.codec import decode_result, encode_result
+from unlearn_core.types import LoadedModel, ModelSet
 
 pytestmark = pytest.mark.lab
 
@@ -166,7 +166,7 @@ def test_result_round_trips_through_the_codec(result):
 
 
 def test_spec_is_registered_with_a_self_contained_control(result):
-    from unlearn_core.registry import collect_evidence_items, get_spec
+    from unlearn_core.analyses.registry import collect_evidence_items, get_spec
 
     spec = get_spec("decodability")
     assert spec is SPEC and spec.title == "Decodability probe (retain-trained linear probe)"

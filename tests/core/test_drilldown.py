@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from unlearn_core.analyses.behaviour import ScorecardConfig, compute_scorecard
-from unlearn_core.audit import get_analysis, run_analysis
-from unlearn_core.drilldown import REC_PREFIX, filter_drilldown, item_drilldown
-from unlearn_core.recovery import recovery_rate
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.analyses.scorecard import ScorecardConfig, compute_scorecard
+from unlearn_core.evidence.recovery import recovery_rate
+from unlearn_core.report.drilldown import REC_PREFIX, filter_drilldown, item_drilldown
+from unlearn_core.run.audit import get_analysis, run_analysis
+from unlearn_core.run.workspace import lab_workspace
 
 pytestmark = pytest.mark.lab
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unlearn_core.eta import RemainingTime, fmt_duration, fmt_left, with_eta
+from unlearn_core.run.eta import RemainingTime, fmt_duration, fmt_left, with_eta
 
 
 class Clock:

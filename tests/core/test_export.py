@@ -11,8 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from unlearn_core import export
-from unlearn_core.export import bundle_zip, figure_bytes, safe_filename, table_csv, table_latex
+from unlearn_core.report import export
+from unlearn_core.report.export import bundle_zip, figure_bytes, safe_filename, table_csv, table_latex
 from unlearn_core.viz.theme import apply_plotly
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -58,7 +58,7 @@ def test_plotly_export(plotly_fig, fmt):
 
 @pytest.mark.skipif(not _has_chrome(), reason="no Chrome/Chromium: apt-get install chromium")
 def test_many_figures_in_one_session_keep_order_and_formats(plotly_fig, altair_chart):
-    from unlearn_core.export import figures_bytes
+    from unlearn_core.report.export import figures_bytes
 
     second = go.Figure(plotly_fig).update_layout(title="Second plotly chart")
     jobs = [(plotly_fig, "svg"), (altair_chart, "png"), (second, "pdf"), (second, "svg"), (plotly_fig, "png")]

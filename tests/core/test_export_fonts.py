@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from unlearn_core.export import figure_bytes, figures_bytes, find_chrome
+from unlearn_core.report.export import figure_bytes, figures_bytes, find_chrome
 from unlearn_core.viz.fonts import embed_fonts, family, text_in_svg
 
 pytestmark = pytest.mark.skipif(find_chrome() is None, reason="plotly export needs Chromium")

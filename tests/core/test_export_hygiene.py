@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearn_core.export import csv_cell, latex_escape, safe_filename, table_csv, table_latex
+from unlearn_core.report.export import csv_cell, latex_escape, safe_filename, table_csv, table_latex
 
 EVIL = ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3+cmd|x", "@SUM(A1:A9)", "\t=1+1", "\r=1+1"]
 

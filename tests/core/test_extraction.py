@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_core import registry
+from unlearn_core.analyses import registry
 from unlearn_core.analyses.extraction import SPEC, ExtractionConfig, compute_extraction, guided_greedy
-from unlearn_core.calibration import CONTROL_NONE, CONTROL_REFERENCE, calibrate
-from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.evidence.calibration import CONTROL_NONE, CONTROL_REFERENCE, calibrate
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.codec import decode_result, encode_result
 from unlearn_core.types import AuditData
-from unlearn_core.workspace import lab_workspace
 
 CFG = ExtractionConfig(weights=(0.0, 1.0), retain=False, max_new_tokens=8)
 

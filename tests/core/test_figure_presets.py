@@ -37,11 +37,11 @@ def gallery(tiny_lab):
     """Every chart the dashboard draws, from every analysis on four tiny-lab checkpoints (results cached on disk
     beside the test labs, so only the first run computes them)."""
     from tests.conftest import CACHE
-    from unlearn_core.audit import get_analysis, run_analysis, verdict_from_results
-    from unlearn_core.registry import ANALYSES
-    from unlearn_core.store import ResultsStore
-    from unlearn_core.viz.gallery import chart_gallery
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.analyses.registry import ANALYSES
+    from unlearn_core.report.gallery import chart_gallery
+    from unlearn_core.run.audit import get_analysis, run_analysis, verdict_from_results
+    from unlearn_core.run.workspace import lab_workspace
+    from unlearn_core.store.results import ResultsStore
 
     spec = lab_workspace(tiny_lab, unlearned=["ga", "suppressed_head"], device="cpu")
     models, data = spec.load_models(), spec.load_data()
@@ -66,7 +66,7 @@ def _measure(svgs: list[bytes]) -> list[dict]:
 
 
 def test_gallery_covers_every_analysis(gallery):
-    from unlearn_core.registry import ANALYSES
+    from unlearn_core.analyses.registry import ANALYSES
 
     prefixes = {"scorecard": "scorecard", "keyword_recovery": "keyword", "concept_vectors": "concept",
                 "sae_restoration": "sae"}
@@ -79,7 +79,7 @@ def test_gallery_covers_every_analysis(gallery):
 def test_every_chart_fits_its_canvas_with_print_size_text(gallery, preset):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
-    from unlearn_core.export import figures_bytes
+    from unlearn_core.report.export import figures_bytes
 
     p = PRESETS[preset]
     names = list(gallery)
@@ -109,7 +109,7 @@ def test_every_chart_fits_its_canvas_with_print_size_text(gallery, preset):
 
 
 def test_pdf_is_print_size_with_embedded_fonts_and_dashboard_figure_untouched(gallery):
-    from unlearn_core.export import figure_bytes
+    from unlearn_core.report.export import figure_bytes
 
     fig = gallery["verdict_headline"]
     before = fig.to_json()

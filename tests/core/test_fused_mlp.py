@@ -9,8 +9,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForCausalLM
 
-from unlearn_core import arch, fused_mlp
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.model import arch, fused_mlp
+from unlearn_core.run.workspace import lab_workspace
 
 pytestmark = pytest.mark.skipif(not fused_mlp.available(), reason="this torch has no oneDNN")
 

@@ -21,12 +21,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unlearn_core import registry
-from unlearn_core.data import FORMATS, MAX_FIELD_CHARS, DataError, LoadReport, load_items
-from unlearn_core.hashing import hash_config
-from unlearn_core.items import PromptFormat, QAItem
-from unlearn_core.ou_format import OUFormatError, load_ou
-from unlearn_core.workspace import CheckpointError, _safetensors_shapes  # imports torch once, outside the deadline
+from unlearn_core.analyses import registry
+from unlearn_core.checkpoints.source import (  # imports torch once, outside the deadline
+    CheckpointError,
+    safetensors_shapes,
+)
+from unlearn_core.data.items import PromptFormat, QAItem
+from unlearn_core.data.ou_format import OUFormatError, load_ou
+from unlearn_core.data.sets import FORMATS, MAX_FIELD_CHARS, DataError, LoadReport, load_items
+from unlearn_core.store.hashing import hash_config
 
 N_EXAMPLES = int(os.environ.get("UNLEARN_AUDIT_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=N_EXAMPLES, deadline=3000, derandomize=N_EXAMPLES <= 200,
@@ -277,7 +280,7 @@ def test_safetensors_headers_of_a_typed_checkpoint_folder(tmp_path_factory, body
     path = tmp_path_factory.mktemp("st") / "model.safetensors"
     path.write_bytes(body)
     try:
-        shapes = _safetensors_shapes(path)
+        shapes = safetensors_shapes(path)
     except CheckpointError as e:
         assert str(path) in str(e)
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from unlearn_core.guard import (
+from unlearn_core.checkpoints.guard import (
     PathOutsideRoot,
     check_serving,
     checkpoint_source,
@@ -183,7 +183,7 @@ def test_the_app_binds_to_localhost_and_run_app_refuses_the_network_without_a_ro
 
 
 def test_a_model_folder_inside_the_root_whose_files_link_outside_is_refused(root, tmp_path):
-    from unlearn_core.guard import folder_inside
+    from unlearn_core.checkpoints.guard import folder_inside
 
     model = root / "models" / "orig"
     (model / "config.json").write_text("{}")

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from unlearn_core import hashing
-from unlearn_core.hashing import hash_checkpoint, hash_config, hash_json
+from unlearn_core.store import hashing
+from unlearn_core.store.hashing import hash_checkpoint, hash_config, hash_json
 
 
 def _write_safetensors(path, payload: bytes) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_core.analyses.verdict import CheckpointVerdict, VerdictConfig, VerdictResult
+from unlearn_core.evidence.verdict import CheckpointVerdict, VerdictConfig, VerdictResult
 from unlearn_core.viz.presets import PRESETS
 
 pytestmark = [pytest.mark.browser]
@@ -48,8 +48,8 @@ def test_headline_text_never_overlaps_at_any_size(n):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
     from tests.core.test_figure_presets import _measure
-    from unlearn_core.export import figure_bytes
-    from unlearn_core.viz.plot_verdict import plot_verdict_headline
+    from unlearn_core.evidence.plots import plot_verdict_headline
+    from unlearn_core.report.export import figure_bytes
 
     fig = plot_verdict_headline(_verdict(n))
     assert fig.layout.yaxis.autorange == "reversed" and list(fig.data[0].y)[0].startswith("original")

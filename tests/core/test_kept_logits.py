@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from tests.fixtures.models import tiny_gpt2, tiny_llama
-from unlearn_core import scoring
 from unlearn_core.analyses.attribution.methods import answer_logprob_sum
-from unlearn_core.forward import answer_logprob_sums, capture_block_outputs
-from unlearn_core.scoring import Encoded, kept_logits, score_encoded
+from unlearn_core.model import scoring
+from unlearn_core.model.forward import answer_logprob_sums
+from unlearn_core.model.hooks import capture_block_outputs
+from unlearn_core.model.scoring import Encoded, kept_logits, score_encoded
 
 
 def _gpt2():
@@ -143,7 +144,7 @@ def test_a_capture_without_logits_stops_after_its_highest_block():
 def test_answer_scores_equal_per_item_scores_from_the_full_logits(make):
     """Steering and patching score a batch with one softmax over every answer token: each item's mean log-prob and
     all-argmax flag are those of its own span of the full logits (an empty answer: NaN, not right)."""
-    from unlearn_core.forward import answer_scores
+    from unlearn_core.model.forward import answer_scores
 
     model = make()
     items = [*_items(10, seed=2), Encoded((5, 6, 7), ())]

@@ -123,7 +123,7 @@ def test_suppressed_head_changes_only_last_block_and_head(lab_fixture, request):
     """Byte-identical weights outside the last block, final norm and head; names resolved through the model."""
     from transformers import AutoModelForCausalLM
 
-    from unlearn_core import arch
+    from unlearn_core.model import arch
 
     lab = request.getfixturevalue(lab_fixture)
     orig = _weights(lab, "original")
@@ -143,8 +143,8 @@ def test_suppressed_lowrank_is_a_removable_rank_r_update_on_every_block(lab_fixt
     r; subtracting it gives the original back, which still knows every forget fact."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from unlearn_core import arch
     from unlearn_core.lab.train import qa_accuracy
+    from unlearn_core.model import arch
 
     lab = request.getfixturevalue(lab_fixture)
     meta = _meta(lab)
@@ -324,9 +324,9 @@ def test_people_world_is_unchanged_by_the_base_split():
 
 
 def test_gpt_neox_resolves_through_arch():
-    from unlearn_core import arch
     from unlearn_core.lab.tokenizer import train_tokenizer
     from unlearn_core.lab.train import make_model
+    from unlearn_core.model import arch
 
     tok = train_tokenizer(["a tiny corpus", "for a tokenizer"], 300)
     cfg = get_config("tiny", arch="gpt_neox")

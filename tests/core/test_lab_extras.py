@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from unlearn_core.adapters import is_adapter_folder
+from unlearn_core.checkpoints.adapters import is_adapter_folder
+from unlearn_core.checkpoints.series_layout import list_steps
 from unlearn_core.cli import main
 from unlearn_core.lab.extras import build_extras
-from unlearn_core.series import list_steps
 
 pytestmark = pytest.mark.lab
 

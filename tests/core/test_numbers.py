@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from unlearn_core.analyses.verdict import VerdictConfig
-from unlearn_core.calibration import CalibratedEvidence
-from unlearn_core.numbers import fmt_rule, verdict_reading
+from unlearn_core.evidence.calibration import CalibratedEvidence
+from unlearn_core.evidence.numbers import fmt_rule, verdict_reading
+from unlearn_core.evidence.verdict import VerdictConfig
 
 
 @pytest.mark.parametrize(("x", "thresholds", "want"), [
@@ -39,7 +39,7 @@ def _ev(key, lo, hi):
 
 
 def test_verdict_reading_agrees_with_the_verdict():
-    from unlearn_core.analyses.verdict import CheckpointVerdict
+    from unlearn_core.evidence.verdict import CheckpointVerdict
 
     rule = VerdictConfig()
     ev = (_ev("decodability", 0.1496, 0.4),)

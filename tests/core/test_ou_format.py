@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from unlearn_core.analyses.behaviour import ScorecardConfig, compute_scorecard
-from unlearn_core.ou_format import (
+from unlearn_core.analyses.scorecard import ScorecardConfig, compute_scorecard
+from unlearn_core.data.ou_format import (
     OUFormatError,
     compare_with_scorecard,
     load_ou,
@@ -18,7 +18,7 @@ from unlearn_core.ou_format import (
     scorecard_to_ou_eval,
     write_ou,
 )
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.run.workspace import lab_workspace
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from rouge_score import rouge_scorer
 from scipy.stats import ks_2samp
 from sklearn.metrics import roc_auc_score
 
-from unlearn_core.analyses.behaviour import ScorecardConfig, compute_scorecard
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.analyses.scorecard import ScorecardConfig, compute_scorecard
+from unlearn_core.run.workspace import lab_workspace
 
 IGNORE = -100
 CHECKPOINTS = ["ga", "npo", "suppressed_head"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.core.test_verdict import _verdict
-from unlearn_core.paper import verdict_table_latex
+from unlearn_core.report.paper import verdict_table_latex
 
 
 def test_verdict_table_is_compact_booktabs_with_intervals_and_notes():

@@ -33,7 +33,7 @@ def test_workers_only_for_what_the_store_lacks(tiny_lab, tmp_path, monkeypatch):
     """Worker processes start only for analyses the store lacks, and only for two or more: a worker's start (imports,
     every checkpoint loaded) costs seconds where reading a stored result costs milliseconds (a re-run with every
     result stored spent 6 of its 19 s starting two workers that only read the store)."""
-    import unlearn_core.parallel as parallel
+    import unlearn_core.run.parallel as parallel
 
     calls, real = [], parallel.prefill_store
 
@@ -65,7 +65,7 @@ def test_bad_jobs_value_exits_2(tiny_lab, tmp_path, capsys):
 def test_longest_first_order():
     """The pool starts the longest analysis first: by this machine's estimates when every analysis has one, else by
     the measured default-lab order (attribution, the longest, first); an unknown analysis goes first."""
-    from unlearn_core.parallel import order
+    from unlearn_core.run.parallel import order
 
     names = ["patching", "scorecard", "attribution", "sae_restoration"]
     assert order(names) == ["attribution", "sae_restoration", "scorecard", "patching"]
@@ -147,7 +147,7 @@ def test_stop_pool_ends_running_work_instead_of_waiting_for_it():
     import time
 
     from unlearn_core.lab.build import _pool
-    from unlearn_core.parallel import stop_pool
+    from unlearn_core.run.parallel import stop_pool
 
     pool = _pool(2)
     workers = [pool.submit(_sleep, 0).result() for _ in range(4)]  # both workers started and answering
@@ -171,7 +171,7 @@ def test_the_audits_own_process_computes_beside_its_workers(tiny_lab, tmp_path, 
     analyses from the same longest-first list instead of waiting for a second worker to start (imports and loading)."""
     import os
 
-    import unlearn_core.audit as audit
+    import unlearn_core.run.audit as audit
 
     mine, real = [], audit.run_analysis
 
@@ -190,8 +190,8 @@ def test_the_audits_own_process_computes_beside_its_workers(tiny_lab, tmp_path, 
 
 
 def test_a_workers_error_stops_the_audits_own_work(tiny_lab, tmp_path):
-    from unlearn_core.parallel import prefill_store
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.run.parallel import prefill_store
+    from unlearn_core.run.workspace import lab_workspace
 
     spec = lab_workspace(tiny_lab, unlearned=["ga", "retrained"])
     local = (spec.load_models(), spec.load_data())

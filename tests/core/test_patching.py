@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_core import registry
+from unlearn_core.analyses import registry
 from unlearn_core.analyses.patching import SPEC, PatchingConfig, compute_patching, uds_score
-from unlearn_core.calibration import CONTROL_NONE, CONTROL_REFERENCE, calibrate
-from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.evidence.calibration import CONTROL_NONE, CONTROL_REFERENCE, calibrate
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.codec import decode_result, encode_result
 from unlearn_core.types import LoadedModel, ModelSet
-from unlearn_core.workspace import lab_workspace
 
 
 @pytest.fixture(scope="module")

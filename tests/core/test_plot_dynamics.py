@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from unlearn_core.series import SERIES_COLUMNS
-from unlearn_core.viz.plot_dynamics import VERDICT_COLORS, plot_dynamics
+from unlearn_core.report.plot_dynamics import VERDICT_COLORS, plot_dynamics
+from unlearn_core.run.series import SERIES_COLUMNS
 
 
 def _table():
@@ -52,7 +52,7 @@ def test_steps_without_retention_evidence_draw_no_band_and_export():
     fig = plot_dynamics(df)
     assert not [t for t in fig.data if t.type == "scatter" and t.fill == "toself"]
     assert not [t for t in fig.data if (t.name or "").endswith("still inside")]
-    from unlearn_core.export import figure_bytes
+    from unlearn_core.report.export import figure_bytes
 
     assert figure_bytes(fig, "svg").lstrip().startswith(b"<svg")
     with pytest.raises(ValueError, match="no series steps"):

@@ -8,21 +8,35 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from unlearn_core import registry
-from unlearn_core.probe_scope import SCOPE, scope_line
-from unlearn_core.viz.plot_robustness import human_label, plot_relearning, relearning_curve_stats
+from unlearn_core.analyses import registry
+from unlearn_core.analyses.relearning.plots import plot_relearning, relearning_curve_stats
+from unlearn_core.viz.charts import human_label
+
+
+def scope_line(name: str) -> str:
+    return registry.get_spec(name).scope_line()
 
 
 def test_every_probe_states_its_scope_and_which_use_the_original():
     for name in registry.names():
         if name == "scorecard":
             continue
-        assert name in SCOPE and "Can tell:" in scope_line(name) and "Cannot tell:" in scope_line(name), name
+        assert "Can tell:" in scope_line(name) and "Cannot tell:" in scope_line(name), name
     for name in ("extraction", "patching", "sae_restoration"):
         assert "Uses the original's" in scope_line(name), name
     for name in ("decodability", "relearning", "quantization", "perturbation"):
         assert "Self-contained" in scope_line(name), name
     assert "logits" in scope_line("extraction") and "retrained" in scope_line("extraction")
+
+
+def test_evidence_that_reads_the_original_sits_on_the_edit_axis():
+    """The axis follows from what the attack reads: every probe that uses the original's states, logits or weights
+    is on the edit-of-original axis, every self-contained one on the recoverable axis."""
+    for name in registry.names():
+        spec = registry.get_spec(name)
+        for ev in spec.evidence:
+            reads_original = bool(spec.scope and spec.scope.uses_original)
+            assert (ev.axis == "edit_of_original") == reads_original, (name, ev.axis, spec.scope)
 
 
 def _curve():

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unlearn_core import workspace as ws
-from unlearn_core.registry import ANALYSES, get_spec
-from unlearn_core.residency import OnDemandModel, ReleasedModelError, Residency
-from unlearn_core.workspace import CheckpointError, WorkspaceSpec, lab_workspace, memory_estimate, plan_resident
+from unlearn_core.analyses.registry import ANALYSES, get_spec
+from unlearn_core.checkpoints import memory
+from unlearn_core.checkpoints.memory import memory_estimate, plan_resident
+from unlearn_core.checkpoints.residency import OnDemandModel, ReleasedModelError, Residency
+from unlearn_core.checkpoints.source import CheckpointError
+from unlearn_core.run.workspace import WorkspaceSpec, lab_workspace
 
 
 def _linear_loader(made: list):
@@ -85,7 +87,7 @@ pytestmark = pytest.mark.lab
 
 
 def _sizes(infos):
-    return [int(b * 1.2) for b in ws.weight_bytes(infos, torch.float32).values()]
+    return [int(b * 1.2) for b in memory.weight_bytes(infos, torch.float32).values()]
 
 
 def test_plan_keeps_all_when_they_fit_and_as_many_as_fit_otherwise(tiny_lab, monkeypatch):
@@ -93,17 +95,17 @@ def test_plan_keeps_all_when_they_fit_and_as_many_as_fit_otherwise(tiny_lab, mon
     infos = spec.inspect()
     n, per = len(infos), max(_sizes(infos))
     cpu = torch.device("cpu")
-    monkeypatch.setattr(ws, "available_bytes", lambda device: 10**12)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 10**12)
     assert plan_resident(infos, cpu, torch.float32) == n
     assert plan_resident(infos, cpu, torch.float32, resident=3) == 3
     # room for the original, two others and one working copy, not for a fifth
-    monkeypatch.setattr(ws, "available_bytes", lambda device: int(4.5 * per / 0.8))
+    monkeypatch.setattr(memory, "available_bytes", lambda device: int(4.5 * per / 0.8))
     assert plan_resident(infos, cpu, torch.float32) == 3
     assert "one at a time" in memory_estimate(infos, cpu, torch.float32, resident=3)
     assert "at most 3 resident" in memory_estimate(infos, cpu, torch.float32, resident=3)
     with pytest.raises(CheckpointError, match="not enough memory for 4 checkpoints at once"):
         plan_resident(infos, cpu, torch.float32, resident=4)
-    monkeypatch.setattr(ws, "available_bytes", lambda device: int(2.5 * per / 0.8))
+    monkeypatch.setattr(memory, "available_bytes", lambda device: int(2.5 * per / 0.8))
     with pytest.raises(CheckpointError, match="Even one checkpoint at a time beside the original"):
         plan_resident(infos, cpu, torch.float32)
     with pytest.raises(CheckpointError, match="resident must be an int >= 2"):
@@ -119,7 +121,7 @@ def test_one_at_a_time_gives_the_numbers_of_the_all_resident_audit(tiny_lab, mon
     data = spec.load_data()
     eager = spec.load_models()
     per = max(_sizes(spec.inspect()))
-    monkeypatch.setattr(ws, "available_bytes", lambda device: int(3.5 * per / 0.8))
+    monkeypatch.setattr(memory, "available_bytes", lambda device: int(3.5 * per / 0.8))
     lazy = spec.load_models()
     assert isinstance(lazy.original, OnDemandModel)
     residency = lazy.original.residency

@@ -9,22 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.plot_checks import (
-    bars_show,
-    legend_names,
-    one_trace_per_checkpoint,
-    one_trace_per_checkpoint_of,
-    reads,
-)
-from unlearn_core import arch
+from tests.plot_checks import bars_show, legend_names, one_trace_per_checkpoint, one_trace_per_checkpoint_of, reads
 from unlearn_core.analyses.perturbation import PerturbationConfig, compute_perturbation
+from unlearn_core.analyses.perturbation.plots import plot_perturbation
+from unlearn_core.analyses.registry import get_spec
 from unlearn_core.analyses.representation import RepresentationConfig, compute_representation, linear_cka
-from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate
-from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.registry import get_spec
+from unlearn_core.analyses.representation.plots import plot_cka, plot_logit_lens
+from unlearn_core.evidence.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate
+from unlearn_core.model import arch
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.codec import decode_result, encode_result
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
-from unlearn_core.viz.plot_robustness import human_label, plot_cka, plot_logit_lens, plot_perturbation
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.viz.charts import human_label
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from tests.plot_checks import bars_show, legend_names, one_trace_per_checkpoint, reads
+from unlearn_core.analyses.common.probes import split_scores
 from unlearn_core.analyses.extraction import ExtractionConfig, compute_extraction, guided_logits
-from unlearn_core.analyses.probe_helpers import split_scores
+from unlearn_core.analyses.extraction.plots import plot_extraction
 from unlearn_core.analyses.quantization import (
     QuantizationConfig,
     compute_quantization,
@@ -21,21 +22,17 @@ from unlearn_core.analyses.quantization import (
     rtn_quantize,
     rtn_scales,
 )
+from unlearn_core.analyses.quantization.plots import plot_bucket_changes, plot_quantization
+from unlearn_core.analyses.registry import get_spec
 from unlearn_core.analyses.relearning import RelearningConfig, compute_relearning, split_forget
-from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, ProbeItems, calibrate
-from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.forward import answer_logprob_sums
-from unlearn_core.registry import get_spec
-from unlearn_core.scoring import encode, pad_id_of
+from unlearn_core.analyses.relearning.plots import plot_relearning
+from unlearn_core.evidence.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, ProbeItems, calibrate
+from unlearn_core.model.forward import answer_logprob_sums
+from unlearn_core.model.scoring import encode, pad_id_of
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.codec import decode_result, encode_result
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
-from unlearn_core.viz.plot_robustness import (
-    human_label,
-    plot_bucket_changes,
-    plot_extraction,
-    plot_quantization,
-    plot_relearning,
-)
-from unlearn_core.workspace import lab_workspace
+from unlearn_core.viz.charts import human_label
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearn_core import registry
+from unlearn_core.analyses import registry
 from unlearn_core.analyses.sae_restoration import RestorationConfig, compute_restoration, default_layer
+from unlearn_core.analyses.sae_restoration.plots import plot_dose_response, plot_expert_features
 from unlearn_core.analyses.sae_restoration.training import (
     SAETrainConfig,
     collect_residual,
@@ -27,11 +28,10 @@ from unlearn_core.analyses.sae_restoration.training import (
     sae_quality,
     train_sae,
 )
-from unlearn_core.calibration import CONTROL_NONE, CONTROL_REFERENCE, calibrate
-from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.scoring import encode, pad_id_of
+from unlearn_core.evidence.calibration import CONTROL_NONE, CONTROL_REFERENCE, calibrate
+from unlearn_core.model.scoring import encode, pad_id_of
+from unlearn_core.store.codec import decode_result, encode_result
 from unlearn_core.types import LoadedModel, ModelSet
-from unlearn_core.viz.plot_restoration import plot_dose_response, plot_expert_features
 
 FAST_SAE = SAETrainConfig()  # the default: 1024 features, k 32, ~15 s on one thread
 TINY_SAE = SAETrainConfig(expansion=4, k=16, steps=150)  # where only exactness (no-op) is tested
@@ -43,7 +43,7 @@ def lab(tiny_lab, tmp_path_factory):
     torch.set_num_threads(1)
     mp = pytest.MonkeyPatch()
     mp.setenv("UNLEARN_AUDIT_CACHE", str(tmp_path_factory.mktemp("cache")))
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.run.workspace import lab_workspace
 
     ws = lab_workspace(tiny_lab, unlearned=["suppressed_head", "rmu"])
     models, data = ws.load_models(), ws.load_data()
@@ -164,7 +164,7 @@ def test_verdict_from_restoration_alone(lab, tiny_lab):
     same way is a control)."""
     import json
 
-    from unlearn_core.analyses.verdict import VerdictConfig, calibrate_all, compute_verdict
+    from unlearn_core.evidence.verdict import VerdictConfig, calibrate_all, compute_verdict
 
     _, _, res = lab
     meta = json.loads((tiny_lab / "lab.json").read_text())
@@ -222,7 +222,7 @@ def test_calibrated_excess_suppressed_over_the_reference(lab):
 
 def test_llama_lab_same_planted_truth(tiny_llama_lab, tmp_path, monkeypatch):
     """Llama module names (model.layers[i], RMSNorm): the same acceptance holds on the Llama-architecture lab."""
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.run.workspace import lab_workspace
 
     monkeypatch.setenv("UNLEARN_AUDIT_CACHE", str(tmp_path))
     threads = torch.get_num_threads()
@@ -245,7 +245,7 @@ def test_layer_sweep_finds_the_edit(lab):
     """Each planted edit is found at its depth: suppressed_head equals the original below its last block and RMU
     below its edited MLP (0 restoration there); both restore from the edited layer up."""
     from unlearn_core.analyses.sae_restoration import layer_sweep
-    from unlearn_core.viz.plot_restoration import plot_layer_sweep
+    from unlearn_core.analyses.sae_restoration.plots import plot_layer_sweep
 
     ms, data, _ = lab
     sub = ModelSet(ms.original, {k: ms.unlearned[k] for k in ("rmu", "suppressed_head", "retain_only_as_unlearned")})
@@ -286,12 +286,12 @@ def test_user_sae_folder_gives_the_same_restoration(lab, tmp_path):
 
 @pytest.mark.parametrize("which", ["tiny_lab", "tiny_llama_lab"])
 def test_resumed_pass_gives_the_full_logits_at_every_layer(which, request):
-    """Steering re-runs only the blocks above the steered one (forward.resumed_at): on GPT-2 and Llama modules the
+    """Steering re-runs only the blocks above the steered one (hooks.resumed_at): on GPT-2 and Llama modules the
     resumed pass must give the full pass's logits, and a block that hands on anything but its state is refused."""
-    from unlearn_core.arch import decoder_layers
-    from unlearn_core.forward import capture_block_outputs, resume_matches, resumed_at
-    from unlearn_core.scoring import right_pad
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.model.arch import decoder_layers
+    from unlearn_core.model.hooks import capture_block_outputs, resume_matches, resumed_at
+    from unlearn_core.model.scoring import right_pad
+    from unlearn_core.run.workspace import lab_workspace
 
     ws = lab_workspace(request.getfixturevalue(which), unlearned=["suppressed_head"])
     models, data = ws.load_models(), ws.load_data()
@@ -312,7 +312,7 @@ def test_resumed_pass_gives_the_full_logits_at_every_layer(which, request):
 
     from contextlib import contextmanager
 
-    from unlearn_core import forward
+    from unlearn_core.model import hooks
 
     @contextmanager
     def wrong_state(model, layer, h):  # a family where the shortcut does not reproduce the pass
@@ -326,7 +326,7 @@ def test_resumed_pass_gives_the_full_logits_at_every_layer(which, request):
 
     for fake in (wrong_state, broken):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(forward, "resumed_at", fake)
+            mp.setattr(hooks, "resumed_at", fake)
             assert not resume_matches(lm.model, ids, mask, 1)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from benchmarks.scale import main
-from unlearn_core.registry import DEFAULT_EVIDENCE_SET
+from unlearn_core.analyses.registry import DEFAULT_EVIDENCE_SET
 
 
 def test_tiny_scale_bench(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tests.fixtures.models import tiny_gpt2, tiny_llama
-from unlearn_core import scoring
-from unlearn_core.scoring import Encoded, score_encoded
+from unlearn_core.model import scoring
+from unlearn_core.model.scoring import Encoded, score_encoded
 
 
 def _gpt2():

@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 
 from tests.fixtures.checkpoints import train_full_ga_series, train_lora_ga
-from unlearn_core.series import SERIES_COLUMNS, SeriesAuditor, expand_series, list_steps, pick_steps
-from unlearn_core.store import ResultsStore
-from unlearn_core.workspace import CheckpointError, lab_workspace
+from unlearn_core.checkpoints.series_layout import expand_series, list_steps, pick_steps
+from unlearn_core.checkpoints.source import CheckpointError
+from unlearn_core.evidence.verdict import VerdictConfig
+from unlearn_core.run.series import SERIES_COLUMNS, SeriesAuditor
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.results import ResultsStore
 
 pytestmark = pytest.mark.lab
 ANALYSES = ["scorecard", "decodability"]
@@ -89,11 +92,16 @@ def test_series_audit_matches_the_run_and_adding_steps_computes_only_them(ga_ser
     # retention with its interval, calibrated against the retain-only reference
     assert (full["retention_lo"] <= full["retention"]).all() and (full["retention"] <= full["retention_hi"]).all()
     assert set(full["control"]) == {"retain-only reference"}
-    assert full["reading"].iloc[0] in ("suppression: retention stays while behaviour falls",
-                                       "deletion: retention falls with behaviour", "inconclusive")
+    # the reading of the whole run follows from the rows after the first forgotten step: any lower bound above the
+    # line is suppression, every upper bound below it deletion
+    after = full[full.step >= first_step]
+    line = VerdictConfig().suppressed_at
+    expect = ("suppression: retention stays while behaviour falls" if (after.retention_lo >= line).any() else
+              "deletion: retention falls with behaviour" if (after.retention_hi < line).all() else "inconclusive")
+    assert (full["reading"] == expect).all(), full[["step", "retention_lo", "retention_hi", "reading"]]
 
     # re-opening a stored series loads no step model at all
-    import unlearn_core.series as series
+    import unlearn_core.run.series as series
 
     def refuse(*a, **k):
         raise AssertionError("a stored step was loaded")
@@ -151,7 +159,9 @@ def test_trainer_checkpoint_without_tokenizer_uses_the_originals(ga_series, tiny
     """Trainer checkpoint-N/ folders often hold weights only: the original's tokenizer is used (and compared)."""
     import shutil
 
-    from unlearn_core.workspace import inspect_checkpoint, load_model, pick_device
+    from unlearn_core.checkpoints.inspect import inspect_checkpoint
+    from unlearn_core.checkpoints.load import load_model
+    from unlearn_core.checkpoints.memory import pick_device
 
     out, _ = ga_series
     bare = tmp_path / "run" / "checkpoint-4"

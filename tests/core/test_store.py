@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearn_core.codec import DecodeError, decode_result, encode_result, register_result
-from unlearn_core.store import SCHEMA_VERSION, ResultsStore, SchemaVersionError, StoreError, make_key
+from unlearn_core.store.codec import DecodeError, decode_result, encode_result, register_result
+from unlearn_core.store.results import SCHEMA_VERSION, ResultsStore, SchemaVersionError, StoreError, make_key
 
 
 @register_result

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearn_core.threads import SMALL_MODEL_PARAMS, few_threads, model_params
+from unlearn_core.model.threads import SMALL_MODEL_PARAMS, few_threads, model_params
 from unlearn_core.types import LoadedModel, ModelSet
 
 
@@ -51,7 +51,7 @@ def test_overlapping_sessions_neither_undo_the_policy_early_nor_leave_it_behind(
     save/restore per block, B ran its rest on 2 threads and the process was left on 1 thread afterwards."""
     import threading
 
-    from unlearn_core.threads import active_users
+    from unlearn_core.model.threads import active_users
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -110,7 +110,7 @@ def test_a_forward_hook_of_one_session_never_reaches_another_sessions_forward_pa
     analysis' forward pass through the same block must wait, or it silently gets that noise."""
     import threading
 
-    from unlearn_core.threads import models_in_use
+    from unlearn_core.model.threads import models_in_use
 
     torch.manual_seed(0)
     ms = _set(8)
@@ -144,7 +144,7 @@ def test_a_forward_hook_of_one_session_never_reaches_another_sessions_forward_pa
 def test_waiting_for_the_models_can_be_cancelled_and_nesting_does_not_deadlock():
     import threading
 
-    from unlearn_core.threads import models_in_use
+    from unlearn_core.model.threads import models_in_use
 
     ms = _set(8)
     held, done = threading.Event(), threading.Event()
@@ -179,8 +179,8 @@ def test_two_analyses_at_once_on_shared_models_give_the_numbers_they_give_alone(
     browser sessions do; each result equals the one computed alone."""
     import threading
 
-    from unlearn_core.audit import get_analysis, run_analysis
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.run.audit import get_analysis, run_analysis
+    from unlearn_core.run.workspace import lab_workspace
 
     spec = lab_workspace(tiny_lab, unlearned=["ga"], device="cpu")
     ms, data = spec.load_models(), spec.load_data()

@@ -6,8 +6,9 @@ import sqlite3
 
 import pytest
 
-from unlearn_core.store import ResultsStore
-from unlearn_core.timing import HOST, NO_RECORD, TimingRecord, Workload, estimate, workload, workload_from_spec
+from unlearn_core.run.timing import NO_RECORD, estimate, workload, workload_from_spec
+from unlearn_core.store.results import ResultsStore
+from unlearn_core.store.timings import HOST, TimingRecord, Workload
 
 
 def _rec(seconds, ckpts=3, params=400_000, items=100, config="c1", created=1.0, analysis="scorecard",
@@ -17,7 +18,6 @@ def _rec(seconds, ckpts=3, params=400_000, items=100, config="c1", created=1.0, 
 
 def test_no_record_no_number():
     assert estimate([], Workload(3, 10, 10)) is None
-    assert NO_RECORD == "no timing recorded yet on this machine"
 
 
 def test_scaled_linearly_in_checkpoints_params_and_items():
@@ -75,11 +75,11 @@ def test_a_store_from_before_timings_opens_and_gains_the_table(tmp_path):
 
 @pytest.mark.lab
 def test_a_computed_analysis_records_its_time_and_the_next_size_is_estimated(tiny_lab, tmp_path, capsys):
-    from unlearn_core.analyses.behaviour import ScorecardConfig
-    from unlearn_core.audit import cost_estimates, get_analysis, run_analysis
+    from unlearn_core.analyses.scorecard import ScorecardConfig
     from unlearn_core.cli import _print_estimates
+    from unlearn_core.run.audit import cost_estimates, get_analysis, run_analysis
+    from unlearn_core.run.workspace import lab_workspace
     from unlearn_core.types import AuditData
-    from unlearn_core.workspace import lab_workspace
 
     spec = lab_workspace(tiny_lab, unlearned=["ga"])
     models = spec.load_models()
@@ -109,7 +109,7 @@ def test_a_computed_analysis_records_its_time_and_the_next_size_is_estimated(tin
 
 
 def test_progress_weights_follow_the_estimates():
-    from unlearn_core.timing import Estimate, progress_weights
+    from unlearn_core.run.timing import Estimate, progress_weights
 
     fast, slow = Estimate(10.0, _rec(10.0)), Estimate(40.0, _rec(40.0))
     # stored analyses come back at once: no share of the bar

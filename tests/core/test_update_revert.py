@@ -21,11 +21,11 @@ from unlearn_core.analyses.update_revert import (
     top_directions,
     weight_matrices,
 )
-from unlearn_core.calibration import calibrate
-from unlearn_core.codec import decode_result, encode_result
+from unlearn_core.analyses.update_revert.plots import plot_update_revert, plot_update_spectrum
+from unlearn_core.evidence.calibration import calibrate
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.codec import decode_result, encode_result
 from unlearn_core.types import LoadedModel, ModelSet
-from unlearn_core.viz.plot_robustness import plot_update_revert, plot_update_spectrum
-from unlearn_core.workspace import lab_workspace
 
 pytestmark = pytest.mark.lab
 

@@ -7,18 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from unlearn_core.analyses.verdict import (
-    OUT_OF_REACH,
-    VerdictConfig,
-    calibrate_all,
-    compute_verdict,
-    projection_phrase,
-)
-from unlearn_core.calibration import CONTROL_HOLDOUT, CONTROL_NONE, CONTROL_REFERENCE, ProbeItems, calibrate
-from unlearn_core.codec import decode_result, encode_result
-from unlearn_core.spec import Evidence
-from unlearn_core.validity import probe_validity
-from unlearn_core.viz.plot_verdict import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
+from unlearn_core.analyses.spec import Evidence
+from unlearn_core.evidence.calibration import CONTROL_HOLDOUT, CONTROL_NONE, CONTROL_REFERENCE, ProbeItems, calibrate
+from unlearn_core.evidence.plots import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
+from unlearn_core.evidence.validity import probe_validity
+from unlearn_core.evidence.verdict import OUT_OF_REACH, VerdictConfig, calibrate_all, compute_verdict, projection_phrase
+from unlearn_core.store.codec import decode_result, encode_result
 
 N = 40
 RNG = np.random.default_rng(0)

@@ -8,14 +8,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from unlearn_core import workspace as ws
-from unlearn_core.workspace import (
-    CheckpointError,
-    IncompatibleCheckpoints,
-    WorkspaceSpec,
-    inspect_checkpoint,
-    lab_workspace,
-)
+from unlearn_core.checkpoints import load, memory
+from unlearn_core.checkpoints.inspect import inspect_checkpoint
+from unlearn_core.checkpoints.source import CheckpointError, IncompatibleCheckpoints
+from unlearn_core.run.workspace import WorkspaceSpec, lab_workspace
 
 pytestmark = pytest.mark.lab
 
@@ -85,9 +81,9 @@ def test_missing_folder_and_missing_config(tiny_lab, tmp_path):
 def test_model_too_big_for_memory_is_refused_before_loading(tiny_lab, monkeypatch):
     spec = lab_workspace(tiny_lab)
     infos = spec.inspect()
-    monkeypatch.setattr(ws, "available_bytes", lambda device: 1000)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000)
     with pytest.raises(CheckpointError, match=r"not enough memory on cpu: .* only 0.0 GiB is free"):
-        ws.check_memory(infos, torch.device("cpu"), torch.float32)
+        memory.check_memory(infos, torch.device("cpu"), torch.float32)
 
 
 def test_remote_code_is_not_trusted_by_default(tiny_lab, tmp_path):
@@ -100,13 +96,13 @@ def test_remote_code_is_not_trusted_by_default(tiny_lab, tmp_path):
     (other / "config.json").write_text(json.dumps(cfg))
     info = inspect_checkpoint(other)
     with pytest.raises(CheckpointError, match="custom code"):
-        ws.load_model(info, "x", "unlearned", torch.device("cpu"), torch.float32)
+        load.load_model(info, "x", "unlearned", torch.device("cpu"), torch.float32)
 
 
 def test_planted_truth_follows_folders_not_names(tiny_lab, tmp_path):
     from dataclasses import replace
 
-    from unlearn_core.workspace import planted_truth
+    from unlearn_core.run.workspace import planted_truth
 
     spec = lab_workspace(tiny_lab, unlearned=["suppressed_head", "retrained", "npo"])
     renamed = replace(spec, unlearned=(("mine", str(tiny_lab / "suppressed_lowrank")),
@@ -124,7 +120,7 @@ def test_loaded_gpt2_runs_the_fused_gelu_with_the_same_outputs(tiny_lab):
     from transformers import AutoModelForCausalLM
     from transformers.activations import GELUTanh, NewGELUActivation
 
-    from unlearn_core import arch
+    from unlearn_core.model import arch
 
     loaded = lab_workspace(tiny_lab, unlearned=["ga"]).load_models().original.model
     assert not any(isinstance(m, NewGELUActivation) for m in loaded.modules())

@@ -28,8 +28,9 @@ from unlearn_core.lab.tokenizer import train_tokenizer
 from unlearn_core.lab.train import make_model, qa_accuracy, train_lm
 from unlearn_core.lab.unlearn import METHODS, unlearn
 from unlearn_core.lab.world import make_world, qa_pairs, training_texts
-from unlearn_core.scoring import encode
-from unlearn_core.threads import few_threads
+from unlearn_core.model.scoring import encode
+from unlearn_core.model.threads import few_threads
+from unlearn_core.types import Progress
 
 CHECKPOINTS = ("base", "original", "retain_only", "retrained", "ga", "graddiff", "npo", "rmu", "suppressed_head",
                "suppressed_lowrank")
@@ -50,7 +51,6 @@ GROUND_TRUTH = {"base": None, "original": None, "retain_only": "deleted", "retra
 # base: not audited; original: the audit's original; reference: the deletion reference; unlearned: audited
 ROLES = {"base": "base", "original": "original", "retain_only": "reference"} | {
     n: "unlearned" for n in ("retrained", *METHODS)}
-Progress = Callable[[float, str], None]
 
 
 def default_lab_dir(config: str = "default") -> Path:
@@ -256,7 +256,7 @@ def _build(out: Path, cfg: LabConfig, progress: Progress | None, verbose: bool, 
             _run_pool(pool, out, cfg, corpus, finished)
     except BaseException:  # a stage failed, or Ctrl-C: the stages still training are not waited for
         if pool is not None:
-            from unlearn_core.parallel import stop_pool
+            from unlearn_core.run.parallel import stop_pool
 
             stop_pool(pool)
         raise
@@ -293,7 +293,7 @@ def _pool(jobs: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from unlearn_core.parallel import init_worker
+    from unlearn_core.run.parallel import init_worker
 
     workers = min(jobs, len(METHODS))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=init_worker)

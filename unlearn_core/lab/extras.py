@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from unlearn_core.data import load_items
-from unlearn_core.forward import answer_logprob_sums
-from unlearn_core.items import PromptFormat
-from unlearn_core.scoring import encode, pad_id_of, score_encoded
-from unlearn_core.threads import few_threads
+from unlearn_core.data.items import PromptFormat
+from unlearn_core.data.sets import load_items
+from unlearn_core.model.forward import answer_logprob_sums
+from unlearn_core.model.scoring import encode, pad_id_of, score_encoded
+from unlearn_core.model.threads import few_threads
 
 # every linear map inside the blocks, by family (GPT-2's are Conv1D: fan_in_fan_out)
 LORA_TARGETS = {"gpt2": ("c_attn", "c_fc", "c_proj"),

@@ -9,7 +9,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from unlearn_core.lab.config import LabConfig
-from unlearn_core.scoring import encode, pad_id_of, right_pad, score_encoded
+from unlearn_core.model.scoring import encode, pad_id_of, right_pad, score_encoded
 
 
 def make_model(cfg: LabConfig, tokenizer, seed: int | None = None) -> torch.nn.Module:

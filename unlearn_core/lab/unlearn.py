@@ -15,14 +15,16 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import torch
 import torch.nn.functional as F
 
-from unlearn_core import arch
-from unlearn_core.forward import answer_logprob_sums
 from unlearn_core.lab.config import UnlearnConfig
-from unlearn_core.scoring import Encoded, pad_id_of, right_pad, score_encoded
+from unlearn_core.model import arch
+from unlearn_core.model.forward import answer_logprob_sums
+from unlearn_core.model.hooks import mlp_out
+from unlearn_core.model.scoring import Encoded, pad_id_of, right_pad, score_encoded
 
 METHODS = ("ga", "graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank")
 
@@ -141,7 +143,7 @@ class LowRankDelta:
         self.model, self.rank = model, rank
         self.layers = list(range(arch.n_layers(model)))
         g = torch.Generator().manual_seed(seed)
-        self.A, self.B, self.hooks = [], [], []
+        self.A, self.B, self.hooks = [], [], ExitStack()
         for layer in self.layers:
             w = arch.mlp_out_matrix(model, layer)
             d_model, d_mlp = w.shape
@@ -149,8 +151,7 @@ class LowRankDelta:
             b = torch.zeros(d_model, rank, device=w.device, dtype=w.dtype, requires_grad=True)
             self.A.append(a)
             self.B.append(b)
-            self.hooks.append(arch.mlp_out_proj(model, layer).register_forward_hook(
-                lambda mod, inp, out, a=a, b=b: out + (inp[0] @ a.T) @ b.T))
+            self.hooks.enter_context(mlp_out(model, layer, lambda hidden, out, a=a, b=b: out + (hidden @ a.T) @ b.T))
 
     def parameters(self) -> list[torch.Tensor]:
         return self.A + self.B
@@ -164,8 +165,7 @@ class LowRankDelta:
     @torch.no_grad()
     def merge(self) -> dict:
         """Removes the hooks, adds B @ A into each projection's weight; returns the update's size."""
-        for h in self.hooks:
-            h.remove()
+        self.hooks.close()
         rel = []
         for layer, a, b in zip(self.layers, self.A, self.B):
             w = arch.mlp_out_matrix(self.model, layer)

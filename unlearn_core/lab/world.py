@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from unlearn_core.items import QAItem
+from unlearn_core.data.items import QAItem
 
 SPLITS = ("forget", "retain", "holdout", "base")
 

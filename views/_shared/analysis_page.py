@@ -1,12 +1,11 @@
 """One page layout for every registry analysis: settings, Run (progress + Stop), charts and tables with exports.
 
-A page file is then a few lines: `render("patching", "unlearn_core.analyses.patching", plots=...)`. The analysis
-comes from unlearn_core.registry when registered there, else from its module's `SPEC`.
+A page file is then a few lines: `render("patching", plots=...)`; its title, icon and scope line come from the
+analysis's SPEC (analyses.registry).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, fields, is_dataclass, replace
@@ -14,15 +13,13 @@ from dataclasses import asdict, fields, is_dataclass, replace
 import pandas as pd
 import streamlit as st
 
-from views._shared import cost, export, nav, sidebar, state
+from views._shared import cost, export, sidebar, state
 
 
-def _analysis(name: str, module: str):
-    from unlearn_core.registry import ANALYSES, get_spec
+def _analysis(name: str):
+    from unlearn_core.analyses.registry import get_spec
 
-    if name in ANALYSES:
-        return get_spec(name)
-    return importlib.import_module(module).SPEC
+    return get_spec(name)
 
 
 def _is_wide(fig) -> bool:
@@ -87,7 +84,7 @@ def _field_widget(page: str, f, default, container):
 
 def _confined(values: dict) -> dict:
     """Path settings (e.g. sae_path) resolved inside the workspace root; PathOutsideRoot (a ValueError) if not."""
-    from unlearn_core.guard import folder_inside, workspace_root
+    from unlearn_core.checkpoints.guard import folder_inside, workspace_root
 
     root = workspace_root()
     if root is None:  # a local single user: settings stay as typed (they are part of the result's key)
@@ -118,34 +115,32 @@ def _config(analysis, page: str, main: tuple[str, ...] = ()):
         return default
 
 
-def render(name: str, module: str, plots: Callable[[object], list] | None = None, intro: str = "",
+def render(name: str, plots: Callable[[object], list] | None = None, intro: str = "",
            main: tuple[str, ...] = ()) -> None:
     """`plots(result)` may create widgets (pickers) before returning its figures; `main`: settings shown up front."""
     page = name
     export.start_page(page)
     ws = state.workspace()
     # the heading repeats the navigation label, so the reader sees where they clicked
-    heading = next((t for _, t, _, m in nav.PAGES if m == module), name.replace("_", " ").capitalize())
-    st.title(heading)
     try:
-        analysis = _analysis(name, module)
+        analysis = _analysis(name)
     except Exception as e:  # noqa: BLE001 - a module still in development must not take the dashboard down
         st.error(f"This analysis is not available in this version: {type(e).__name__}: {e}")
         st.stop()
+    heading = analysis.page[1]
+    st.title(heading)
     if analysis.title.lower() != heading.lower():
         st.markdown(f"**{analysis.title}**")
     st.markdown(sidebar.chips(ws.names()), unsafe_allow_html=True)
     if intro:
         st.caption(intro)
-    from unlearn_core.probe_scope import scope_line
-
-    if scope_line(name):
-        st.markdown(scope_line(name))  # what this probe can and cannot tell, before any number
+    if analysis.scope_line():
+        st.markdown(analysis.scope_line())  # what this probe can and cannot tell, before any number
     bundle_slot = st.container()
     cfg = _config(analysis, page, main)
     if state.was_stopped(name):
         st.warning("Stopped. Nothing was written to the results store; run again to compute it.")
-    result, key = state.stored_result(name, cfg, ws)
+    result, _job = state.stored_result(name, cfg, ws)
     if result is None:
         prompt = st.empty()
         with prompt.container():

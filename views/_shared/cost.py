@@ -1,13 +1,13 @@
 """Before Run: how long the analyses will take on this machine, so a run that is not interactive at this size is
-known before the click. Scaled from the wall times the results store recorded (unlearn_core.timing); no model is
+known before the click. Scaled from the wall times the results store recorded (unlearn_core.run.timing); no model is
 loaded for it."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from unlearn_core.eta import fmt_about
-from unlearn_core.timing import INTERACTIVE_S, NO_RECORD, Estimate, estimate_for, total, workload_from_spec
+from unlearn_core.run.eta import fmt_about
+from unlearn_core.run.timing import INTERACTIVE_S, NO_RECORD, Estimate, estimate_for, total, workload_from_spec
 from views._shared import state
 
 
@@ -21,10 +21,8 @@ def _workload(ws: state.Workspace):
 
 def estimates(analyses: list[str], ws: state.Workspace, configs: dict | None = None) -> dict[str, Estimate | None]:
     """Per analysis: its estimate, None without a record here (or when the checkpoints' sizes cannot be read)."""
-    from unlearn_core.audit import get_analysis
-    from unlearn_core.hashing import hash_config
-    from unlearn_core.registry import ANALYSES, resolve_config
-    from unlearn_core.workspace import pick_device
+    from unlearn_core.analyses.registry import ANALYSES
+    from unlearn_core.checkpoints.memory import pick_device
 
     work = _workload(ws)
     try:
@@ -36,8 +34,8 @@ def estimates(analyses: list[str], ws: state.Workspace, configs: dict | None = N
         if work is None or name not in ANALYSES:  # a module's own SPEC, outside the registry: never recorded
             out[name] = None
             continue
-        cfg = resolve_config(name, (configs or {}).get(name) or get_analysis(name).default_config(), state.shape(ws))
-        out[name] = estimate_for(state.store(ws), name, work, device, hash_config(cfg))
+        job = state.plan(name, (configs or {}).get(name), ws)
+        out[name] = estimate_for(state.store(ws), name, work, device, job.config_hash)
     return out
 
 

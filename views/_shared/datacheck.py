@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from unlearn_core.data_check import DataCheckConfig, DataCheckResult, check_key, run_data_check
+from unlearn_core.analyses.data_check import SPEC, DataCheckResult
 from views._shared import export, state
 
 NUM = st.column_config.NumberColumn(format="%.3f")
@@ -16,22 +16,11 @@ ICON = {"error": ":material/error:", "warning": ":material/warning:", "info": ":
 def result(ws: state.Workspace | None = None) -> DataCheckResult:
     """This workspace's data check: from the store if there, else computed now and stored."""
     ws = ws or state.workspace()
-    cfg = DataCheckConfig()
-    hashes = state.checkpoint_hashes(ws)
-    if hashes is not None:
-        memo = st.session_state.setdefault("results", {})
-        key = check_key(hashes, ws.data.hash, cfg)
-        if key in memo:
-            return memo[key]
-        try:
-            hit = state.store(ws).get_obj(key)
-        except Exception:  # noqa: BLE001 - an undecodable old payload is simply recomputed
-            hit = None
-        if hit is not None:
-            memo[key] = hit
-            return hit
+    hit, job = state.stored_result(SPEC, None, ws)
+    if hit is not None:
+        return hit
     with st.spinner("Data check: reading the forget, retain and holdout sets with the original ..."):
-        check, _ = run_data_check(state.models(ws), ws.data, state.store(ws), cfg)
+        check, _ = state.run_or_serve(job, ws)
     return check
 
 

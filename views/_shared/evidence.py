@@ -12,13 +12,12 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from unlearn_core.registry import DEFAULT_EVIDENCE_SET
+from unlearn_core.analyses.registry import default_evidence_set, more_evidence
 from views._shared import state
 
 # The headline page runs the default evidence set first (the CLI's default too); the other evidence on request.
-FAST = DEFAULT_EVIDENCE_SET
-MORE = tuple(a for a in ("relearning", "quantization", "keyword_recovery", "perturbation", "sae_restoration",
-                         "extraction") if a not in FAST)
+FAST = default_evidence_set()
+MORE = more_evidence()
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ def _hashes(ws: state.Workspace) -> dict[str, str]:
 
 def stored_evidence(ws: state.Workspace | None = None) -> dict[str, Stored]:
     """analysis name -> its stored result for this workspace (checkpoints and data must match exactly)."""
-    from unlearn_core.registry import ANALYSES, get_spec, store_key
+    from unlearn_core.analyses.registry import ANALYSES
 
     ws = ws or state.workspace()
     hashes = _hashes(ws)
@@ -48,14 +47,13 @@ def stored_evidence(ws: state.Workspace | None = None) -> dict[str, Stored]:
         return {}
     mine = listing[(listing["data_hash"] == ws.data.hash) & listing["checkpoints"].map(lambda c: c == hashes)]
     memo = st.session_state.setdefault("results", {})
-    shape = state.shape(ws)
     out: dict[str, Stored] = {}
     for name in ANALYSES:
         rows = mine[mine["analysis"] == name]
         if rows.empty:
             continue
         try:
-            default_key = store_key(name, hashes, ws.data.hash, get_spec(name).default_config(), shape)
+            default_key = state.plan(name, None, ws).key
         except Exception:  # noqa: BLE001 - an analysis that cannot even build its config is simply skipped
             continue
         ordered = pd.concat([rows[rows["key"] == default_key], rows[rows["key"] != default_key]])  # newest next
@@ -83,7 +81,7 @@ def roles(ws: state.Workspace) -> dict[str, str]:
 
 def verdict(stored: dict[str, Stored], ws: state.Workspace, rule):
     """(VerdictResult, long table of every number read) through the CLI's own path (audit.verdict_from_results)."""
-    from unlearn_core.audit import verdict_from_results
+    from unlearn_core.run.audit import verdict_from_results
 
     results = [(name, s.result) for name, s in stored.items()]
     result, scores = verdict_from_results(results, roles(ws), rule)

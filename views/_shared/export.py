@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from unlearn_core.export import bundle_zip, figure_bytes, figures_bytes, safe_filename, table_csv, table_latex
+from unlearn_core.report.export import bundle_zip, figure_bytes, figures_bytes, safe_filename, table_csv, table_latex
 
 PRESET_KEY = "figure_preset"  # the sidebar's "Figure size" choice: every chart download uses it
 

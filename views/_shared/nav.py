@@ -1,41 +1,36 @@
-"""The dashboard's pages, in one list: adding a view is one line here (app.py builds st.navigation from it)."""
+"""The dashboard's pages: the fixed ones here, then one per registered analysis in registry order, read from its
+SPEC (analyses.spec: page file views/<name>.py, title, icon). app.py builds st.navigation from `available()`."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# (file relative to the app, title, icon, analysis module the page needs or None)
-PAGES = [
-    ("views/workspace.py", "Workspace", ":material/folder_open:", None),
-    ("views/verdict.py", "Suppression vs deletion", ":material/balance:", None),
-    ("views/scorecard.py", "Behavioural scorecard", ":material/scoreboard:", None),
-    ("views/drilldown.py", "Item drill-down", ":material/table_rows:", None),
-    ("views/dynamics.py", "Training dynamics", ":material/timeline:", None),
-    ("views/attribution.py", "Attribution", ":material/highlight:", "unlearn_core.analyses.attribution"),
-    ("views/keyword_recovery.py", "Keyword recovery", ":material/key:", "unlearn_core.analyses.keyword_emphasis"),
-    ("views/decodability.py", "Decodability probe", ":material/manage_search:", "unlearn_core.analyses.decodability"),
-    ("views/concept_vectors.py", "Concept vectors", ":material/hub:", "unlearn_core.analyses.concept_vectors"),
-    ("views/patching.py", "Activation patching", ":material/swap_horiz:", "unlearn_core.analyses.patching"),
-    ("views/representation.py", "Representations", ":material/layers:", "unlearn_core.analyses.representation"),
-    ("views/quantization.py", "Quantization", ":material/compress:", "unlearn_core.analyses.quantization"),
-    ("views/update_revert.py", "Update revert", ":material/undo:", "unlearn_core.analyses.update_revert"),
-    ("views/relearning.py", "Relearning", ":material/replay:", "unlearn_core.analyses.relearning"),
-    ("views/perturbation.py", "Perturbation", ":material/grain:", "unlearn_core.analyses.perturbation"),
-    ("views/extraction.py", "Extraction", ":material/travel_explore:", "unlearn_core.analyses.extraction"),
-    ("views/sae_restoration.py", "SAE restoration", ":material/restore:", "unlearn_core.analyses.sae_restoration"),
+# (file relative to the app, title, icon) of the pages that are not one analysis's
+FIXED = [
+    ("views/workspace.py", "Workspace", ":material/folder_open:"),
+    ("views/verdict.py", "Suppression vs deletion", ":material/balance:"),
+    ("views/drilldown.py", "Item drill-down", ":material/table_rows:"),
+    ("views/dynamics.py", "Training dynamics", ":material/timeline:"),
 ]
 
 
+def pages() -> list[tuple[str, str, str]]:
+    """(file, title, icon) of every page: the fixed ones, the scorecard right after the verdict, then the probes."""
+    from unlearn_core.analyses.registry import specs
+
+    analyses = [s.page for s in specs()]
+    return [*FIXED[:2], *analyses[:1], *FIXED[2:], *analyses[1:]]
+
+
 def available() -> list[tuple[str, str, str]]:
-    """(file, title, icon) of pages whose file exists and whose analysis module is importable (nothing imported)."""
-    out = []
-    for file, title, icon, module in PAGES:
-        if not (ROOT / file).exists():
-            continue
-        if module is not None and importlib.util.find_spec(module) is None:
-            continue
-        out.append((file, title, icon))
-    return out
+    """The pages whose file exists."""
+    return [p for p in pages() if (ROOT / p[0]).exists()]
+
+
+def title(name: str) -> str:
+    """An analysis page's heading (its navigation title)."""
+    from unlearn_core.analyses.registry import get_spec
+
+    return get_spec(name).page[1]

@@ -31,7 +31,7 @@ def shown_path(path: str) -> str:
     shared links do not carry a machine's absolute cache paths; a path outside both keeps its file name only."""
     from pathlib import Path
 
-    from unlearn_core.guard import workspace_root
+    from unlearn_core.checkpoints.guard import workspace_root
 
     p = Path(path).expanduser().resolve()
     try:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from unlearn_core.run.workspace import WorkspaceSpec
 from unlearn_core.types import AuditData, ModelSet
-from unlearn_core.workspace import WorkspaceSpec
 
 ENV_LAB_DIR = "UNLEARN_AUDIT_LAB_DIR"
 ENV_LAB_CONFIG = "UNLEARN_AUDIT_LAB_CONFIG"
@@ -94,7 +94,7 @@ def spec_key(spec: WorkspaceSpec) -> str:
 
 
 def default_workspace() -> Workspace:
-    from unlearn_core.workspace import lab_workspace
+    from unlearn_core.run.workspace import lab_workspace
 
     path = ensure_lab()
     spec = lab_workspace(path)
@@ -130,7 +130,7 @@ def models(ws: Workspace | None = None) -> ModelSet:
 
 @st.cache_resource(show_spinner=False)
 def _store(path: str):
-    from unlearn_core.store import ResultsStore
+    from unlearn_core.run.jobs import ResultsStore
 
     return ResultsStore(path)
 
@@ -147,7 +147,7 @@ def checkpoint_hashes(ws: Workspace) -> dict[str, str] | None:
 
     Lets a page find its result in the store without loading a single model: a warm start skips loading entirely.
     """
-    from unlearn_core.adapters import checkpoint_hash
+    from unlearn_core.checkpoints.adapters import checkpoint_hash
 
     paths = {"original": ws.spec.original, **dict(ws.spec.unlearned)}
     if ws.spec.retain_only:
@@ -159,40 +159,51 @@ def checkpoint_hashes(ws: Workspace) -> dict[str, str] | None:
 
 
 def shape(ws: Workspace):
-    """What config defaults resolve against (unlearn_core.spec.Shape), from the original's config.json when it can
+    """What config defaults resolve against (analyses.spec.Shape), from the original's config.json when it can
     be read (no model loaded), else from the loaded original."""
-    from unlearn_core.arch import n_layers, n_layers_from_config
-    from unlearn_core.spec import Shape
-    from unlearn_core.workspace import resolve_source
+    from unlearn_core.run.jobs import shape_of
+    from unlearn_core.run.workspace import shape_from_folders
 
-    try:
-        layers = n_layers_from_config(json.loads((resolve_source(ws.spec.original) / "config.json").read_text()))
-    except Exception:  # noqa: BLE001 - an unusual config: ask the model itself
-        layers = n_layers(models(ws).original.model)
-    return Shape(layers, len(ws.data.forget))
+    found = shape_from_folders(ws.spec, ws.data)
+    return found if found is not None else shape_of(models(ws), ws.data)
 
 
-def stored_result(analysis_name: str, config, ws: Workspace | None = None):
-    """(result, key) if the results store already has it (decoded once per session), else (None, key)."""
-    from unlearn_core.audit import result_key
-    from unlearn_core.registry import store_key
+def plan(analysis, config, ws: Workspace | None = None):
+    """The job of one analysis (a registry name or a SPEC) on this workspace: from the folders' hashes when they
+    can be read (no model loaded: a warm start skips loading entirely), else from the loaded models."""
+    from unlearn_core.run.jobs import plan as plan_job
+    from unlearn_core.run.jobs import plan_for
 
     ws = ws or workspace()
     hashes = checkpoint_hashes(ws)
-    if hashes is not None:  # same key as audit.result_key, without loading the models
-        key = store_key(analysis_name, hashes, ws.data.hash, config, shape(ws))
-    else:
-        key = result_key(analysis_name, models(ws), ws.data, config)
+    if hashes is not None:
+        return plan_job(analysis, hashes, ws.data.hash, config, shape(ws))
+    return plan_for(analysis, models(ws), ws.data, config)
+
+
+def stored_result(analysis, config, ws: Workspace | None = None):
+    """(result, job) if the results store already has it (decoded once per session), else (None, job)."""
+    from unlearn_core.run.jobs import serve
+
+    ws = ws or workspace()
+    job = plan(analysis, config, ws)
     memo = st.session_state.setdefault("results", {})
-    if key in memo:
-        return memo[key], key
-    try:
-        hit = store(ws).get_obj(key)
-    except Exception:  # noqa: BLE001 - an undecodable old payload is simply recomputed
-        hit = None
+    if job.key in memo:
+        return memo[job.key], job
+    hit = serve(job, store(ws))
     if hit is not None:
-        memo[key] = hit
-    return hit, key
+        memo[job.key] = hit
+    return hit, job
+
+
+def run_or_serve(job, ws: Workspace | None = None, progress=None):
+    """(result, from_store) of a planned job; the models load only if it must be computed."""
+    from unlearn_core.run.jobs import run_or_serve as run_job
+
+    ws = ws or workspace()
+    result, from_store = run_job(job, lambda: models(ws), ws.data, store(ws), progress)
+    st.session_state.setdefault("results", {})[job.key] = result
+    return result, from_store
 
 
 def run_with_progress(analysis, config, ws: Workspace | None = None, label: str | None = None, part: str = ""):
@@ -203,11 +214,11 @@ def run_with_progress(analysis, config, ws: Workspace | None = None, label: str 
     computation before the store's single write transaction: an interrupted run leaves nothing behind. `part`
     tells apart several runs of one analysis in one script run (their Stop buttons need distinct keys).
     """
-    from unlearn_core.audit import result_key, run_analysis
-    from unlearn_core.eta import with_eta
+    from unlearn_core.run.eta import with_eta
 
     ws = ws or workspace()
-    ms = models(ws)
+    job = plan(analysis, config, ws)
+    models(ws)  # loaded before the progress bar appears (its own spinner)
     slot = st.empty()  # one placeholder: cleared when the run is over
     with slot.container(border=True):
         cols = st.columns([5, 1])
@@ -219,13 +230,11 @@ def run_with_progress(analysis, config, ws: Workspace | None = None, label: str 
     def show(frac: float, msg: str) -> None:
         bar.progress(min(max(float(frac), 0.0), 1.0), text=f"{label or analysis.title}: {msg}")
 
-    progress = with_eta(show)
     t0 = time.perf_counter()
-    result, from_store = run_analysis(analysis, ms, ws.data, store(ws), config=config, progress=progress)
+    result, from_store = run_or_serve(job, ws, with_eta(show))
     seconds = time.perf_counter() - t0
     st.session_state.pop("running", None)
     slot.empty()
-    st.session_state.setdefault("results", {})[result_key(analysis.name, ms, ws.data, config)] = result
     return result, seconds, from_store
 
 

@@ -38,7 +38,7 @@ from unlearn_core.analyses.attribution.result import (
     AttributionResult,
     ItemAttribution,
 )
-from unlearn_core.spec import AnalysisSpec
+from unlearn_core.analyses.spec import AnalysisSpec, Scope
 
 __all__ = ["METHODS", "SPEC", "TARGETS", "AttributionConfig", "AttributionResult", "ItemAttribution",
            "adaptive_integrated_gradients", "answer_logprob_sum", "attribute_model", "compute_attribution",
@@ -46,10 +46,26 @@ __all__ = ["METHODS", "SPEC", "TARGETS", "AttributionConfig", "AttributionResult
            "romberg_integrated_gradients"]
 
 # Registry entry 'attribution' (keyword-emphasis recovery is the separate 'keyword_recovery').
+def _plots(r) -> dict:
+    """The charts exported for papers, with the page's default choices."""
+    from unlearn_core.analyses.attribution.plots import plot_key_share, plot_token_heatmap
+
+    it = r.items[0]
+    model = r.models[1] if len(r.models) > 1 else r.models[0]
+    return {"attribution_key_share": plot_key_share(r, method=r.methods[0]),
+            "attribution_tokens": plot_token_heatmap(r, it.item, model, it.split, r.methods[0])}
+
+
 SPEC = AnalysisSpec(
     name="attribution", title="Prompt attribution (keyword focus)", default_config=AttributionConfig,
     compute=compute_attribution,
     tables=lambda r: {"attribution_summary": r.summary_frame(), "attribution_items": r.items_frame(),
                       "attribution_tokens": r.to_frame()},
     scores=lambda r, name: r.scores(name),
+    page_title="Attribution",
+    icon=":material/highlight:",
+    plots=_plots,
+    cost_rank=13,
+    scope=Scope("which prompt tokens drive each checkpoint's answer",
+                "whether a forgotten answer is still stored (it reads the output only)"),
 )

@@ -11,10 +11,10 @@ from unlearn_core.analyses.attribution.methods import (
     prompt_layout,
     romberg_integrated_gradients,
 )
-from unlearn_core.analyses.attribution.result import AttributionConfig, AttributionResult, ItemAttribution, Progress
-from unlearn_core.items import PromptFormat, QAItem
-from unlearn_core.scoring import Encoded, greedy_generate, pad_id_of, score_encoded
-from unlearn_core.types import AuditData, LoadedModel, ModelSet
+from unlearn_core.analyses.attribution.result import AttributionConfig, AttributionResult, ItemAttribution
+from unlearn_core.data.items import PromptFormat, QAItem
+from unlearn_core.model.scoring import Encoded, greedy_generate, pad_id_of, score_encoded
+from unlearn_core.types import AuditData, LoadedModel, ModelSet, Progress
 
 MIN_RETAIN = 32
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from unlearn_core.scoring import Encoded, kept_logits, length_batches, right_pad, score_encoded
+from unlearn_core.model.forward import token_logprobs
+from unlearn_core.model.hooks import on_output
+from unlearn_core.model.scoring import Encoded, kept_logits, length_batches, right_pad, score_encoded
 
 
 def prompt_layout(tokenizer, prompt: str, question: str, scope: str):
@@ -98,8 +100,7 @@ def answer_logprob_sum(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tens
     `ids` is only used to build the embeddings, which LayerIntegratedGradients replaces by interpolated ones."""
     keep = labels >= 0
     logits = kept_logits(model, keep, input_ids=ids, attention_mask=mask)  # [n_answer_tokens, V]
-    logp = F.log_softmax(logits.float(), dim=-1)
-    tok = logp.gather(1, labels[keep][:, None])[:, 0]
+    tok = token_logprobs(logits, labels[keep])
     out = torch.zeros(ids.shape[0], dtype=torch.float32, device=ids.device)
     return out.index_add(0, keep.nonzero()[:, 0], tok)
 
@@ -128,6 +129,8 @@ def integrated_gradients(model, pad_id: int, prompts: list[list[int]], answers: 
             return output
         return output * (~cur["mask"])[..., None].to(output.dtype)
 
+    zero_at = on_output(emb, zero_hook) if baseline == "zero" else nullcontext()
+
     lig = LayerIntegratedGradients(lambda ids, mask, labels: answer_logprob_sum(ids, mask, labels, model), emb)
     for batch in length_batches(lengths, max(1, batch_tokens // (n_steps * max(lengths))) or 1):
         seqs = [prompts[i] + answers[i] for i in batch]
@@ -143,17 +146,11 @@ def integrated_gradients(model, pad_id: int, prompts: list[list[int]], answers: 
         base[prompt_pos] = pad_id
         width = ids.shape[1]
         internal = max(2 * len(batch), (batch_tokens // width) // len(batch) * len(batch))
-        handle = None
-        if baseline == "zero":
-            cur.update(base=base, ids=ids, mask=prompt_pos)
-            handle = emb.register_forward_hook(zero_hook)
-        try:
+        cur.update(base=base, ids=ids, mask=prompt_pos)
+        with zero_at:
             attr, delta = lig.attribute(ids, baselines=base, additional_forward_args=(mask, labels),
                                         n_steps=n_steps, method=method, internal_batch_size=internal,
                                         return_convergence_delta=True)
-        finally:
-            if handle is not None:
-                handle.remove()
         attr = attr.float().sum(-1).detach().cpu().double()  # [B, T]: sum over embedding dims
         for r, i in enumerate(batch):
             out_attr[i] = attr[r, : len(prompts[i])].numpy() * np.asarray(attributable[i], dtype=float)

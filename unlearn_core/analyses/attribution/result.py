@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -11,10 +10,9 @@ import numpy as np
 import pandas as pd
 
 from unlearn_core.analyses.attribution.methods import key_share, spearman
-from unlearn_core.codec import register_result
-from unlearn_core.validation import optional_positive_int, positive_ints
+from unlearn_core.analyses.common.validation import optional_positive_int, positive_ints
+from unlearn_core.store.codec import register_result
 
-Progress = Callable[[float, str], None]
 METHODS = ("loo", "ig")
 TARGETS = ("gold", "original_greedy")
 IG_RULES = ("romberg", "gausslegendre")

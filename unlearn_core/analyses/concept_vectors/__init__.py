@@ -19,13 +19,27 @@ from __future__ import annotations
 from unlearn_core.analyses.concept_vectors.change import per_layer_change
 from unlearn_core.analyses.concept_vectors.compute import compute_concept_vectors
 from unlearn_core.analyses.concept_vectors.result import ConceptVectorsConfig, ConceptVectorsResult
-from unlearn_core.spec import AnalysisSpec
+from unlearn_core.analyses.spec import AnalysisSpec, Scope
 
 __all__ = ["SPEC", "ConceptVectorsConfig", "ConceptVectorsResult", "compute_concept_vectors"]
 
 
 # No verdict evidence: concept-vector cosine is parametric similarity, not recoverability, and a retain-only model
 # trained separately has unaligned columns (cosine ~0.7 by construction), which would read as "retained".
+def _plots(r) -> dict:
+    """The charts exported for papers, with the page's default choices."""
+    from unlearn_core.analyses.concept_vectors import plots as pcv
+
+    out = {"concept_vector_change": pcv.plot_vector_change(r), "concept_layer_weights": pcv.plot_layer_weight_change(r),
+           "concept_ablation": pcv.plot_ablation(r)}
+    if r.concepts:
+        out["concept_locate"] = pcv.plot_locate_scores(r, r.concepts[0])
+        loc = r.located()
+        if not loc.empty:
+            out["concept_vocab"] = pcv.plot_vocab_projection(r, int(loc.iloc[0]["layer"]), int(loc.iloc[0]["neuron"]))
+    return out
+
+
 SPEC = AnalysisSpec(
     name="concept_vectors", title="Concept vectors", default_config=ConceptVectorsConfig,
     compute=compute_concept_vectors,
@@ -34,4 +48,11 @@ SPEC = AnalysisSpec(
                       "concept_vectors_concept_ablation": r.concept_ablation,
                       "concept_vectors_layer_change": per_layer_change(r.weight_change)},
     scores=lambda r, name: r.scores(name),
+    page_title="Concept vectors",
+    icon=":material/hub:",
+    plots=_plots,
+    cost_rank=6,
+    scope=Scope("whether unlearning changed the MLP vectors that write the concept",
+                "whether the answer is recoverable (shown, not counted as verdict evidence)",
+                "weights (to locate the concept vectors)"),
 )

@@ -11,15 +11,16 @@ carry a variant index and the hook adds each row's own edit, so validating 24 ca
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from unlearn_core import arch
-from unlearn_core.forward import answer_logits
-from unlearn_core.scoring import Encoded, input_device, kept_logits, length_batches, right_pad
+from unlearn_core.model import arch
+from unlearn_core.model.forward import answer_logits, answer_scores, token_logprobs
+from unlearn_core.model.hooks import mlp_hidden, mlp_out
+from unlearn_core.model.scoring import Encoded, input_device, length_batches, right_pad
 
 
 @dataclass(frozen=True)
@@ -64,22 +65,20 @@ class _EditHooks:
             # on the projection's own device: a model spread over devices runs each block where it lives
             self.tables[layer] = (torch.tensor(neurons, device=w.device), table.to(device=w.device, dtype=w.dtype))
         self.row_variant: torch.Tensor | None = None  # [B] variant index of each batch row
-        self.handles: list = []
+        self.stack = ExitStack()
 
     def __enter__(self):
         for layer, (neurons, table) in self.tables.items():
-            def hook(module, args, output, neurons=neurons, table=table):
-                x = args[0][..., neurons]  # [B, T, u] activations of the edited neurons
+            def edit(hidden, output, neurons=neurons, table=table):
+                x = hidden[..., neurons]  # [B, T, u] activations of the edited neurons
                 rows = table[self.row_variant.to(table.device)]  # [B, u, d_model]
                 return output + torch.einsum("btu,bud->btd", x, rows)  # [B, T, d_model]
 
-            self.handles.append(arch.mlp_out_proj(self.model, layer).register_forward_hook(hook))
+            self.stack.enter_context(mlp_out(self.model, layer, edit))
         return self
 
     def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
+        self.stack.close()
 
 
 @torch.no_grad()
@@ -109,31 +108,13 @@ def score_under_edits(
             seqs = [encoded[rows[r][1]].ids for r in batch]
             ids, mask = right_pad(seqs, pad_id, device)
             hooks.row_variant = torch.tensor([rows[r][0] for r in batch], device=device)
-            pos_b, pos_t, labels, owner = [], [], [], []
-            for b, r in enumerate(batch):
-                e = encoded[rows[r][1]]
-                start = len(e.prompt_ids) - 1
-                for k, tok in enumerate(e.answer_ids):
-                    pos_b.append(b)
-                    pos_t.append(start + k)
-                    labels.append(tok)
-                    owner.append(b)
-            if not labels:
+            items = [encoded[rows[r][1]] for r in batch]
+            if not any(e.answer_ids for e in items):
                 continue
-            keep = torch.zeros(ids.shape, dtype=torch.bool, device=device)
-            keep[torch.tensor(pos_b, device=device), torch.tensor(pos_t, device=device)] = True
-            # only the answer-predicting positions are projected, in row-major order: [N_answer_tokens, V]
-            span = kept_logits(model, keep, input_ids=ids, attention_mask=mask).float()
-            lab = torch.tensor(labels, device=device)
-            own = torch.tensor(owner, device=device)
-            lp = F.log_softmax(span, dim=-1).gather(1, lab[:, None])[:, 0]  # [N]
-            right = (span.argmax(-1) == lab).float()  # [N]
-            count = torch.zeros(len(batch), device=device).index_add_(0, own, torch.ones_like(lp))
-            lp_sum = torch.zeros(len(batch), device=device).index_add_(0, own, lp)
-            right_sum = torch.zeros(len(batch), device=device).index_add_(0, own, right)
-            has = count > 0
-            mean_lp = torch.where(has, lp_sum / count.clamp_min(1), torch.nan).cpu().numpy()
-            all_right = torch.where(has, (right_sum == count).float(), torch.nan).cpu().numpy()
+            mean, right = answer_scores(model, items, ids, mask)  # [B] mean answer log-prob, all tokens argmax
+            has = torch.tensor([bool(e.answer_ids) for e in items])
+            mean_lp = mean.numpy()
+            all_right = torch.where(has, right.float(), torch.nan).numpy()
             for b, r in enumerate(batch):
                 v, i = rows[r]
                 p[v, i] = np.exp(mean_lp[b])
@@ -155,14 +136,15 @@ def zero_ablation_attribution(model, encoded: Sequence[Encoded], pad_id: int, ba
     acts: dict[int, torch.Tensor] = {}
 
     def make_hook(layer):
-        def pre(module, args):
-            x = args[0].detach().requires_grad_(True)  # [B, T, d_mlp]; the weights stay frozen and untouched
+        def pre(hidden):
+            x = hidden.detach().requires_grad_(True)  # [B, T, d_mlp]; the weights stay frozen and untouched
             acts[layer] = x
-            return (x, *args[1:])
+            return x
         return pre
 
-    handles = [arch.mlp_out_proj(model, layer).register_forward_pre_hook(make_hook(layer)) for layer in layers]
-    try:
+    with ExitStack() as hooks:
+        for layer in layers:
+            hooks.enter_context(mlp_hidden(model, layer, make_hook(layer)))
         with torch.enable_grad():
             lengths = [len(e.prompt_ids) + len(e.answer_ids) for e in encoded]
             for batch in length_batches(lengths, batch_size):
@@ -172,14 +154,10 @@ def zero_ablation_attribution(model, encoded: Sequence[Encoded], pad_id: int, ba
                 for span, i in zip(spans, batch, strict=True):
                     e = encoded[i]
                     if e.answer_ids:
-                        lp = F.log_softmax(span.float(), -1)  # [a, V]
-                        objective = objective + lp.gather(1, torch.tensor(e.answer_ids, device=device)[:, None]).mean()
+                        objective = objective + token_logprobs(span, torch.tensor(e.answer_ids, device=device)).mean()
                 grads = torch.autograd.grad(objective, [acts[layer] for layer in layers], allow_unused=True)
                 for layer, g in zip(layers, grads):
                     if g is not None:
                         total[layer] += (acts[layer].detach() * g.detach() * mask[..., None]).float().sum((0, 1)).cpu()
-    finally:
-        for h in handles:
-            h.remove()
-        acts.clear()
+    acts.clear()
     return total / max(1, len(encoded))

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from unlearn_core import arch
 from unlearn_core.analyses.concept_vectors.locate import project_columns
+from unlearn_core.model import arch
 
 CHANGE_COLUMNS = ["checkpoint", "concept", "kind", "layer", "neuron", "cosine", "l2", "rel_l2", "jaccard", "survival"]
 WEIGHT_COLUMNS = ["checkpoint", "parameter", "layer", "group", "shape", "is_matrix", "norm", "dnorm", "rel_change"]

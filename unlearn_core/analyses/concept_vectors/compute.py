@@ -9,19 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from unlearn_core import arch
 from unlearn_core.analyses.concept_vectors.ablation import (
     noise_edit,
     score_under_edits,
     zero_ablation_attribution,
     zero_edit,
 )
-from unlearn_core.analyses.concept_vectors.change import (
-    CHANGE_COLUMNS,
-    WEIGHT_COLUMNS,
-    column_change,
-    weight_change,
-)
+from unlearn_core.analyses.concept_vectors.change import CHANGE_COLUMNS, WEIGHT_COLUMNS, column_change, weight_change
 from unlearn_core.analyses.concept_vectors.locate import (
     concept_items,
     concept_words,
@@ -35,10 +29,10 @@ from unlearn_core.analyses.concept_vectors.result import (
     CANDIDATE_COLUMNS,
     ConceptVectorsConfig,
     ConceptVectorsResult,
-    Progress,
 )
-from unlearn_core.scoring import encode, pad_id_of
-from unlearn_core.types import AuditData, ModelSet
+from unlearn_core.model import arch
+from unlearn_core.model.scoring import encode, pad_id_of
+from unlearn_core.types import AuditData, ModelSet, Progress
 
 
 def _tokens_of(tok, ids) -> tuple[str, ...]:

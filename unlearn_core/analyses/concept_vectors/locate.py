@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
-from unlearn_core import arch
-from unlearn_core.items import QAItem
+from unlearn_core.data.items import QAItem
+from unlearn_core.model import arch
 
 _STRIP = re.compile(r"^\W+|\W+$")
 

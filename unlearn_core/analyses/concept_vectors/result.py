@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from unlearn_core.codec import register_result
+from unlearn_core.store.codec import register_result
 
-Progress = Callable[[float, str], None]
 TOKEN_SOURCES = ("name", "answer", "keywords")
 CANDIDATE_COLUMNS = ["concept", "layer", "neuron", "loc_score", "loc_rank", "concept_drop", "unrelated_drop", "effect",
                      "est_logp_drop", "passed_filter", "located", "selected_by", "top_tokens"]

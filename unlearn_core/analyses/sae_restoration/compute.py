@@ -14,7 +14,6 @@ from unlearn_core.analyses.sae_restoration.result import (
     PLAIN,
     SPLITS,
     VARIANTS,
-    Progress,
     RestorationConfig,
     RestorationResult,
     default_layer,
@@ -28,18 +27,13 @@ from unlearn_core.analyses.sae_restoration.steering import (
     run_split,
     steering_directions,
 )
-from unlearn_core.analyses.sae_restoration.training import (
-    get_sae,
-    load_sae,
-    sae_quality,
-    training_texts,
-)
-from unlearn_core.arch import decoder_layers
-from unlearn_core.forward import resume_matches
-from unlearn_core.recovery import recovery_rate
-from unlearn_core.scoring import encode, input_device, pad_id_of
-from unlearn_core.spec import Shape
-from unlearn_core.types import AuditData, ModelSet
+from unlearn_core.analyses.sae_restoration.training import get_sae, load_sae, sae_quality, training_texts
+from unlearn_core.analyses.spec import Shape
+from unlearn_core.evidence.recovery import recovery_rate
+from unlearn_core.model.arch import decoder_layers
+from unlearn_core.model.hooks import resume_matches
+from unlearn_core.model.scoring import encode, input_device, pad_id_of
+from unlearn_core.types import AuditData, ModelSet, Progress
 
 
 def resolve_restoration(config: RestorationConfig, shape: Shape) -> RestorationConfig:

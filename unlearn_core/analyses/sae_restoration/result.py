@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from unlearn_core.analyses.sae_restoration.training import (
-    SAEQuality,
-    SAETrainConfig,
-)
-from unlearn_core.calibration import ProbeItems
-from unlearn_core.codec import register_result
+from unlearn_core.analyses.sae_restoration.training import SAEQuality, SAETrainConfig
+from unlearn_core.evidence.calibration import ProbeItems
+from unlearn_core.store.codec import register_result
 
-Progress = Callable[[float, str], None]
 VARIANTS = ("inject", "scale")
 FEATURE_SETS = ("fact", "concept", "random")
 SPLITS = ("forget", "retain")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import ExitStack
 
 import torch
 
-from unlearn_core.forward import answer_scores, answer_span_mask, hooked, resumed_at
-from unlearn_core.scoring import Encoded, input_device, length_batches, right_pad
-
-Progress = Callable[[float, str], None]
+from unlearn_core.model.forward import answer_scores, answer_span_mask
+from unlearn_core.model.hooks import hooked, resumed_at
+from unlearn_core.model.scoring import Encoded, input_device, length_batches, right_pad
 
 
 class Split:

@@ -17,25 +17,25 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from unlearn_core.codec import register_result
-from unlearn_core.forward import answer_span_mask, capture_block_outputs
-from unlearn_core.hashing import hash_json
-from unlearn_core.scoring import Encoded, input_device, length_batches, right_pad
-from unlearn_core.threads import few_threads
-from unlearn_core.types import AuditData
+from unlearn_core.model.forward import answer_span_mask
+from unlearn_core.model.hooks import capture_block_outputs
+from unlearn_core.model.scoring import Encoded, input_device, length_batches, right_pad
+from unlearn_core.model.threads import few_threads
+from unlearn_core.store.codec import register_result
+from unlearn_core.store.hashing import hash_json
+from unlearn_core.types import AuditData, Progress
 
 if TYPE_CHECKING:  # sae-lens imports transformer-lens (~5 s): only code that trains or loads an SAE pays for it
     from sae_lens import SAE
 
 ARCHITECTURES = ("topk", "standard")
-Progress = Callable[[float, str], None]
 QUALITY_FILE = "quality.json"
 
 

@@ -1,0 +1,155 @@
+"""Headless audit: run the requested analyses over a workspace, serve repeats from the results store, calibrate the
+recovery evidence against its controls and write report.json, verdicts.csv, evidence.csv and one CSV per table.
+
+The dashboard's headline page calls `verdict_from_results` on the results it reads from the same store, so the CLI
+and the dashboard give one verdict for one workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from unlearn_core.analyses import registry
+from unlearn_core.analyses.spec import AnalysisSpec, Shape
+from unlearn_core.evidence.verdict import VerdictConfig, VerdictResult, calibrate_all, compute_verdict
+from unlearn_core.run import timing
+from unlearn_core.run.jobs import ResultsStore, plan, plan_for, run_or_serve, shape_of
+from unlearn_core.types import AuditData, ModelSet, Progress
+
+__all__ = ["ResultsStore", "get_analysis", "plan", "plan_for", "result_key", "run_analysis", "run_audit",
+           "run_or_serve", "shape_of", "store_key", "verdict_from_results"]
+
+def get_analysis(name: str) -> AnalysisSpec:
+    return registry.get_spec(name)
+
+
+def store_key(name: str, checkpoint_hashes: dict[str, str], data_hash: str, config, shape: Shape) -> str:
+    """The results-store key of one computation: content hashes and the RESOLVED config (jobs.plan)."""
+    return plan(name, checkpoint_hashes, data_hash, config, shape).key
+
+
+def result_key(analysis: str, models: ModelSet, data: AuditData, config) -> str:
+    return plan_for(analysis, models, data, config).key
+
+
+def run_analysis(analysis: AnalysisSpec, models: ModelSet, data: AuditData, store: ResultsStore | None,
+                 config=None, progress: Progress | None = None) -> tuple[object, bool]:
+    """(result, served_from_store). Results are computed at most once per (checkpoints, data, resolved config)."""
+    return run_or_serve(plan_for(analysis, models, data, config), models, data, store, progress)
+
+
+def cost_estimates(analyses: list[str], models: ModelSet, data: AuditData, store: ResultsStore,
+                   configs: dict[str, object] | None = None) -> dict[str, timing.Estimate | None]:
+    """Per analysis the store does not hold yet: its estimated wall time here, None without a timing record."""
+    work, device, out = timing.workload(models, data), timing.device_of(models), {}
+    for name in analyses:
+        job = plan_for(name, models, data, (configs or {}).get(name))
+        if store.get(job.key) is None:
+            out[name] = timing.estimate_for(store, name, work, device, job.config_hash)
+    return out
+
+
+def behaviour_status(scores: dict[str, float], original: dict[str, float]) -> str:
+    """Behavioural reading only: whether the forget-set answers are gone relative to the original."""
+    f, f0 = scores.get("forget_acc"), original.get("forget_acc")
+    if f is None or f0 is None:
+        return "unknown"
+    return "looks forgotten" if f <= 0.5 * f0 else "not forgotten"
+
+
+def verdict_from_results(results: list[tuple[str, object]], models: ModelSet | dict[str, str],
+                         rule: VerdictConfig = VerdictConfig()) -> tuple[VerdictResult, dict[str, dict[str, float]]]:
+    """The verdict and the flat scores from (analysis name, result) pairs: the one path CLI and dashboard share.
+
+    models: a ModelSet, or {checkpoint name: role} when the models are not loaded (the dashboard reading the store).
+    """
+    if rule.counted is None:  # the evidence the analyses declare counted, named in the rule text
+        rule = replace(rule, counted=registry.default_counted())
+    roles = {n: m.role for n, m in models.all().items()} if isinstance(models, ModelSet) else dict(models)
+    original = next(n for n, r in roles.items() if r == "original")
+    reference = next((n for n, r in roles.items() if r == "retain_only"), None)
+    scores = registry.collect_scores(results, list(roles))
+    items = registry.collect_evidence_items(results)
+    evidence = calibrate_all(items, list(roles), original, reference, rule)
+    return compute_verdict(scores, evidence, rule, original=original, reference=reference), scores
+
+
+def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path, store: ResultsStore | None,
+              progress: Progress | None = None, rule: VerdictConfig = VerdictConfig(),
+              truth: dict[str, str] | None = None, configs: dict[str, object] | None = None,
+              weights: dict[str, float] | None = None) -> dict:
+    """truth: {checkpoint: "suppressed" | "deleted"} for planted controls (the demo lab's lab.json): adds the
+    probe-validity table. configs: analysis name -> config for those not run with their defaults. weights: each
+    analysis' share of the progress fraction (timing.progress_weights: its estimated seconds), so the time left
+    read from the fraction holds when one probe takes five times another; equal shares without."""
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"checkpoints": {}, "analyses": {}, "data_hash": data.hash,
+                    "n_items": {"forget": len(data.forget), "retain": len(data.retain), "holdout": len(data.holdout)}}
+    names = list(models.all())
+    results: list[tuple[str, object]] = []
+    shares = [float((weights or {}).get(a, 1.0)) for a in analyses]
+    if sum(shares) <= 0:
+        shares = [1.0] * len(analyses)
+    starts = [sum(shares[:i]) / sum(shares) for i in range(len(analyses))]
+    for i, name in enumerate(analyses):
+        analysis = get_analysis(name)
+
+        def sub(frac: float, msg: str, start=starts[i], share=shares[i] / sum(shares), title=analysis.title) -> None:
+            if progress:
+                progress(start + frac * share, f"{title}: {msg}")
+
+        result, cached = run_analysis(analysis, models, data, store, config=(configs or {}).get(name), progress=sub)
+        results.append((name, result))
+        report["analyses"][name] = {"from_store": cached, "tables": []}
+        for tname, df in analysis.tables(result).items():
+            df.to_csv(out / f"{tname}.csv", index=False)
+            report["analyses"][name]["tables"].append(f"{tname}.csv")
+    verdicts, scores = verdict_from_results(results, models, rule)
+    report["verdict_rule"] = verdicts.rule
+    report["reference"] = verdicts.reference
+    verdicts.to_frame().to_csv(out / "verdicts.csv", index=False)
+    verdicts.evidence_frame().to_csv(out / "evidence.csv", index=False)
+    if truth:
+        from unlearn_core.evidence.validity import probe_validity
+
+        items = registry.collect_evidence_items(results)
+        validity = probe_validity(items, truth, models.original.name, verdicts.reference, rule)
+        validity.to_csv(out / "probe_validity.csv", index=False)
+        report["probe_validity"] = validity.to_dict(orient="records")
+    for n in names:
+        role = models.all()[n].role
+        entry = {"role": role, "path": models.all()[n].path, "hash": models.all()[n].hash, "scores": scores[n]}
+        if role == "unlearned":
+            v = verdicts.get(n)
+            entry["behaviour"] = behaviour_status(scores[n], scores[models.original.name])
+            entry.update(verdict=v.verdict, verdict_reason=v.reason, retention=v.retention,
+                         retention_interval=[v.retention_lo, v.retention_hi], retention_from=v.retention_from,
+                         control=v.control, counted=list(v.counted), not_counted=v.not_counted,
+                         items_for_definite_call=None if math.isnan(v.items_for_call) else int(v.items_for_call),
+                         call_with_more_items=v.call_if_more_items or None,
+                         items_projection=v.projection() or None,
+                         evidence={e.key: {"raw": e.raw, "control": e.control, "control_value": e.control_value,
+                                           "excess": e.excess, "interval": [e.lo, e.hi], "n_items": e.n_items,
+                                           "n_control": e.n_control, "attack": e.attack, "metric": e.metric}
+                                   for e in v.evidence})
+        report["checkpoints"][n] = entry
+    report = _json_safe(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    return report
+
+
+def _json_safe(obj):
+    """Strict JSON: NaN/inf (a metric that does not apply) become null; numpy scalars become floats."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, bool | str) or obj is None:
+        return obj
+    if isinstance(obj, int | float) or hasattr(obj, "item"):
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    return obj

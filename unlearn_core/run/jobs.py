@@ -1,0 +1,106 @@
+"""One computation, resolved, hashed and keyed once; one run-or-serve path for the CLI, the pages, the data check,
+the workers and the series.
+
+A `Job` is an analysis with its config resolved against the models' shape (layer=None -> the layer it means), the
+config's hash, the checkpoints' and data's hashes and the results-store key, all made once when the job is planned.
+`run_or_serve` serves it from the store or computes it (at most once per key, also across threads), records its
+wall time for the next estimate, and loads the models only when it has to compute.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from unlearn_core.analyses import registry
+from unlearn_core.analyses.spec import AnalysisSpec, Shape
+from unlearn_core.model.arch import n_layers
+from unlearn_core.model.threads import few_threads, model_params, models_in_use
+from unlearn_core.run import timing
+from unlearn_core.store.hashing import hash_config
+from unlearn_core.store.results import ResultsStore, make_key
+from unlearn_core.store.timings import TimingRecord
+from unlearn_core.types import AuditData, ModelSet, Progress
+
+__all__ = ["Job", "ResultsStore", "plan", "plan_for", "run_or_serve", "serve", "shape_of"]
+
+
+@dataclass(frozen=True)
+class Job:
+    spec: AnalysisSpec
+    config: object  # resolved: every automatic default made explicit
+    config_hash: str
+    checkpoints: dict[str, str]  # checkpoint name -> content hash
+    data_hash: str
+    key: str  # the results-store key
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def shape_of(models: ModelSet, data: AuditData) -> Shape:
+    return Shape(n_layers(models.original.model), len(data.forget))
+
+
+def _spec(analysis: AnalysisSpec | str) -> AnalysisSpec:
+    return registry.get_spec(analysis) if isinstance(analysis, str) else analysis
+
+
+def plan(analysis: AnalysisSpec | str, checkpoints: dict[str, str], data_hash: str, config=None,
+         shape: Shape | None = None) -> Job:
+    """A job from hashes alone (no model loaded): what a page needs to find a stored result. `shape` resolves the
+    config's automatic defaults; an analysis without any needs none."""
+    spec = _spec(analysis)
+    config = spec.default_config() if config is None else config
+    if spec.resolve is not None:
+        if shape is None:
+            raise ValueError(f"{spec.name}: its config has automatic defaults; plan it with the models' shape")
+        config = spec.resolve(config, shape)
+    config_hash = hash_config(config)
+    checkpoints = dict(checkpoints)
+    return Job(spec, config, config_hash, checkpoints, data_hash, make_key(spec.name, checkpoints, data_hash,
+                                                                           config_hash))
+
+
+def plan_for(analysis: AnalysisSpec | str, models: ModelSet, data: AuditData, config=None) -> Job:
+    return plan(analysis, {n: m.hash for n, m in models.all().items()}, data.hash, config, shape_of(models, data))
+
+
+def serve(job: Job, store: ResultsStore):
+    """The stored result of this job, or None (also for a payload that no longer decodes: it is recomputed)."""
+    try:
+        return store.get_obj(job.key)
+    except Exception:  # noqa: BLE001 - an undecodable old payload is simply recomputed
+        return None
+
+
+def run_or_serve(job: Job, models: ModelSet | Callable[[], ModelSet], data: AuditData, store: ResultsStore | None,
+                 progress: Progress | None = None) -> tuple[object, bool]:
+    """(result, served_from_store). `models` may be a loader: it is called only when the result must be computed.
+    The loaded models must be the ones the job was planned for (their hashes are checked)."""
+    took: list[float] = []
+    loaded: list[ModelSet] = []
+
+    def compute():
+        ms = models() if callable(models) else models
+        hashes = {n: m.hash for n, m in ms.all().items()}
+        if hashes != job.checkpoints:
+            raise ValueError(f"{job.name}: the loaded checkpoints are not the ones this job was planned for")
+        loaded.append(ms)
+        with models_in_use(ms, progress), few_threads(model_params(ms)):  # shared models: one at a time
+            t0 = time.perf_counter()
+            result = job.spec.compute(ms, data, job.config, progress=progress)
+            took.append(time.perf_counter() - t0)
+            return result
+
+    if store is None:
+        return compute(), False
+    result, cached = store.get_or_compute(job.key, compute, analysis=job.name, checkpoints=job.checkpoints,
+                                          data_hash=job.data_hash, config_hash=job.config_hash)
+    if took:  # the next run of this analysis can be estimated before it starts (run.timing)
+        record = TimingRecord(job.name, job.config_hash, took[0], timing.workload(loaded[0], data),
+                              timing.device_of(loaded[0]))
+        store.record_timing(job.key, record)
+    return result, cached

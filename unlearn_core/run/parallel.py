@@ -1,0 +1,244 @@
+"""Independent analyses in worker processes, written to the one results store; the audit then reads them back.
+
+torch's small-model forward passes use one intra-op thread (model.threads), so a single audit uses one core.
+Analyses of one workspace are independent computations, but not in one process: they hook the SAME model objects
+(noise, patching, steering), so threads would have to take turns (threads.models_in_use). Separate processes each
+load their own copy of the checkpoints (seconds for the demo lab) and write their result under the same content key
+the serial path would use, so the audit that follows serves every analysis from the store and the verdict path is
+unchanged. The numbers are the serial ones: same code, same seeds, one thread per process.
+
+Processes are spawned, not forked: a fork of a process whose OpenMP pool already ran can hang in the child.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from unlearn_core.analyses.registry import longest_first
+from unlearn_core.run.workspace import WorkspaceSpec
+from unlearn_core.types import Progress
+
+_LOADED: dict[tuple, tuple] = {}  # per worker process: (spec, accept_partial) -> (models, data)
+
+
+def init_worker() -> None:
+    """One thread for everything in a worker: torch's intra-op pool and the BLAS / OpenMP pools numpy, scipy and
+    sklearn use (threadpoolctl). With torch alone limited, the decodability probe's sklearn fits ran on two BLAS
+    threads beside the other worker and took 73 s instead of 25 s."""
+    import torch
+    import transformers
+    from threadpoolctl import threadpool_limits
+
+    _exit_with_parent()
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    transformers.utils.logging.set_verbosity_error()  # as the CLI itself: no per-checkpoint loading bars
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _exit_with_parent() -> None:
+    """A worker ends when the process that started it dies. ProcessPoolExecutor's workers outlive a parent killed
+    with SIGKILL (or by the OOM killer): each sat idle holding ~380 MB, forever, on a shared machine."""
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def stop_pool(pool) -> None:
+    """End a pool now: cancel what has not started and terminate the workers still running something. Why: the
+    executor's shutdown waits for every running task, so an error or Ctrl-C in one lab stage or analysis left the
+    user waiting for the others (a minute for a lab stage, up to the longest analysis for an audit)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14: cancels, terminates and shuts down
+    if terminate is not None:
+        terminate()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
+
+
+def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store_path: str) -> tuple[str, float, bool]:
+    from unlearn_core.analyses.registry import get_spec
+    from unlearn_core.run.audit import run_analysis
+    from unlearn_core.store.results import ResultsStore
+
+    key = (spec, accept_partial)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = (spec.load_models(), spec.load_data(accept_partial=accept_partial))
+    models, data = _LOADED[key]
+    t0 = time.perf_counter()
+    _, cached = run_analysis(get_spec(name), models, data, ResultsStore(store_path), config=config)
+    return name, time.perf_counter() - t0, cached
+
+
+def order(analyses: list[str], seconds: dict[str, float] | None = None) -> list[str]:
+    """Longest first: by estimated seconds where every analysis has one (this machine's timing records), else by
+        each analysis's SPEC.cost_rank (measured on the full default-lab audit with a fresh store and an empty SAE
+    cache, two workers: benchmarks/MEASUREMENTS.md, stop 27; SAE restoration ranks second because a first audit
+    trains its SAE)."""
+    if seconds and all(a in seconds for a in analyses):
+        return sorted(analyses, key=lambda a: -seconds[a])
+    return longest_first(analyses)
+
+
+def start_pool(workers: int, spec: WorkspaceSpec | None = None, accept_partial: bool = False) -> ProcessPoolExecutor:
+    """A spawned pool whose `workers` processes start now, importing torch, transformers and the original's model class,
+    and loading the checkpoints too when they are small (all of them in at most a tenth of free CPU memory, as the demo
+    lab's are). Why now: the audit's own process spends its first seconds on one core (imports, loading, the data
+    check) while the other core idles; workers started then are ready when it is. Larger checkpoints load on a
+    worker's first task, after the audit has loaded its own copy (so its memory check sees that copy)."""
+    pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn"),
+                               initializer=init_worker)
+    for _ in range(max(1, workers)):  # a spawn pool starts one process per submitted task while none is idle
+        pool.submit(_warm, spec, accept_partial)
+    return pool
+
+
+def _warm(spec: WorkspaceSpec | None, accept_partial: bool) -> None:
+    import unlearn_core.analyses.registry  # noqa: F401
+    import unlearn_core.run.audit  # noqa: F401
+
+    if spec is None:
+        return
+    try:  # a warm-up only: any problem with the checkpoints or data is reported by the real load
+        from unlearn_core.checkpoints.memory import available_bytes, pick_device, weight_bytes
+
+        infos = spec.inspect()
+        device, dtype = pick_device(spec.device, spec.max_memory)
+        small = sum(weight_bytes(infos, dtype).values()) * 10 <= available_bytes(device)
+        if device.type == "cpu" and spec.max_memory is None and small:
+            _LOADED.clear()
+            _LOADED[(spec, accept_partial)] = (spec.load_models(), spec.load_data(accept_partial=accept_partial))
+            return
+        from transformers import AutoConfig  # the model class' module alone (GPT-2's is seconds of imports)
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(spec.original))]
+    except Exception:  # noqa: BLE001
+        _LOADED.clear()
+
+
+@contextmanager
+def _one_thread():
+    """The audit's own process computing beside workers: one thread for torch and every BLAS pool, like them."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+class _Stopped(Exception):
+    """Raised through an analysis' progress callback in the audit's own process when a worker's analysis failed."""
+
+
+def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Path, jobs: int,
+                  configs: dict[str, object] | None = None, accept_partial: bool = False,
+                  progress: Progress | None = None, estimates: dict[str, float] | None = None,
+                  local: tuple | None = None, pool: ProcessPoolExecutor | None = None) -> dict[str, float]:
+    """Compute every analysis the store lacks in `jobs` processes; {analysis: seconds it took}.
+
+    local: (models, data) this process has loaded: it then computes analyses itself beside jobs - 1 workers, taking
+    from the same longest-first list, so one worker fewer is started (a worker's start is seconds of imports and
+    loading every checkpoint). pool: workers started before (start_pool); stopped here when done. An analysis already
+    in the store comes back at once. A worker's error is raised here with the analysis named, and stops the rest.
+    estimates: expected seconds per analysis, to start the longest first."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    configs = configs or {}
+    seconds: dict[str, float] = {}
+    todo = deque(order(list(dict.fromkeys(analyses)), estimates))
+    total = len(todo)
+    n_workers = min(jobs - (local is not None), total)
+    if pool is None and n_workers > 0:
+        pool = start_pool(n_workers, spec, accept_partial)
+    lock = threading.Lock()
+    failed: list[tuple[str, BaseException]] = []
+
+    def take() -> str | None:
+        with lock:
+            return todo.popleft() if todo and not failed else None
+
+    def done(name: str, secs: float, cached: bool) -> None:
+        with lock:
+            seconds[name] = secs
+            if progress:
+                progress(len(seconds) / total, f"{name}: {'from the store' if cached else f'{secs:.1f} s'} "
+                                               f"({len(seconds)}/{total} done, {jobs} processes)")
+
+    def feed() -> None:  # keeps one worker busy: one task at a time, so the longest-first list is shared fairly
+        while (name := take()) is not None:
+            try:
+                _, secs, cached = pool.submit(_compute, spec, accept_partial, name, configs.get(name),
+                                              str(store_path)).result()
+            except BaseException as exc:  # noqa: BLE001 - handed to the audit's thread, which raises it
+                with lock:
+                    failed.append((name, exc))
+                return
+            done(name, secs, cached)
+
+    def check(_frac: float = 0.0, _msg: str = "") -> None:
+        if failed:
+            raise _Stopped
+
+    from unlearn_core.analyses.registry import get_spec
+    from unlearn_core.run.audit import run_analysis
+    from unlearn_core.store.results import ResultsStore
+
+    feeders = [threading.Thread(target=feed, name=f"feed-{i}", daemon=True) for i in range(max(0, n_workers))]
+    try:
+        name = take() if local is not None else None
+        for t in feeders:
+            t.start()
+        while name is not None:
+            models, data = local
+            t0 = time.perf_counter()
+            with _one_thread():
+                _, cached = run_analysis(get_spec(name), models, data, ResultsStore(store_path),
+                                         config=configs.get(name), progress=check)
+            done(name, time.perf_counter() - t0, cached)
+            name = take()
+        for t in feeders:
+            while t.is_alive():
+                t.join(timeout=0.2)
+        if failed:
+            raise _Stopped
+    except BaseException as exc:  # an analysis failed, or Ctrl-C: the others' work is not waited for
+        if pool is not None:
+            stop_pool(pool)
+        if failed:
+            name, err = failed[0]
+            raise RuntimeError(f"{name} failed in its worker process: {type(err).__name__}: {err}") from err
+        if isinstance(exc, _Stopped):
+            raise RuntimeError("stopped") from exc
+        raise
+    if pool is not None:
+        pool.shutdown()
+    return seconds

@@ -1,0 +1,138 @@
+"""One audit's checkpoints and data: inspection before loading, compatibility, memory budget, safe loading.
+
+Everything that can be checked from config.json, tokenizer files and safetensors headers is checked BEFORE any
+weights are read, so a wrong folder or a model too big for memory is refused in milliseconds with a message that
+says what differs. Pickle weights are refused unless the user opts in; remote code is never trusted by default.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unlearn_core.analyses.spec import Shape
+from unlearn_core.checkpoints.inspect import check_compatible, inspect_checkpoint
+from unlearn_core.checkpoints.load import checkpoint_digest, load_model, load_tokenizer, load_weights
+from unlearn_core.checkpoints.memory import pick_device, plan_resident
+from unlearn_core.checkpoints.placement import MaxMemory, normalise_max_memory, remaining
+from unlearn_core.checkpoints.source import CheckpointInfo, resolve_source
+from unlearn_core.data.items import PromptFormat
+from unlearn_core.data.sets import load_items
+from unlearn_core.model.arch import n_layers_from_config
+from unlearn_core.types import AuditData, LoadedModel, ModelSet
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """What the user picked: paths only, so it is cheap to compare, hash and keep in session state."""
+
+    original: str
+    unlearned: tuple[tuple[str, str], ...]
+    forget: str
+    retain_only: str | None = None
+    retain: str | None = None
+    holdout: str | None = None
+    device: str = "auto"
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    prompt_format: PromptFormat = field(default_factory=PromptFormat)
+    max_memory: MaxMemory | None = None  # device_map="auto" budget; a dict or "0=70GiB,cpu=100GiB" is accepted
+    resident: int | None = None  # checkpoints in memory at once; None = all when they fit, else as many as fit
+
+    def __post_init__(self):
+        object.__setattr__(self, "max_memory", normalise_max_memory(self.max_memory))
+        if not self.unlearned:
+            raise ValueError("at least one unlearned checkpoint is needed")
+        names = [n for n, _ in self.unlearned]
+        if len(set(names)) != len(names) or {"original", "retain_only"} & set(names):
+            raise ValueError(f"unlearned names must be unique and not 'original'/'retain_only': {names}")
+        if self.resident is not None and (isinstance(self.resident, bool) or not isinstance(self.resident, int)
+                                          or self.resident < 2):
+            raise ValueError(f"resident must be an int >= 2 (the original and one checkpoint) or None, "
+                             f"got {self.resident!r}")
+
+    def inspect(self) -> dict[str, CheckpointInfo]:
+        infos = {"original": inspect_checkpoint(self.original, self.allow_pickle)}
+        for name, path in self.unlearned:
+            infos[name] = inspect_checkpoint(path, self.allow_pickle, original=self.original)
+        if self.retain_only:
+            infos["retain_only"] = inspect_checkpoint(self.retain_only, self.allow_pickle, original=self.original)
+        check_compatible(infos["original"], {k: v for k, v in infos.items() if k != "original"})
+        return infos
+
+    def load_models(self) -> ModelSet:
+        """Every checkpoint in memory when they fit; else the original plus as many as fit, the others loaded when
+        an analysis reaches them (plan_resident, checkpoints.residency). The numbers are the same either way."""
+        infos = self.inspect()
+        device, dtype = pick_device(self.device, self.max_memory)
+        k = plan_resident(infos, device, dtype, self.max_memory, self.resident)
+        role = {n: "original" if n == "original" else "retain_only" if n == "retain_only" else "unlearned"
+                for n in infos}
+        loaded: dict[str, LoadedModel] = {}
+        if k >= len(infos):
+            for n, i in infos.items():  # under a budget, each checkpoint gets what the ones before it left
+                budget = remaining(self.max_memory, [lm.model for lm in loaded.values()]) if self.max_memory else None
+                loaded[n] = load_model(i, n, role[n], device, dtype, self.trust_remote_code, budget)
+        else:
+            from unlearn_core.checkpoints.residency import OnDemandModel, Residency
+
+            def load(name: str, resident: list) -> object:
+                budget = remaining(self.max_memory, resident) if self.max_memory else None
+                return load_weights(infos[name], device, dtype, self.trust_remote_code, budget)
+
+            residency = Residency(k, load, pinned=("original",))
+            for n, i in infos.items():  # load_tokenizer refuses remote code before anything is read or hashed
+                loaded[n] = OnDemandModel(n, role[n], load_tokenizer(i, self.trust_remote_code), i.path,
+                                          checkpoint_digest(i), residency, i.n_params)
+            residency.get("original")
+        return ModelSet(loaded.pop("original"), {n: loaded[n] for n, _ in self.unlearned}, loaded.get("retain_only"))
+
+    def load_data(self, accept_partial: bool = False) -> AuditData:
+        def items(path):
+            return load_items(path, accept_partial=accept_partial).items if path else ()
+
+        return AuditData(items(self.forget), items(self.retain), items(self.holdout), self.prompt_format)
+
+
+def shape_from_folders(spec: WorkspaceSpec, data: AuditData) -> Shape | None:
+    """What config defaults resolve against, from the original's config.json without loading it (None when it
+    cannot be read: an unusual config or a hub id not cached; then ask the loaded model, jobs.shape_of)."""
+    try:
+        cfg = json.loads((resolve_source(spec.original) / "config.json").read_text())
+        return Shape(n_layers_from_config(cfg), len(data.forget))
+    except Exception:  # noqa: BLE001 - any unreadable config means: load the model and ask it
+        return None
+
+
+def lab_workspace(lab_dir: str | Path, unlearned: list[str] | None = None, device: str = "auto") -> WorkspaceSpec:
+    """The demo lab as a workspace: every unlearned checkpoint, the retain-only reference and the data files."""
+    lab_dir = Path(lab_dir)
+    meta = json.loads((lab_dir / "lab.json").read_text())
+    names = unlearned or [n for n in meta["checkpoints"] if n not in ("original", "retain_only", "base")]
+    return WorkspaceSpec(
+        original=str(lab_dir / "original"),
+        unlearned=tuple((n, str(lab_dir / meta["checkpoints"][n]["path"])) for n in names),
+        retain_only=str(lab_dir / "retain_only"),
+        forget=str(lab_dir / meta["data"]["forget"]),
+        retain=str(lab_dir / meta["data"]["retain"]),
+        holdout=str(lab_dir / meta["data"]["holdout"]),
+        device=device,
+        prompt_format=PromptFormat(meta.get("prompt_template", PromptFormat.template)),
+    )
+
+
+def planted_truth(spec: WorkspaceSpec, lab_json: str | Path | None = None) -> dict[str, str]:
+    """{checkpoint name in this workspace: "suppressed" | "deleted"} for checkpoints that are folders of a demo lab
+    (matched by resolved path, so any display name works); {} when there is no lab.json (real checkpoints)."""
+    meta_path = Path(lab_json) if lab_json else Path(spec.original).parent / "lab.json"
+    if not meta_path.is_file():
+        return {}
+    try:
+        cps = json.loads(meta_path.read_text())["checkpoints"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    by_path = {str((meta_path.parent / c["path"]).resolve()): c.get("ground_truth") for c in cps.values()}
+    named = [*spec.unlearned, *((("retain_only", spec.retain_only),) if spec.retain_only else ())]
+    return {name: by_path[key] for name, path in named
+            if by_path.get(key := str(Path(path).resolve())) in ("suppressed", "deleted")}
