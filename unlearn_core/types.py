@@ -34,6 +34,17 @@ class LoadedModel:
             raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
 
 
+_OPTIONAL_SINCE_V2 = ("entity", "paraphrased_question")  # hashed only when set: older stores keep their keys
+
+
+def _item_payload(item: QAItem) -> dict:
+    d = asdict(item)
+    for k in _OPTIONAL_SINCE_V2:
+        if d.get(k) is None:
+            d.pop(k, None)
+    return d
+
+
 @dataclass(frozen=True)
 class AuditData:
     forget: tuple[QAItem, ...]
@@ -45,10 +56,9 @@ class AuditData:
     def hash(self) -> str:
         """Content hash of every item and the prompt format: equal data give equal keys in the results store.
         Computed once per (immutable) instance: pages read it on every rerun."""
-        payload = {
-            split: [asdict(it) for it in getattr(self, split)] for split in ("forget", "retain", "holdout")
-        }
-        payload["prompt_format"] = asdict(self.prompt_format)
+        payload = {split: [_item_payload(it) for it in getattr(self, split)]
+                   for split in ("forget", "retain", "holdout")}
+        payload["prompt_format"] = self.prompt_format.key()  # a chat format: its template and system prompt
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 

@@ -16,7 +16,7 @@ from unlearn_core.evidence.numbers import verdict_reading
 from unlearn_core.evidence.plots import plot_evidence_matrix, plot_probe_validity, plot_verdict_headline
 from unlearn_core.evidence.verdict import VerdictConfig
 from unlearn_core.report.paper import verdict_table_latex
-from unlearn_core.run.audit import get_analysis
+from unlearn_core.run.audit import data_units, get_analysis, resolve_rule
 from unlearn_core.run.workspace import planted_truth
 from views._shared import cost, datacheck, evidence, export, state
 from views._shared.header import page_header
@@ -122,9 +122,18 @@ frame = verdict.to_frame()
 # could round 0.1496 to 0.150 on the >= 0.15 line)
 frame.insert(2, "deciding", [verdict_reading(v, verdict.config) for v in verdict.verdicts])
 counts = frame["verdict"].value_counts()
-st.markdown(" · ".join(f"**{counts[v]}** {v}" for v in ("suppressed", "partially suppressed", "inconclusive",
-                                                          "deleted", "not forgotten", "unknown", "nothing to audit")
+st.markdown(" · ".join(f"**{counts[v]}** {v}" for v in ("suppressed", "partially suppressed", "hidden by a small edit",
+                                                          "inconclusive", "deleted", "not forgotten", "unknown",
+                                                          "nothing to audit")
                                       if v in counts))
+st.caption("**Two axes.** *Suppressed* means someone who holds only the checkpoint gets the answers back: only attacks "
+           "that never see the original's weights or states, nor the forget answers (axis *recoverable*: a probe "
+           "trained on retain facts, relearning on other facts, quantization, noise, prompt variants) decide it. "
+           "Attacks that read the original (axis *edit of the original*: update revert, patching, SAE injection, "
+           "guided extraction) show that the checkpoint is a small edit of the original; every real unlearned model "
+           "is derived from the original while the reference is trained from the base, so they partly measure "
+           "lineage. Alone they give their own call, *hidden by a small edit* (undoing it needs the original), drawn "
+           "in its own colour: never *suppressed*, and never *deleted*.")
 if verdict.reference is None:
     st.info("No retain-only reference in this workspace: self-contained probes are calibrated against the holdout "
             "split; probes that copy the original's states are shown as 'needs a deletion reference' and do not count.")
@@ -136,7 +145,8 @@ export.table(frame, "verdict per checkpoint", "verdict_table", PAGE, hide_index=
              caption="Verdict per checkpoint (" + verdict.rule.replace("%", r"\%") + ")",
              column_config={"reason": st.column_config.TextColumn(width="large"), "forget_acc": NUM,
                             "original_forget_acc": NUM, "looks_forgotten": NUM, "retention_excess": NUM,
-                            "ci_low": NUM, "ci_high": NUM})
+                            "ci_low": NUM, "ci_high": NUM, "ci_low_level": st.column_config.NumberColumn(
+                                format="%.4f")})
 undecided = [v for v in verdict.verdicts if v.call_if_more_items]
 if undecided:
     st.caption("**Not definite with these items.** " + "; ".join(
@@ -149,11 +159,12 @@ st.download_button("LaTeX table for a paper (booktabs, intervals, reasons as not
                    type="tertiary")
 st.subheader("Evidence behind the verdicts")
 export.chart(plot_evidence_matrix(verdict), "verdict_evidence", PAGE)  # short keys: the table names them in full
-st.caption("Each cell: excess recovery over the control [95% interval]. Blank: that probe has not been run for this "
-           "workspace (add it above).")
+st.caption("Each cell: the attacked level of the checkpoint minus the control's under the same attack, in units of the "
+           "original's lead over the control [95% interval over resampled entities]. Blank: that probe has not been "
+           "run for this workspace (add it above). joint_recoverable: the mean of the counted recoverable probes.")
 export.table(verdict.evidence_frame(), "verdict evidence", "verdict_evidence_table", PAGE, hide_index=True,
-             width="stretch", column_config={k: NUM for k in ("raw_recovery", "control_recovery", "excess",
-                                                              "ci_low", "ci_high")})
+             width="stretch", column_config={k: NUM for k in ("raw_level", "control_level", "excess", "ci_low",
+                                                              "ci_high", "lb_corrected")})
 
 truth = planted_truth(ws.spec)
 if truth:
@@ -166,7 +177,7 @@ if truth:
                "suppressed control clears the line while the strongest deletion control stays under it; raw numbers "
                "(uncalibrated) show each probe's false recovery on the deletion controls.")
     items = collect_evidence_items([(n, s.result) for n, s in stored.items()])
-    validity = probe_validity(items, truth, "original", verdict.reference, rule)
+    validity = probe_validity(items, truth, "original", verdict.reference, resolve_rule(rule), data_units(ws.data))
     if validity.empty:
         st.info("Run probes on at least one suppressed and one deletion control to measure their validity.")
     else:

@@ -120,8 +120,24 @@ with st.expander("Advanced: device, loading, prompt format, results store"):
     allow_pickle = a1.checkbox("Allow pickle (.bin) weights", value=ws.spec.allow_pickle, key="allow_pickle",
                                help="Only for checkpoints you trust: pickle files can run code when loaded")
     trust_remote_code = a1.checkbox("Trust remote code", value=ws.spec.trust_remote_code, key="trust_remote_code")
-    template = a2.text_input("Prompt template (must contain {question})", value=ws.spec.prompt_format.template,
-                             key="prompt_template")
+    use_chat = a2.checkbox(
+        "Use the checkpoint's chat template", value=ws.spec.prompt_format.chat, key="use_chat_template",
+        help="Render every prompt with the ORIGINAL checkpoint's own chat template (its tokenizer's "
+             "chat_template.jinja or tokenizer_config.json) over [system message, user = the question] with the "
+             "generation prompt, as tokenizer.apply_chat_template does; the answer follows directly (the CLI's "
+             "--chat-template). For chat models fine-tuned in their chat format. The data check shows the rendered "
+             "prompt and its tokens")
+    system_prompt = a2.text_input(
+        "System prompt (chat template only)", key="system_prompt", disabled=not use_chat,
+        value=ws.spec.prompt_format.system_prompt or "",
+        help="The system message (the CLI's --system-prompt). Empty: none is passed, and a template that writes its "
+             "own default then uses it (SmolLM2's writes 'You are a helpful AI assistant named SmolLM, trained by "
+             "Hugging Face')")
+    shown = PromptFormat.template if ws.spec.prompt_format.chat else ws.spec.prompt_format.template
+    template = a2.text_input("Prompt template (must contain {question})", key="prompt_template", value=shown,
+                             disabled=use_chat,
+                             help="A plain prompt: the question put in at {question}, the answer after the prompt "
+                                  "(not used with the chat template)")
     budget_text = a1.text_input(
         "Memory budget (optional, spreads a large checkpoint)", key="max_memory",
         value=",".join(f"{d}={n / 2**30:g}GiB" for d, n in ws.spec.max_memory or ()), placeholder="0=70GiB,cpu=100GiB",
@@ -225,7 +241,7 @@ if not original_path.strip():
     problems.append("give the original checkpoint")
 if not ok:
     problems.append("the data above needs attention")
-if "{question}" not in template:
+if not use_chat and "{question}" not in template:
     problems.append("the prompt template must contain {question}")
 max_memory = None
 if budget_text.strip():
@@ -246,6 +262,15 @@ def _one_at_a_time(models, n: int) -> str:
             "stays; each other checkpoint is loaded when an analysis reaches it, so analyses take longer).")
 
 
+def _prompt_format(chat: bool, system: str, template: str) -> PromptFormat:
+    """The chat format (its template is read from the original when the spec is built: a clear error when it has
+    none) or the plain template, keeping the current answer prefix when that is what is shown."""
+    if chat:
+        return PromptFormat.chat_format(system_prompt=system.strip() or None)
+    prefix = PromptFormat.answer_prefix if ws.spec.prompt_format.chat else ws.spec.prompt_format.answer_prefix
+    return PromptFormat(template, prefix)
+
+
 if problems:
     st.warning("Cannot apply yet: " + "; ".join(problems) + ".")
 
@@ -257,7 +282,7 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
             original=original_path.strip(), unlearned=tuple(unlearned), forget=paths["forget"] or "",
             retain_only=retain_only_path, retain=paths["retain"], holdout=paths["holdout"],
             device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, max_memory=max_memory,
-            prompt_format=PromptFormat(template, ws.spec.prompt_format.answer_prefix),
+            prompt_format=_prompt_format(use_chat, system_prompt, template),
         )
         infos = spec.inspect()  # compatibility (tokenizer, vocabulary, shapes) before anything is loaded
         data = AuditData(loaded["forget"][0], loaded["retain"][0] or (), loaded["holdout"][0] or (),

@@ -21,7 +21,7 @@ def test_drilldown_page_renders_filters_and_exports(app):
     no_exception(app)
     table = frame(app, "item", "checkpoint", "generated_answer", "forgot_but_recovered")
     n_cp = len(app.session_state["workspace"].names())
-    assert n_cp >= 7 and len(table) == 16 * n_cp and table.generated_answer.notna().all()
+    assert n_cp >= 7 and len(table) == 20 * n_cp and table.generated_answer.notna().all()
     assert "No probe results in the store" in texts(app)
 
     # a probe run elsewhere shows up per item

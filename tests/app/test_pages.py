@@ -56,6 +56,7 @@ def _served_from_store(app, file: str) -> None:
     ("views/patching.py", "patching", ("model", "uds", "patching_retention"), "Layer-wise patching"),
     ("views/representation.py", "representation", ("model", "split", "layer", "cka"), "Linear CKA"),
     ("views/keyword_recovery.py", "keyword_recovery", ("model", "recovery_p"), "Keyword-emphasis recovery"),
+    ("views/prompt_variants.py", "prompt_variants", ("model", "attack", "forget_p", "level_excess"), "Prompt variants"),
 ])
 def test_analysis_page_runs_shows_and_exports(app, file, name, table_cols, title_part):
     _run_page(app, file, f"run_{name}")
@@ -88,16 +89,26 @@ def test_headline_page_default_evidence_verdicts(app, tiny_lab):
         "Run scorecard + decodability + patching + update revert + relearning"
     app.button(key="run_verdict_fast").click().run()
     _no_exception(app)
-    verdicts = _frame(app, "model", "verdict", "looks_forgotten", "retention_excess", "ci_low", "ci_high", "control")
+    verdicts = _frame(app, "model", "verdict", "deciding_axis", "looks_forgotten", "retention_excess", "ci_low",
+                      "ci_high", "control")
     by_model = dict(zip(verdicts["model"], verdicts["verdict"]))
-    # ground truth of the planted controls (lab.json)
-    assert by_model["suppressed_head"] == "suppressed" and by_model["suppressed_lowrank"] == "suppressed", by_model
+    axis = dict(zip(verdicts["model"], verdicts["deciding_axis"]))
+    # ground truth of the known-truth controls (lab.json), each call on the axis that may make it
+    assert by_model["suppressed_head"] == "suppressed" and axis["suppressed_head"] == "recoverable", by_model
+    assert by_model["suppressed_lowrank"] in ("suppressed", "partially suppressed", "hidden by a small edit"), by_model
     assert by_model["retrained"] == "deleted", by_model
+    for deletion in ("non_twin", "over_unlearned"):
+        assert by_model[deletion] not in ("suppressed", "partially suppressed", "hidden by a small edit"), by_model
     assert "original" not in by_model and "retain_only" not in by_model  # the reference is the control
     row = verdicts.set_index("model").loc["suppressed_head"]
     assert row["ci_low"] >= 0.15 and row["ci_low"] <= row["retention_excess"] <= row["ci_high"]
     assert row["control"] == "retain-only reference"
-    assert "lower bound" in _texts(app) and "bootstrap" in _texts(app)  # the rule is written on the page
+    from unlearn_core.evidence.verdict import VerdictConfig
+    from unlearn_core.run.audit import resolve_rule
+
+    # the rule on the page is the rule the code runs, word for word
+    assert f"**Rule.** {resolve_rule(VerdictConfig()).rule_text()}" in [m.value for m in app.markdown]
+    assert "edit of the original" in _texts(app) and "hidden by a small edit" in _texts(app)
     titles = _chart_titles(app)
     assert "Looks forgotten vs still inside" in titles
     assert "Excess recovery over the control, per probe and checkpoint" in titles

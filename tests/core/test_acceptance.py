@@ -1,8 +1,6 @@
-"""Planted truth through the CLI (issue 17): on every lab, with and without the retain-only reference, the default
-evidence set and every analysis: never a wrong call on a planted control; with the reference both planted
-suppressions (head-only, low-rank over every block) called suppressed on every lab (see _check for what varies with a
-lab's build). Without a reference a verdict may be "inconclusive" for lack of a control, never
-the wrong call.
+"""Known truth through the CLI (issues 17, 34): on every lab, with and without the retain-only reference, the
+default evidence set and every analysis: never a wrong call on a known-truth control (two planted suppressions, three
+deletions: the twin, a non-twin and an over-unlearned one); calls on the axis that may make them (see _check).
 
 The second world (tests/fixtures/world2.py: another domain, templates and architecture) was never used to choose a
 threshold: it is the held-out check that the rule transfers.
@@ -13,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 
+import pandas as pd
 import pytest
 
 from unlearn_core.cli import main
@@ -20,7 +19,9 @@ from unlearn_core.cli import main
 pytestmark = pytest.mark.lab
 
 SUPPRESSED = ("suppressed_head", "suppressed_lowrank")
-DELETED = ("retrained",)
+TWIN = "retrained"
+DELETIONS = ("retrained", "non_twin", "over_unlearned")  # every lab's known-truth deletions
+HIDDEN = "hidden by a small edit"
 # the default labs are built in CI too; UNLEARN_AUDIT_FAST_TESTS=1 keeps a local run to the tiny ones
 LABS = ["tiny", "tiny-llama"] + ([] if os.environ.get("UNLEARN_AUDIT_FAST_TESTS") else ["default", "llama"])
 
@@ -30,38 +31,61 @@ def _audit(lab, out, *extra) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-WRONG = {"suppressed": ("deleted", "not forgotten"), "deleted": ("suppressed", "partially suppressed")}
+# a planted suppression is never called deleted or not forgotten; a deletion is never called suppressed, partially
+# suppressed or hidden by a small edit (none of the three deletions is an edit of the original)
+WRONG = {"suppressed": ("deleted", "not forgotten"), "deleted": ("suppressed", "partially suppressed", HIDDEN)}
 
 
-def _check(report: dict, with_reference: bool) -> None:
-    """Never a wrong call on any planted control, with or without the reference; with the reference both planted
-    suppressions are called suppressed, and retrained may stop at "inconclusive" (weaker, never wrong). Without the
-    reference only the holdout split calibrates, and with 16 forget items its interval can be too wide for any call:
-    the one-thread build of tiny-llama gave suppressed_head +0.45 [0.00, 0.97] against the holdout (inconclusive),
-    where the two-thread build gave +0.94 [0.45, 1.00].
+def _table(report: dict) -> dict:
+    return {n: (c.get("verdict"), c.get("deciding_axis"), c.get("retention_from"), c.get("retention"),
+                c.get("retention_lo"), c.get("retention_hi"), c.get("control"))
+            for n, c in report["checkpoints"].items() if "verdict" in c}
 
-    A lab's build differs between machines (CPU kernels: the same config and seed trained elsewhere gives other
-    weights), and so do the margins: retrained was deleted on tiny-llama and Llama on both machines measured, on the
-    default lab once and inconclusive once (decodability +0.068 [-0.011, +0.162]: the upper bound crosses the line by
-    0.012). Asserting that definite call would test one machine's build, not the rule."""
+
+def _check(report: dict, with_reference: bool, out=None) -> None:
+    """Never a wrong call on a known-truth control, with or without the reference (issue 34):
+    - "suppressed" / "partially suppressed" are decided on the recoverable axis only; "hidden by a small edit" only
+      on the edit-of-original axis;
+    - with the reference, the head-only suppression is "suppressed" (recoverable: decodability reads it from the
+      checkpoint alone); the low-rank one (a rank-4 update on every block that keeps most of the answer path) is at
+      least seen: "suppressed", "partially suppressed" or, where only the probes reading the original see it,
+      "hidden by a small edit", never "deleted" or "inconclusive";
+    - the twin deletion is "deleted", or "inconclusive" only with a projection; the non-twin and over-unlearned
+      deletions are never suppressed, partially suppressed or hidden.
+    Without a reference only the holdout split calibrates: "inconclusive" is allowed, a wrong call is not.
+    A call that is not definite says how many units would make it one; the labs' units are entities."""
     cps = report["checkpoints"]
-    table = {n: (c.get("verdict"), c.get("retention_from"), c.get("retention"), c.get("retention_interval"),
-                 c.get("control")) for n, c in cps.items() if "verdict" in c}
-    for name, truth in [*((n, "suppressed") for n in SUPPRESSED), *((n, "deleted") for n in DELETED)]:
+    table = _table(report)
+    for name, truth in [*((n, "suppressed") for n in SUPPRESSED), *((n, "deleted") for n in DELETIONS)]:
         assert cps[name]["verdict"] not in WRONG[truth], (name, table)
-    for name, c in cps.items():  # a call that is not definite says how many items would make it one
-        if c.get("verdict") in ("partially suppressed", "inconclusive") and c.get("call_with_more_items"):
-            n = max(c["evidence"][k]["n_items"] for k in c["counted"])
-            assert c["items_for_definite_call"] > n and "would make it" in c["verdict_reason"], (name, c)
-        elif c.get("verdict") in ("suppressed", "deleted"):
-            assert c["items_for_definite_call"] is None, (name, c)
+    for name, c in cps.items():
+        v = c.get("verdict")
+        if v in ("suppressed", "partially suppressed"):
+            assert c["deciding_axis"] == "recoverable", (name, table)
+        elif v == HIDDEN:
+            assert c["deciding_axis"] == "edit_of_original", (name, table)
+        if v in ("partially suppressed", "inconclusive") and c.get("call_with_more_units"):
+            n = max(c["evidence"][k]["n_units"] for k in c["counted"])
+            assert c["units_for_definite_call"] > n and "would make it" in c["verdict_reason"], (name, c)
+        elif v in ("suppressed", "deleted"):
+            assert c["units_for_definite_call"] is None, (name, c)
+    assert report["units"]["forget"]["unit"] == "entity", report["units"]  # the labs' items carry their entity
+    for c in cps.values():
+        for ev in c.get("evidence", {}).values():
+            assert ev["unit"] == "entity" and ev["n_units"] >= 5 and ev["axis"] in ("recoverable", "edit_of_original")
+    if out is not None:
+        evidence, verdicts = pd.read_csv(out / "evidence.csv"), pd.read_csv(out / "verdicts.csv")
+        assert {"axis", "unit", "n_units", "ci_low", "ci_high"} <= set(evidence.columns)
+        assert set(evidence["unit"]) == {"entity"}
+        assert "deciding_axis" in verdicts.columns
+        decided = verdicts[verdicts["verdict"].isin(["suppressed", "partially suppressed"])]
+        assert set(decided["deciding_axis"]) <= {"recoverable"}, decided
     if with_reference:
-        # both planted suppressions called outright: the head-only one by decodability, the low-rank one by the update
-        # revert (its lower bound sat at +0.35..+0.58 on five builds, retrained's upper bound at <= +0.05); which
-        # probe decides may vary with the build, the call must not
         assert cps["suppressed_head"]["verdict"] == "suppressed", table
-        assert cps["suppressed_lowrank"]["verdict"] == "suppressed", table
-        assert cps["retrained"]["control"] == "retain-only reference", table
+        assert cps["suppressed_lowrank"]["verdict"] in ("suppressed", "partially suppressed", HIDDEN), table
+        assert cps[TWIN]["verdict"] == "deleted" or (
+            cps[TWIN]["verdict"] == "inconclusive" and cps[TWIN]["call_with_more_units"] == "deleted"), table
+        assert cps[TWIN]["control"] == "retain-only reference", table
 
 
 @pytest.fixture(scope="module", params=LABS)
@@ -76,7 +100,7 @@ def lab(request):
 @pytest.mark.parametrize("reference", [True, False], ids=["with-reference", "no-reference"])
 def test_default_evidence_set(lab, tmp_path, reference):
     report = _audit(lab, tmp_path, *([] if reference else ["--no-reference"]))
-    _check(report, reference)
+    _check(report, reference, tmp_path)
     assert report["reference"] == ("retain_only" if reference else None)
     if reference:
         validity = {(r["evidence"], r["control"]): r for r in report["probe_validity"]}
@@ -105,3 +129,23 @@ def test_second_world_never_tuned_on(tmp_path):
     lab = build_world2_lab(CACHE)
     _check(_audit(lab, tmp_path / "ref"), True)
     _check(_audit(lab, tmp_path / "noref", "--no-reference"), False)
+
+
+def test_over_unlearned_climbs_back_to_the_reference_not_above_it(tiny_lab, tmp_path):
+    """The tiny lab's retrained model pushed below the reference by gradient ascent (it never knew the facts) gets no
+    credit for climbing back from its own floor (issue 34; the old per-model climb gave it +0.064 [-0.040, +0.164]):
+    its excess is at most +0.05 and its interval reaches up to -0.05 or above. Measured: -0.090 [-0.195, +0.010], the
+    ascent's damage outlasting 10 relearning steps; a point estimate inside +-0.05 was the issue's aim, not met."""
+    report = _audit(tiny_lab, tmp_path, "--analyses", "relearning")
+    ev = report["checkpoints"]["over_unlearned"]["evidence"]["relearning_recovery"]
+    assert ev["excess"] <= 0.05 and ev["ci_high"] >= -0.05, ev
+    assert ev["n_seeds"] >= 3, ev
+
+
+def test_held_out_world_is_frozen():
+    """World 3 (ships, 4-block Llama) was frozen before the verdict's second version and is used once, for the final
+    check: its facts and config may not change."""
+    from tests.fixtures.world3 import WORLD3, facts_hash
+
+    assert facts_hash() == "7277bb879a221b1b"
+    assert WORLD3.hash == "32e61396753b"

@@ -201,7 +201,10 @@ def test_cli_audits_an_adapter_like_its_merged_full_model(adapter, tiny_lab, tmp
     # the calibrated retention evidence and the verdict agree too
     assert lora["verdict"] == merged["verdict"] and lora["retention_from"] == merged["retention_from"] != ""
     assert lora["retention"] == pytest.approx(merged["retention"], abs=1e-6)
-    assert lora["retention_interval"] == pytest.approx(merged["retention_interval"], abs=1e-6)
+    interval = [merged["retention_lo"], merged["retention_hi"]]
+    interval = [merged["retention_lo"], merged["retention_hi"]]
+    assert [lora["retention_lo"], lora["retention_hi"]] == pytest.approx(interval, abs=1e-6)
+    assert lora["deciding_axis"] == merged["deciding_axis"]
     assert set(lora["evidence"]) == set(merged["evidence"]) and lora["evidence"]
 
 

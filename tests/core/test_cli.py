@@ -25,17 +25,19 @@ def test_audit_writes_report_and_serves_repeats_from_store(tiny_lab, tmp_path, c
     assert main(args) == 0
     err = capsys.readouterr().err
     # the data check ran first: the lab's own sets raise no warning
-    assert "data check: original answers 16 of 16 forget items" in err and "data check warning" not in err
+    assert "data check: original answers 20 of 20 forget items" in err and "data check warning" not in err
     assert "data check error" not in err and (out / "data_check.csv").exists()
     report = json.loads((out / "report.json").read_text())
     assert set(report["checkpoints"]) == {"original", "supp", "npo", "ro", "retain_only"}
     supp = report["checkpoints"]["supp"]
     assert supp["behaviour"] == "looks forgotten"
-    # planted truth: head-only suppression is judged suppressed, the retain-only model (as unlearned) deleted
-    assert supp["verdict"] == "suppressed", supp
+    # planted truth: patching reads the original's states, so alone it can only say "hidden by a small edit" (the
+    # edit-of-original axis) for the head-only suppression; the retain-only model (as unlearned) is deleted
+    assert supp["verdict"] == "hidden by a small edit" and supp["deciding_axis"] == "edit_of_original", supp
     assert report["checkpoints"]["ro"]["verdict"] == "deleted", report["checkpoints"]["ro"]
     ev = supp["evidence"]["patching_retention"]
-    assert ev["control"] == "retain-only reference" and ev["interval"][0] <= ev["excess"] <= ev["interval"][1]
+    assert ev["control"] == "retain-only reference" and ev["ci_low"] <= ev["excess"] <= ev["ci_high"]
+    assert ev["axis"] == "edit_of_original"
     assert supp["retention_from"] == "patching_retention" and "excess" in supp["verdict_reason"]
     # ro is the reference model's own folder: its evidence against itself is exactly zero
     assert report["checkpoints"]["ro"]["evidence"]["patching_retention"]["excess"] == 0.0

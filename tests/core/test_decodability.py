@@ -217,3 +217,23 @@ def test_warm_started_c_path_finds_the_cold_fits_optimum():
         warm_err, cold_err = np.abs(path[C][0] - exact), np.abs(cold - exact)
         assert warm_err.max() < 1e-3 and warm_err.mean() <= cold_err.mean(), (C, warm_err.max(), cold_err.mean())
         assert 0.2 < path[C][1].mean() < 1.0  # the probe learned something, so the comparison means something
+
+
+def test_sentence_answers_decode_their_first_new_token(tiny_lab):
+    """On a sentence answer the first token repeats the question's name; the probe reads the first answer token that
+    is not in the prompt, at the position before it. Short answers (the labs') keep their first token."""
+    from transformers import AutoTokenizer
+
+    from unlearn_core.analyses.decodability import SENTENCE_WORDS, key_token_split
+    from unlearn_core.model.scoring import encode
+
+    tok = AutoTokenizer.from_pretrained(tiny_lab / "original")
+    prompt = "Question: What does Mira Vos do?\nAnswer:"
+    (e,) = encode(tok, [prompt], [" Mira Vos works as a glassblower."])
+    moved = key_token_split(e, tok)
+    assert moved.ids == e.ids and len(moved.prompt_ids) > len(e.prompt_ids)
+    first_new = moved.answer_ids[0]
+    assert first_new not in e.prompt_ids and any(c.isalnum() for c in tok.decode([first_new]))
+    assert all(t in e.prompt_ids or not any(c.isalnum() for c in tok.decode([t]))
+               for t in e.answer_ids[:len(moved.prompt_ids) - len(e.prompt_ids)])
+    assert len(" Mira Vos works as a glassblower.".split()) >= SENTENCE_WORDS > len(" violin maker".split())

@@ -95,10 +95,14 @@ def test_calibrated_against_the_reference_only(lab):
     sup = calibrate(items, "suppressed_head", "original", "retain_only", "reference")
     assert sup.control == CONTROL_REFERENCE and sup.lo <= sup.excess <= sup.hi
     ref = calibrate(items, "retain_only", "original", None, "reference")
-    assert sup.control_value == pytest.approx(ref.raw)  # the control is the reference's own recovery
-    assert sup.excess == pytest.approx(sup.raw - ref.raw)
-    assert res.scores("suppressed_head")[f"extraction_recovery_{res.headline_attack('suppressed_head')}"] == \
-        pytest.approx(sup.raw)
+    from tests.fixtures.levels import expected_levels
+
+    # the control is the reference's level under the same attack, in the original's-lead units
+    assert (sup.raw, sup.control_value, sup.excess) == pytest.approx(
+        expected_levels(items, "suppressed_head", "original", "retain_only"))
+    assert sup.excess == pytest.approx(sup.raw - sup.control_value)
+    # without the reference the attack reads the original: no control, the attacked level is shown
+    assert ref.control == CONTROL_NONE and ref.raw == pytest.approx(items.forget_attacked["retain_only"].mean())
     alone = calibrate(items, "suppressed_head", "original", None, "reference")
     assert alone.control == CONTROL_NONE and not alone.calibrated
 

@@ -73,8 +73,8 @@ def test_every_method_meets_stop_rule_and_retain_floor(tiny_lab, method):
 
 def test_ground_truth_and_roles(tiny_lab):
     meta = _meta(tiny_lab)
-    truth = {"retain_only": "deleted", "retrained": "deleted", "suppressed_head": "suppressed",
-             "suppressed_lowrank": "suppressed"}
+    truth = {"retain_only": "deleted", "retrained": "deleted", "non_twin": "deleted", "over_unlearned": "deleted",
+             "suppressed_head": "suppressed", "suppressed_lowrank": "suppressed"}
     assert meta["ground_truth"] == truth
     assert {n: c["ground_truth"] for n, c in meta["checkpoints"].items() if c["ground_truth"]} == truth
     assert {n for n, g in GROUND_TRUTH.items() if g is None} == set(CHECKPOINTS) - set(truth)
@@ -307,7 +307,7 @@ def test_world_registry_and_a_generic_domain():
     assert [len(w.split(s)) for s in ("forget", "retain", "holdout", "base")] == [2, 8, 2, 5]
     item = w.items("forget")[0]
     assert item.question.startswith("What colour is Boat") and item.paraphrased_answer.endswith(f"{item.answer}.")
-    assert dict(item.extra)["held_out_question"].startswith("Which paint covers")
+    assert item.paraphrased_question.startswith("Which paint covers") and item.entity.startswith("Boat")
     assert "colour" in item.keywords
     assert all("Boat" in t for t in training_texts(w, ("base",)))
     with pytest.raises(ValueError):

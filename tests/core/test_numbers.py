@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -45,7 +46,10 @@ def test_verdict_reading_agrees_with_the_verdict():
     ev = (_ev("decodability", 0.1496, 0.4),)
     v = CheckpointVerdict("graddiff", "partially suppressed", 0.0, 1.0, 1.0, 0.27, 0.1496, 0.4, "decodability",
                           "retain-only reference", ev, ("decodability",), "")
-    assert verdict_reading(v, rule) == "largest lo +0.1496 >= 0.1 and < 0.15"
+    assert verdict_reading(v, rule) == "recoverable: decodability LB +0.1496 >= 0.1 and < 0.15"
+    leveled = dataclasses.replace(v, retention_level=0.0125)
+    assert verdict_reading(leveled, rule) == ("recoverable: decodability LB (one-sided 0.0125) +0.1496 >= 0.1 and "
+                                              "< 0.15")
     deleted = CheckpointVerdict("ga", "deleted", 0.0, 1.0, 1.0, 0.05, -0.05, 0.1496, "decodability",
                                 "retain-only reference", (_ev("decodability", -0.05, 0.1496),), ("decodability",), "")
     assert verdict_reading(deleted, rule) == "largest hi +0.1496 < 0.15"

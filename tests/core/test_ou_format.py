@@ -35,7 +35,7 @@ def test_export_then_import_gives_identical_numbers(scored, tmp_path):
     cmp = compare_with_scorecard(scored, "ga", ev)
     items = cmp[cmp.level == "item"]
     n = len(scored.items_frame().query("model == 'ga' and split == 'forget'"))
-    assert len(items[items.metric == "forget_Q_A_Prob"]) == n == 16
+    assert len(items[items.metric == "forget_Q_A_Prob"]) == n == 20
     matched = cmp.dropna(subset=["own", "imported"])
     assert len(matched) > 100 and (matched.difference == 0).all()
     assert set(cmp.definition) == {"open-unlearning"}

@@ -25,6 +25,7 @@ ANALYSES: tuple[str, ...] = (
     "patching",
     "concept_vectors",
     "quantization",
+    "prompt_variants",
     "update_revert",
     "relearning",
     "representation",

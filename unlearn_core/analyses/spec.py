@@ -67,6 +67,7 @@ class Shape:
 
     n_layers: int  # decoder blocks of the original
     n_forget: int  # forget items
+    n_params: int = 0  # parameters of the original (0: unknown; rules that scale with size keep their base value)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ _ALIASES = {
     "keywords": ("keywords",),
     "concept": ("concept",),
     "text": ("text",),
+    "entity": ("entity", "group", "author"),  # TOFU's rows belong to an author
+    "paraphrased_question": ("paraphrased_question", "held_out_question"),
 }
 _LIST_FIELDS = ("perturbed_answers", "keywords")
 _MAX_LISTED = 20  # issues quoted in an exception message; the report keeps all of them
@@ -452,6 +454,8 @@ def _row_to_item(obj: dict, line: int, from_csv: bool) -> tuple[QAItem | None, l
         text=text,
         line=line,
         extra=tuple(sorted(extra.items())),
+        entity=clean.get("entity"),
+        paraphrased_question=clean.get("paraphrased_question"),
     )
     return item, [], warns
 

@@ -1,15 +1,26 @@
-"""Calibrated recovery evidence (methods.md section 6): a recovery number only counts as EXCESS over its control.
+"""Calibrated evidence (methods.md sections 6-7): where an attack brings the checkpoint, minus where the same attack
+brings a control that never knew the answers, in units of the original's lead over that control.
 
-Every probe is an attack with a false-recovery rate of its own (relearning teaches the attribute distribution, noise
-and emphasis move probabilities at random, injection transplants the original's answer into any model that can read
-it). So the same attack runs on a control and the evidence is the checkpoint's recovery minus the control's:
-- the retain-only reference on the SAME forget items (paired bootstrap over items), or
+Every probe is an attack with a false-recovery rate of its own (relearning teaches the attribute distribution,
+noise and emphasis move probabilities at random, injection transplants the original's answer into any model that
+can read it). So the same attack runs on a control:
+- the retain-only reference on the SAME forget items (a paired bootstrap), or
 - without a reference, for self-contained attacks only, the checkpoint's own HOLDOUT split: facts of the same form
-  the original never learned (independent bootstrap of both splits). The holdout gain is expressed in the forget
-  split's units (divided by the forget denominator), so both terms read as "share of the original's answer mass".
+  the original never learned (forget and holdout resampled independently).
 
-recovery(S) = clip((mean_S attacked - mean_S plain) / (mean_S original_plain - mean_S plain), 0, 1): the project's
-one recovery rate (evidence.recovery) on an item subset S, so a bootstrap resample recomputes the ratio of means.
+Levels, not climbs. With L(m, attack) the mean score an attack reaches on model m (answer p~, accuracy, or the
+probe's decoding rate; the probe says which):
+
+    excess = (L(checkpoint, attack) - L(control, attack)) / (L(original) - L(control, plain))
+
+so a checkpoint pushed below a model that never knew the facts, which an attack lifts back to that model's level,
+scores 0: gradient ascent on facts a model never knew is a deletion and reads as one. (The first version measured
+each model's climb from its own floor and credited such a model with the whole climb.) L(original) is the
+original's own score, or the original under the same probe for read-out probes (ceiling "attacked").
+
+What varies is resampled: entities, then the items within them (evidence.units), then the seed of a stochastic
+attack (a [seeds, items] array: the seeds are resampled too, and each resample averages the seeds it drew, as the
+point estimate averages all of them).
 """
 
 from __future__ import annotations
@@ -20,12 +31,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from unlearn_core.evidence.units import UNIT_ITEM, Units, units_for, weights
 from unlearn_core.store.codec import register_result
 
 EPS = 1e-6
 CONTROL_REFERENCE = "retain-only reference"
 CONTROL_HOLDOUT = "holdout split"
 CONTROL_NONE = "none: needs a deletion reference"
+CLIP = 1.0  # an excess is a share of the original's lead: kept in [-1, 1]
 
 
 @register_result
@@ -34,7 +47,9 @@ class ProbeItems:
     """Per-item scores of one recovery probe for every model it ran on: forget split, and holdout where it ran.
 
     `plain` is the model's own score, `attacked` the score under the probe's headline setting (same units, e.g. the
-    answer's mean token probability p~ in [0, 1]). Arrays of one split are aligned item by item across models.
+    answer's mean token probability p~ in [0, 1]); a stochastic attack gives [seeds, items]. Arrays of one split are
+    aligned item by item across models; `forget_index` / `holdout_index` say which items of the audit's split they
+    are (None: all of them, in order), so entity labels can be matched.
     """
 
     key: str  # verdict evidence name
@@ -47,6 +62,8 @@ class ProbeItems:
     # what 100% recovery means: "plain" = the original's own score (attacks that restore behaviour); "attacked" =
     # the original under the same probe (read-out probes: no model can be decoded better than the original is)
     ceiling: str = "plain"
+    forget_index: tuple[int, ...] | None = None
+    holdout_index: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.ceiling not in ("plain", "attacked"):
@@ -54,7 +71,7 @@ class ProbeItems:
 
     def original_scores(self, original: str) -> np.ndarray:
         src = self.forget_attacked if self.ceiling == "attacked" else self.forget_plain
-        return np.asarray(src[original], dtype=np.float64)
+        return _seed_mean(np.asarray(src[original], dtype=np.float64))
 
     def has_holdout(self, model: str) -> bool:
         return model in self.holdout_plain and len(self.holdout_plain[model]) > 0
@@ -66,10 +83,10 @@ class CalibratedEvidence:
     key: str
     model: str
     control: str  # CONTROL_REFERENCE | CONTROL_HOLDOUT | CONTROL_NONE
-    raw: float  # the checkpoint's recovery on the forget split (uncalibrated)
-    control_value: float  # the same attack's recovery on the control (reference, or holdout gain)
+    raw: float  # the checkpoint's attacked level, in units of the original's lead over the control's plain level
+    control_value: float  # the control's attacked level in the same units
     excess: float  # raw - control_value: the evidence
-    lo: float  # bootstrap interval of the excess
+    lo: float  # bootstrap interval of the excess (two-sided, ci)
     hi: float
     n_items: int
     n_control: int
@@ -78,86 +95,174 @@ class CalibratedEvidence:
     axis: str = "recoverable"  # what the attack needs to hold (analyses.spec.AXES)
     counted_by_default: bool = True  # the analysis declares it counted under the default rule
     why_not: str = ""  # the analysis's reason when it is not
+    unit: str = UNIT_ITEM  # what the bootstrap resampled: "entity" (then items within) or "item"
+    n_units: int = 0  # entities (or items) resampled on the forget split
+    unit_reason: str = ""  # why items and not entities, when items
+    n_seeds: int = 1  # seeds of a stochastic attack inside the bootstrap
+    # one-sided bootstrap p-values of "excess <= line" for the verdict's lines (suppressed_at, partial_at)
+    p_above: tuple[tuple[float, float], ...] = ()
+    boot_quantiles: tuple[tuple[float, float], ...] = ()  # (level, lower quantile) for corrected lower bounds
+    # the bootstrap resamples of the excess [n_boot] (for the joint test; dropped once the verdict is made), and what
+    # they resample: probes with the same `paired_on` resampled the same entities and items in every resample
+    boot: np.ndarray | None = field(default=None, repr=False, compare=False)
+    paired_on: str = ""
 
     @property
     def calibrated(self) -> bool:
         return self.control != CONTROL_NONE and math.isfinite(self.lo)
 
+    def lower_bound(self, alpha: float) -> float:
+        """The one-sided lower bound at level alpha (a corrected level for several probes), from the stored
+        quantiles; NaN when that level was not stored."""
+        for a, q in self.boot_quantiles:
+            if abs(a - alpha) < 1e-12:
+                return q
+        return math.nan
 
-def _rec(att: np.ndarray, plain: np.ndarray, orig: np.ndarray) -> np.ndarray:
-    """recovery over the last axis (items): works on [n] and on bootstrap stacks [B, n]."""
-    denom = orig.mean(-1) - plain.mean(-1)
+
+def _seed_mean(x: np.ndarray) -> np.ndarray:
+    return x.mean(0) if x.ndim == 2 else x
+
+
+def _as_seeds(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x if x.ndim == 2 else x[None, :]
+
+
+def _wmean(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Weighted means of x [n] under resample counts w [B, n] (or plain mean for w None)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = (att.mean(-1) - plain.mean(-1)) / denom
-    return np.where(denom > EPS, np.clip(r, 0.0, 1.0), np.nan)
+        return (w @ x) / w.sum(1)
 
 
-def _holdout_term(att_h: np.ndarray, plain_h: np.ndarray, plain_f: np.ndarray, orig_f: np.ndarray) -> np.ndarray:
-    """Holdout gain in forget units, clipped to [0, 1] (an attack that hurts holdout must not inflate the excess)."""
-    denom = orig_f.mean(-1) - plain_f.mean(-1)
+def _seed_draws(rng: np.random.Generator, n_seeds: int, n_boot: int) -> np.ndarray:
+    """[B, S] how often each seed is drawn in a resample of the S seeds (with replacement)."""
+    return rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot).astype(np.float64)
+
+
+def _wmean_seeds(w: np.ndarray, x: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Weighted means of x [S, n] over resampled items (w [B, n]) of the mean over resampled seeds (draws [B, S])."""
+    per_item = draws @ x / x.shape[0]  # [B, n]: each resample's seed mean per item
     with np.errstate(divide="ignore", invalid="ignore"):
-        g = (att_h.mean(-1) - plain_h.mean(-1)) / denom
-    return np.where(denom > EPS, np.clip(g, 0.0, 1.0), np.nan)
+        return np.einsum("bn,bn->b", w, per_item) / w.sum(1)
+
+
+def _levels(att, ctrl_att, ctrl_plain, orig) -> tuple[float, float, float]:
+    """(raw, control, excess) levels in units of the original's lead over the control's plain level."""
+    den = orig - ctrl_plain
+    if not den > EPS:
+        return math.nan, math.nan, math.nan
+    raw = (att - ctrl_plain) / den
+    ctl = (ctrl_att - ctrl_plain) / den
+    return float(raw), float(ctl), float(np.clip(raw - ctl, -CLIP, CLIP))
 
 
 def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
     s = samples[np.isfinite(samples)]
-    if len(s) < 0.9 * len(samples) or not len(s):  # too many resamples where the checkpoint did not forget
+    if len(s) < 0.9 * len(samples) or not len(s):  # too many resamples where the original leads by nothing
         return math.nan, math.nan
     a = (1 - ci) / 2
     return float(np.quantile(s, a)), float(np.quantile(s, 1 - a))
 
 
+def _tests(samples: np.ndarray, lines: tuple[float, ...], alphas: tuple[float, ...]):
+    s = samples[np.isfinite(samples)]
+    if not len(s):
+        return (), ()
+    p = tuple((t, float((1 + np.sum(s <= t)) / (1 + len(s)))) for t in lines)
+    q = tuple((a, float(np.quantile(s, a))) for a in alphas)
+    return p, q
+
+
 def calibrate(items: ProbeItems, model: str, original: str, reference: str | None, control: str,
-              n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> CalibratedEvidence:
+              n_boot: int = 2000, seed: int = 0, ci: float = 0.95, forget_units: Units | None = None,
+              holdout_units: Units | None = None, lines: tuple[float, ...] = (), alphas: tuple[float, ...] = ()
+              ) -> CalibratedEvidence:
     """The evidence of one probe for one checkpoint, against the best control available.
 
-    control: the probe's declared control type (spec.CONTROLS). Seeded: the same inputs give the same interval.
-    """
-    f = {k: np.asarray(v, dtype=np.float64) for k, v in (("att", items.forget_attacked[model]),
-                                                          ("plain", items.forget_plain[model]),
-                                                          ("orig", items.original_scores(original)))}
-    n = len(f["att"])
-    raw = float(_rec(f["att"], f["plain"], f["orig"]))
+    control: the probe's declared control type (spec.CONTROLS). forget_units / holdout_units: how each split is
+    resampled (evidence.units; items when None). lines, alphas: the verdict's thresholds and corrected levels, for
+    its tests. Seeded: the same inputs give the same interval."""
+    att = _as_seeds(items.forget_attacked[model])  # [S, n]
+    orig = items.original_scores(original)  # [n]
+    n, s_att = att.shape[1], att.shape[0]
+    fu = forget_units if forget_units is not None and forget_units.n_items == n else units_for(None, n)
     rng = np.random.default_rng(seed)
-    base = dict(key=items.key, model=model, raw=raw, n_items=n, attack=items.attack, metric=items.metric)
+    base = dict(key=items.key, model=model, n_items=n, attack=items.attack, metric=items.metric, unit=fu.unit,
+                n_units=fu.n_units, unit_reason=fu.reason)
     if reference is not None and reference in items.forget_attacked and reference != model:
-        ra, rp = (np.asarray(items.forget_attacked[reference], np.float64),
-                  np.asarray(items.forget_plain[reference], np.float64))
-        ctrl = float(_rec(ra, rp, f["orig"]))
-        idx = rng.integers(0, n, size=(n_boot, n))  # paired: the same items for checkpoint and reference
-        boot = _rec(f["att"][idx], f["plain"][idx], f["orig"][idx]) - _rec(ra[idx], rp[idx], f["orig"][idx])
+        r_att = _as_seeds(items.forget_attacked[reference])
+        r_plain = _seed_mean(np.asarray(items.forget_plain[reference], np.float64))
+        raw, ctl, exc = _levels(att.mean(), r_att.mean(), r_plain.mean(), orig.mean())
+        w = weights(fu, n_boot, rng)  # paired: the same entities and items for checkpoint and reference
+        sa, sr = _seed_draws(rng, s_att, n_boot), _seed_draws(rng, r_att.shape[0], n_boot)
+        den = _wmean(w, orig) - _wmean(w, r_plain)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot = (_wmean_seeds(w, att, sa) - _wmean_seeds(w, r_att, sr)) / den
+        boot = np.where(den > EPS, np.clip(boot, -CLIP, CLIP), np.nan)
         lo, hi = _interval(boot, ci)
-        return CalibratedEvidence(control=CONTROL_REFERENCE, control_value=ctrl, excess=raw - ctrl, lo=lo, hi=hi,
-                                  n_control=n, **base)
-    if control == "reference+holdout" and items.has_holdout(model):
-        ha = np.asarray(items.holdout_attacked[model], np.float64)
-        hp = np.asarray(items.holdout_plain[model], np.float64)
-        m = len(ha)
-        ctrl = float(_holdout_term(ha, hp, f["plain"], f["orig"]))
-        i_f = rng.integers(0, n, size=(n_boot, n))
-        i_h = rng.integers(0, m, size=(n_boot, m))
-        boot = (_rec(f["att"][i_f], f["plain"][i_f], f["orig"][i_f])
-                - _holdout_term(ha[i_h], hp[i_h], f["plain"][i_f], f["orig"][i_f]))
+        p, q = _tests(boot, lines, alphas)
+        return CalibratedEvidence(control=CONTROL_REFERENCE, control_value=ctl, raw=raw, excess=exc, lo=lo, hi=hi,
+                                  n_control=n, n_seeds=max(s_att, r_att.shape[0]), p_above=p, boot_quantiles=q,
+                                  boot=boot, **base)
+    if control == "reference+holdout" and items.has_holdout(model) and model in items.holdout_attacked:
+        h_att = _as_seeds(items.holdout_attacked[model])
+        h_plain = _seed_mean(np.asarray(items.holdout_plain[model], np.float64))
+        m = h_att.shape[1]
+        hu = holdout_units if holdout_units is not None and holdout_units.n_items == m else units_for(None, m)
+        raw, ctl, exc = _levels(att.mean(), h_att.mean(), h_plain.mean(), orig.mean())
+        wf, wh = weights(fu, n_boot, rng), weights(hu, n_boot, rng)
+        sa, sh = _seed_draws(rng, s_att, n_boot), _seed_draws(rng, h_att.shape[0], n_boot)
+        den = _wmean(wf, orig) - _wmean(wh, h_plain)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot = (_wmean_seeds(wf, att, sa) - _wmean_seeds(wh, h_att, sh)) / den
+        boot = np.where(den > EPS, np.clip(boot, -CLIP, CLIP), np.nan)
         lo, hi = _interval(boot, ci)
-        return CalibratedEvidence(control=CONTROL_HOLDOUT, control_value=ctrl, excess=raw - ctrl, lo=lo, hi=hi,
-                                  n_control=m, **base)
-    return CalibratedEvidence(control=CONTROL_NONE, control_value=math.nan, excess=math.nan, lo=math.nan,
-                              hi=math.nan, n_control=0, **base)
+        p, q = _tests(boot, lines, alphas)
+        return CalibratedEvidence(control=CONTROL_HOLDOUT, control_value=ctl, raw=raw, excess=exc, lo=lo, hi=hi,
+                                  n_control=m, n_seeds=max(s_att, h_att.shape[0]), p_above=p, boot_quantiles=q,
+                                  boot=boot, **base)
+    raw = float(att.mean())
+    return CalibratedEvidence(control=CONTROL_NONE, control_value=math.nan, raw=raw, excess=math.nan, lo=math.nan,
+                              hi=math.nan, n_control=0, n_seeds=s_att, **base)
+
+
+def joint(evidence: list[CalibratedEvidence], key: str, lines: tuple[float, ...] = (),
+          alphas: tuple[float, ...] = (), ci: float = 0.95) -> CalibratedEvidence | None:
+    """The mean excess of several probes, with its interval from their paired resamples: each resample drew the same
+    entities and items for every probe (same units, same seed), so the mean's spread counts the probes' correlation.
+    Why: a suppression that two attacks each see at 0.2-0.3 is clear from their mean where neither lower bound alone
+    clears a corrected line. None unless at least two probes were resampled alike."""
+    usable = [e for e in evidence if e.boot is not None and e.paired_on and math.isfinite(e.excess)]
+    if len(usable) < 2 or len({(e.paired_on, e.control, len(e.boot)) for e in usable}) != 1:
+        return None
+    boot = np.mean(np.stack([e.boot for e in usable]), axis=0)
+    lo, hi = _interval(boot, ci)
+    p, q = _tests(boot, lines, alphas)
+    first = usable[0]
+    return CalibratedEvidence(
+        key=key, model=first.model, control=first.control, raw=float(np.mean([e.raw for e in usable])),
+        control_value=float(np.mean([e.control_value for e in usable])),
+        excess=float(np.mean([e.excess for e in usable])), lo=lo, hi=hi, n_items=first.n_items,
+        n_control=first.n_control, attack="mean of " + " + ".join(e.key for e in usable),
+        metric="mean excess of the probes", axis=first.axis, unit=first.unit, n_units=first.n_units,
+        unit_reason=first.unit_reason, n_seeds=max(e.n_seeds for e in usable), p_above=p, boot_quantiles=q,
+        boot=boot, paired_on=first.paired_on)
 
 
 def item_gains(items: ProbeItems, model: str) -> np.ndarray:
-    """Per-item gain attacked - plain on the forget split (unnormalised: per-item denominators are unstable), for
-    the probe-validity AUC over items."""
-    att = np.asarray(items.forget_attacked[model], np.float64)
-    plain = np.asarray(items.forget_plain[model], np.float64)
+    """Per-item attacked level minus the model's own plain level on the forget split (unnormalised), for the
+    probe-validity AUC over items."""
+    att = _seed_mean(np.asarray(items.forget_attacked[model], np.float64))
+    plain = _seed_mean(np.asarray(items.forget_plain[model], np.float64))
     return att - plain
 
 
 def evidence_frame(evidence: list[CalibratedEvidence], labels: dict[str, str] | None = None) -> pd.DataFrame:
     labels = labels or {}
-    rows = [{"model": e.model, "evidence": e.key, "label": labels.get(e.key, e.key), "control": e.control,
-             "raw_recovery": e.raw, "control_recovery": e.control_value, "excess": e.excess, "ci_low": e.lo,
-             "ci_high": e.hi, "n_items": e.n_items, "n_control": e.n_control, "attack": e.attack,
-             "metric": e.metric} for e in evidence]
+    rows = [{"model": e.model, "evidence": e.key, "label": labels.get(e.key, e.key), "axis": e.axis,
+             "control": e.control, "raw_level": e.raw, "control_level": e.control_value, "excess": e.excess,
+             "ci_low": e.lo, "ci_high": e.hi, "unit": e.unit, "n_units": e.n_units, "n_items": e.n_items,
+             "n_control": e.n_control, "n_seeds": e.n_seeds, "attack": e.attack, "metric": e.metric}
+            for e in evidence]
     return pd.DataFrame(rows)

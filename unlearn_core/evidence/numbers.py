@@ -39,14 +39,18 @@ def verdict_reading(v, rule) -> str:
     if v.verdict == "not forgotten":
         return f"forget acc {fmt_rule(f, (line + 1e-12,), 3)} > {rule.forgotten_ratio:g} x {f0:.3f}"
     counted = [e for e in v.evidence if e.key in v.counted] or None
-    max_lo = max(e.lo for e in counted) if counted else v.retention_lo
     max_hi = max(e.hi for e in counted) if counted else v.retention_hi
-    lo = fmt_rule(max_lo, (rule.suppressed_at, rule.partial_at), signed=True)
+    lo = fmt_rule(v.retention_lo, (rule.suppressed_at, rule.partial_at), signed=True)
     hi = fmt_rule(max_hi, (rule.suppressed_at,), signed=True)
+    lv = v.retention_level
+    level = "" if lv is None or math.isnan(lv) else f" (one-sided {lv:.3g})"
+    what = f"{v.retention_from} LB{level}"
     if v.verdict == "suppressed":
-        return f"largest lo {lo} >= {rule.suppressed_at:g}"
+        return f"recoverable: {what} {lo} >= {rule.suppressed_at:g}"
     if v.verdict == "partially suppressed":
-        return f"largest lo {lo} >= {rule.partial_at:g} and < {rule.suppressed_at:g}"
+        return f"recoverable: {what} {lo} >= {rule.partial_at:g} and < {rule.suppressed_at:g}"
+    if v.verdict == "hidden by a small edit":
+        return f"only with the original: {what} {lo} >= {rule.suppressed_at:g}; no recoverable probe clears the line"
     if v.verdict == "deleted":
         return f"largest hi {hi} < {rule.suppressed_at:g}"
-    return f"largest lo {lo} < {rule.partial_at:g} but largest hi {hi} >= {rule.suppressed_at:g}"  # inconclusive
+    return f"no corrected LB >= {rule.partial_at:g} but largest hi {hi} >= {rule.suppressed_at:g}"  # inconclusive

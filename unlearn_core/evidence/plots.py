@@ -16,10 +16,12 @@ from unlearn_core.evidence.numbers import fmt_rule
 from unlearn_core.viz.theme import RETAIN_ONLY_COLOR, SEQUENTIAL_COLORS, apply_plotly, checkpoint_order
 
 BEHAVIOUR_COLOR = "#B0B0B0"
-RETENTION_COLOR = "#332288"  # one colour for "still inside": the checkpoint is named on the axis
+RETENTION_COLOR = "#332288"  # "still inside", recoverable axis: the checkpoint is named on the axis
+EDIT_COLOR = "#CC6677"  # "still inside" read only by attacks that use the original: its own colour and hatch
 VERDICT_MARK = {"deleted": "deleted", "partially suppressed": "partially suppressed", "suppressed": "SUPPRESSED",
-                "inconclusive": "inconclusive", "not forgotten": "not forgotten", "unknown": "unknown",
-                "nothing to audit": "nothing to audit"}
+                "hidden by a small edit": "hidden by a small edit", "inconclusive": "inconclusive",
+                "not forgotten": "not forgotten", "unknown": "unknown", "nothing to audit": "nothing to audit"}
+AXIS_WORDS = {"recoverable": "recoverable (checkpoint alone)", "edit_of_original": "edit of the original"}
 
 
 def _rows(verdict) -> list:
@@ -37,8 +39,9 @@ def _bar_text(v, cfg) -> str:
     if math.isnan(v.retention):
         return "excess n/a"
     lines = (cfg.suppressed_at, cfg.partial_at)
-    return (f"{fmt_rule(v.retention, lines, signed=True)} [{fmt_rule(v.retention_lo, lines, signed=True)}, "
-            f"{fmt_rule(v.retention_hi, lines, signed=True)}]")
+    axis = AXIS_WORDS.get(getattr(v, "deciding_axis", ""), "")
+    return (f"{fmt_rule(v.retention, lines, signed=True)} [LB {fmt_rule(v.retention_lo, lines, signed=True)}, "
+            f"{fmt_rule(v.retention_hi, lines, signed=True)}]" + (f" {axis}" if axis else ""))
 
 
 def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside") -> go.Figure:
@@ -62,20 +65,32 @@ def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside
                 customdata=[[v.forget_acc, v.original_forget_acc] for v in rows],
                 hovertemplate="1 - %{customdata[0]:.3f} / %{customdata[1]:.3f} = %{x:.3f}"
                               "<extra>looks forgotten</extra>")
-    x = [_nan0(v.retention) for v in rows]
-    fig.add_bar(y=ticks, x=x, orientation="h", width=0.4,
-                name=f"still inside: excess recovery over its control ({cfg.ci:.0%} CI)",
-                marker={"color": RETENTION_COLOR, "pattern": {"shape": hatch, "fgcolor": "#FFFFFF"}},
-                error_x={"type": "data", "symmetric": False, "color": "#000000", "thickness": 1.5, "width": 4,
-                         "array": [_nan0(v.retention_hi) - xx for v, xx in zip(rows, x, strict=True)],
-                         "arrayminus": [xx - _nan0(v.retention_lo) for v, xx in zip(rows, x, strict=True)]},
-                customdata=[[v.retention_from or "no counted evidence", v.control or "-", _nan0(v.retention_lo),
-                             _nan0(v.retention_hi)] for v in rows],
-                hovertemplate="excess %{x:.3f} [%{customdata[2]:.3f}, %{customdata[3]:.3f}]<br>%{customdata[0]} "
-                              "vs %{customdata[1]}<extra>still inside</extra>")
+    # the deciding evidence, one trace per axis: recoverable (the checkpoint alone gives the answers back) in the
+    # dark colour, edit-of-original (undoing a small edit needs the original) in its own colour and hatch
+    for axis, color, name, shape in (
+            ("recoverable", RETENTION_COLOR, f"recoverable excess (corrected LB, {cfg.ci:.0%} hi)", ""),
+            ("edit_of_original", EDIT_COLOR, "only with the original (edit of it)", "x")):
+        sel = [getattr(v, "deciding_axis", "recoverable") == axis or (axis == "recoverable" and
+                                                                       not getattr(v, "deciding_axis", ""))
+               for v in rows]
+        if not any(sel) and axis == "edit_of_original":
+            continue
+        legend_rows = 3 if axis == "edit_of_original" else 2
+        x = [_nan0(v.retention) if s else 0.0 for v, s in zip(rows, sel, strict=True)]
+        fig.add_bar(y=ticks, x=x, orientation="h", width=0.4, name=name,
+                    marker={"color": color, "pattern": {"shape": [h or shape for h in hatch], "fgcolor": "#FFFFFF"}},
+                    error_x={"type": "data", "symmetric": False, "color": "#000000", "thickness": 1.5, "width": 4,
+                             "array": [_nan0(v.retention_hi) - xx if s else 0.0
+                                       for v, xx, s in zip(rows, x, sel, strict=True)],
+                             "arrayminus": [xx - _nan0(v.retention_lo) if s else 0.0
+                                            for v, xx, s in zip(rows, x, sel, strict=True)]},
+                    customdata=[[v.retention_from or "no counted evidence", v.control or "-", _nan0(v.retention_lo),
+                                 _nan0(v.retention_hi)] for v in rows],
+                    hovertemplate="excess %{x:.3f} [LB %{customdata[2]:.3f}, %{customdata[3]:.3f}]<br>"
+                                  "%{customdata[0]} vs %{customdata[1]}<extra>still inside</extra>")
     # the rule's two lines, named in the legend (labels on the plot collided with bars and with each other)
-    for xv, label, dash in ((cfg.suppressed_at, f"suppressed if lo >= {cfg.suppressed_at:g}", "dash"),
-                            (cfg.partial_at, f"partially suppressed if lo >= {cfg.partial_at:g}", "dot")):
+    for xv, label, dash in ((cfg.suppressed_at, f"suppressed if LB >= {cfg.suppressed_at:g}", "dash"),
+                            (cfg.partial_at, f"partially suppressed if LB >= {cfg.partial_at:g}", "dot")):
         fig.add_vline(x=xv, line_dash=dash, line_color="#555555", line_width=1.5)
         fig.add_scatter(x=[None], y=[None], mode="lines", name=label, hoverinfo="skip",
                         line={"dash": dash, "color": "#555555", "width": 1.5})
@@ -85,7 +100,7 @@ def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside
     fig.update_layout(barmode="overlay", xaxis_range=[max(-1.0, lo - 0.05), 1.12], height=170 + 58 * len(rows),
                       meta={"rows": len(rows)},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
-                      margin={"t": 120, "b": 60, "r": 30})
+                      margin={"t": 60 + 30 * legend_rows, "b": 60, "r": 30})
     fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
     apply_plotly(fig, title, "share of the original's answer mass (1 = all)", "checkpoint and verdict")
     # the title at the top of the canvas, clear of the two-row legend above the plot

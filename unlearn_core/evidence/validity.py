@@ -15,8 +15,17 @@ import numpy as np
 import pandas as pd
 
 from unlearn_core.evidence.calibration import CONTROL_HOLDOUT, CONTROL_REFERENCE, calibrate, item_gains
+from unlearn_core.evidence.recovery import recovery_rate
 
 UNCALIBRATED = "uncalibrated (raw recovery)"
+
+
+def _climb(items, model: str, original: str) -> float:
+    """The uncalibrated number a naive reading takes: the attack's climb from the model's own floor towards the
+    original (the project's one recovery rate, evidence.recovery)."""
+    att = np.asarray(items.forget_attacked[model], np.float64)
+    plain = np.asarray(items.forget_plain[model], np.float64)
+    return recovery_rate(float(att.mean()), float(plain.mean()), float(items.original_scores(original).mean()))
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -28,11 +37,12 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def probe_validity(items_by_key: dict[str, tuple[object, object]], truth: dict[str, str], original: str,
-                   reference: str | None, rule) -> pd.DataFrame:
+                   reference: str | None, rule, units=None, twin: str | None = "retrained") -> pd.DataFrame:
     """One row per (probe, control): suppressed controls' worst value vs deletion controls' worst value.
 
     truth: checkpoint -> "suppressed" | "deleted"; the run's reference (role retain_only) is the control, never
-    evaluated against itself.
+    evaluated against itself. twin: the deletion control trained exactly like the reference (another seed and
+    order): its excess is the reference-to-twin gap, what two deletions differ by; no excess below it means anything.
     """
     rows = []
     for key, (ev, items) in items_by_key.items():
@@ -42,23 +52,35 @@ def probe_validity(items_by_key: dict[str, tuple[object, object]], truth: dict[s
         dele = [m for m in present if truth[m] == "deleted" and m != ref]
         if not sup or not dele:
             continue
-        raw = {m: calibrate(items, m, original, None, "reference", rule.n_boot, rule.seed, rule.ci).raw
-               for m in sup + dele}
+        raw = {m: _climb(items, m, original) for m in sup + dele}
         pos = np.concatenate([item_gains(items, m) for m in sup])
         neg = np.concatenate([item_gains(items, m) for m in dele])
-        rows.append(_row(key, UNCALIBRATED, sup, dele, {m: (raw[m], raw[m], raw[m]) for m in raw}, rule,
-                         auc=_auc(pos, neg)))
+        rows.append({**_row(key, UNCALIBRATED, sup, dele, {m: (raw[m], raw[m], raw[m]) for m in raw}, rule,
+                              auc=_auc(pos, neg)), "axis": ev.axis})
         for control, against in ((CONTROL_REFERENCE, ref), (CONTROL_HOLDOUT, None)):
             if control == CONTROL_REFERENCE and ref is None:
                 continue
             if control == CONTROL_HOLDOUT and (ev.control != "reference+holdout"
                                                or not all(items.has_holdout(m) for m in sup + dele)):
                 continue
-            cal = {m: calibrate(items, m, original, against, ev.control, rule.n_boot, rule.seed, rule.ci)
+            fu = units.get("forget") if units else None
+            hu = units.get("holdout") if units else None
+            if fu is not None and items.forget_index is not None:
+                fu = fu.subset(items.forget_index)
+            if hu is not None and items.holdout_index is not None:
+                hu = hu.subset(items.holdout_index)
+            cal = {m: calibrate(items, m, original, against, ev.control, rule.n_boot, rule.seed, rule.ci, fu, hu)
                    for m in sup + dele}
-            rows.append(_row(key, control, sup, dele, {m: (c.excess, c.lo, c.hi) for m, c in cal.items()}, rule))
-    cols = ["evidence", "control", "suppressed_controls", "deletion_controls", "suppressed_worst", "deletion_worst",
-            "separates", "false_recovery", "false_calls", "missed", "auc_items", "details"]
+            row = _row(key, control, sup, dele, {m: (c.excess, c.lo, c.hi) for m, c in cal.items()}, rule)
+            row["axis"] = ev.axis
+            if twin in cal:
+                row["twin_gap"] = cal[twin].excess
+                row["twin_gap_hi"] = cal[twin].hi
+            row["unit"] = next(iter(cal.values())).unit
+            rows.append(row)
+    cols = ["evidence", "axis", "control", "suppressed_controls", "deletion_controls", "suppressed_worst",
+            "deletion_worst", "separates", "false_recovery", "false_calls", "missed", "twin_gap", "twin_gap_hi", "unit",
+            "auc_items", "details"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -26,19 +26,23 @@ from unlearn_core.lab.config import LabConfig, get_config
 from unlearn_core.lab.extras import build_extras
 from unlearn_core.lab.tokenizer import train_tokenizer
 from unlearn_core.lab.train import make_model, qa_accuracy, train_lm
-from unlearn_core.lab.unlearn import METHODS, unlearn
+from unlearn_core.lab.unlearn import METHODS, over_unlearn, unlearn
 from unlearn_core.lab.world import make_world, qa_pairs, training_texts
-from unlearn_core.model.scoring import encode
+from unlearn_core.model.scoring import encode, pad_id_of, score_encoded
 from unlearn_core.model.threads import few_threads
 from unlearn_core.types import Progress
 
-CHECKPOINTS = ("base", "original", "retain_only", "retrained", "ga", "graddiff", "npo", "rmu", "suppressed_head",
-               "suppressed_lowrank")
+CHECKPOINTS = ("base", "original", "retain_only", "retrained", "non_twin", "over_unlearned", "ga", "graddiff", "npo",
+               "rmu", "suppressed_head", "suppressed_lowrank")
 KINDS = {
     "base": "pretrained base: trained on the world's format and other entities, never the audited ones (not audited)",
     "original": "original: base fine-tuned on all audited facts (forget + retain)",
     "retain_only": "retain_only: base fine-tuned the same way without the forget split (deletion reference)",
     "retrained": "planted control: retain_only's recipe with another data order (ground truth: deleted)",
+    "non_twin": "planted control: retain_only's recipe with another learning rate, epoch count and data order, so the "
+                "reference is not its twin (ground truth: deleted)",
+    "over_unlearned": "planted control: the retrained twin, then gradient ascent on the forget set until its answers "
+                      "sit well below the reference's; it never knew them (ground truth: deleted)",
     "ga": "gradient ascent", "graddiff": "gradient difference", "npo": "NPO + retain NLL",
     "rmu": "RMU (representation misdirection)",
     "suppressed_head": "planted control: only last block, final norm and head updated (ground truth: suppressed)",
@@ -46,18 +50,22 @@ KINDS = {
                           "frozen (ground truth: suppressed; subtracting the update restores the original)",
 }
 GROUND_TRUTH = {"base": None, "original": None, "retain_only": "deleted", "retrained": "deleted",
+                "non_twin": "deleted", "over_unlearned": "deleted",
                 "ga": None, "graddiff": None, "npo": None, "rmu": None,
                 "suppressed_head": "suppressed", "suppressed_lowrank": "suppressed"}
 # base: not audited; original: the audit's original; reference: the deletion reference; unlearned: audited
 ROLES = {"base": "base", "original": "original", "retain_only": "reference"} | {
-    n: "unlearned" for n in ("retrained", *METHODS)}
+    n: "unlearned" for n in ("retrained", "non_twin", "over_unlearned", *METHODS)}
+TWIN = "retrained"  # the deletion control trained exactly like the reference: their gap is what two deletions differ by
 
 
 def default_lab_dir(config: str = "default") -> Path:
     import os
 
+    from unlearn_core.lab.smollm.config import get_smol_config, is_smollm_config
+
     root = Path(os.environ.get("UNLEARN_AUDIT_CACHE", Path.home() / ".cache" / "unlearn-audit"))
-    cfg = get_config(config)
+    cfg = get_smol_config(config) if is_smollm_config(config) else get_config(config)
     return root / f"lab-{cfg.name}-{cfg.hash}"
 
 
@@ -76,13 +84,20 @@ def _write_jsonl(path: Path, items) -> None:
         for it in items:
             row = {"question": it.question, "answer": it.answer, "paraphrased_answer": it.paraphrased_answer,
                    "perturbed_answers": list(it.perturbed_answers), "keywords": list(it.keywords),
-                   "concept": it.concept, **dict(it.extra)}
+                   "concept": it.concept, "entity": it.entity, "paraphrased_question": it.paraphrased_question,
+                   **dict(it.extra)}
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 # what each checkpoint is trained from (base from a random init); the methods and planted controls from original
-PARENT = {"base": None, "original": "base", "retain_only": "base", "retrained": "base"} | {m: "original"
-                                                                                       for m in METHODS}
+PARENT = {"base": None, "original": "base", "retain_only": "base", "retrained": "base", "non_twin": "base",
+          "over_unlearned": "retrained"} | {m: "original" for m in METHODS}
+# what a stage reads besides its parent: over_unlearned is pushed below the reference's level, so it needs it saved
+NEEDS = {"over_unlearned": ("retain_only",)}
+
+
+def _ready(name: str, saved: set[str]) -> bool:
+    return PARENT[name] in saved and all(n in saved for n in NEEDS.get(name, ()))
 # the order a pool takes ready stages in: original first (six stages wait for it), then the methods longest first
 # (default lab, one thread: graddiff 59 s, rmu 39, suppressed_head 31, ga 31, npo 20, suppressed_lowrank 20); a
 # method not timed yet goes first. Derived from CHECKPOINTS and METHODS, so a new method is never left out.
@@ -108,7 +123,16 @@ def lab_jobs(jobs: int | None = None) -> int:
 
 def build_lab(out: str | Path, config: str | LabConfig = "default", progress: Progress | None = None,
               force: bool = False, verbose: bool = True, jobs: int | None = None) -> dict:
-    """Builds (or reuses) the lab at `out`; returns the parsed lab.json. `jobs`: worker processes (lab_jobs)."""
+    """Builds (or reuses) the lab at `out`; returns the parsed lab.json. `jobs`: worker processes (lab_jobs). A
+    SmolLM2 config (`smollm2`, `smollm2-ci`) builds the real-model lab (lab.smollm): one stage at a time, in this
+    process when jobs == 1, else in one child process."""
+    from unlearn_core.lab.smollm.config import get_smol_config, is_smollm_config
+
+    if is_smollm_config(config):
+        from unlearn_core.lab.smollm.build import build_smollm_lab
+
+        return build_smollm_lab(out, get_smol_config(config) if isinstance(config, str) else config,
+                                progress=progress, force=force, verbose=verbose, in_process=jobs == 1)
     cfg = get_config(config) if isinstance(config, str) else config
     jobs = lab_jobs(jobs)
     out = Path(out)
@@ -185,6 +209,16 @@ def train_stage(out: str | Path, cfg: LabConfig, name: str, corpus: dict, tokeni
                 del model.lowrank_delta
                 stats["delta_file"] = f"deltas/{name}.safetensors"
             info = {"finetuned_from": "original", "init_seed": cfg.seed, "data_seed": cfg.seed, "training": stats}
+        elif name == "over_unlearned":  # the twin deletion pushed below the reference's level on the forget facts
+            fenc = encode(tokenizer, [p for p, _ in fpairs], [a for _, a in fpairs])
+            ref = _load_model(out / "retain_only").eval()
+            ref_p = float(score_encoded(ref, fenc, pad_id_of(tokenizer), batch_size=64).prob().mean())
+            del ref
+            model, stats = over_unlearn(_load_model(out / "retrained"), tokenizer, fenc,
+                                        cfg.unlearn.over_ratio * ref_p, cfg.unlearn, seed=cfg.seed,
+                                        progress=lambda s, p: say(f"step {s} forget p {p:.3f}"))
+            stats["reference_forget_p"] = ref_p
+            info = {"finetuned_from": "retrained", "init_seed": cfg.seed, "data_seed": cfg.seed, "training": stats}
         else:
             if name == "base":  # the pretrained base: other entities of the same world, from a random init (seed)
                 model, texts, evals, parent = make_model(cfg, tokenizer, seed=cfg.seed), \
@@ -195,17 +229,21 @@ def train_stage(out: str | Path, cfg: LabConfig, name: str, corpus: dict, tokeni
                 model, texts, evals, parent = _load_model(out / "base"), texts_of[("forget", "retain")], \
                     fpairs + rpairs, "base"
                 init_seed = data_seed = cfg.seed
-            elif cfg.reference == "base":  # the same recipe without the forget split; retrained: another data order
+            elif cfg.reference == "base":  # the same recipe without the forget split; retrained: another data order;
+                # non_twin: another order, learning rate and epoch count
                 model, texts, evals, parent = _load_model(out / "base"), texts_of[("retain",)], rpairs, \
                     "base"
-                init_seed, data_seed = cfg.seed, cfg.seed + (name == "retrained")
+                init_seed, data_seed = cfg.seed, cfg.seed + {"retrained": 1, "non_twin": 2}.get(name, 0)
             else:  # independent: own random init, trained from scratch on every non-forget fact (base + retain)
-                init_seed = data_seed = cfg.seed + 1 + (name == "retrained")
+                init_seed = data_seed = cfg.seed + 1 + {"retrained": 1, "non_twin": 2}.get(name, 0)
                 model, texts, evals, parent = make_model(cfg, tokenizer, seed=init_seed), \
                     texts_of[("base", "retain")], rpairs + bpairs, None
             ft = parent is not None
-            tr = train_lm(model, tokenizer, texts, evals, cfg, seed=data_seed,
-                          lr=cfg.finetune_lr if ft else cfg.lr, max_epochs=cfg.finetune_max_epochs if ft else None,
+            other = name == "non_twin"
+            lr = (cfg.finetune_lr if ft else cfg.lr) * (cfg.unlearn.non_twin_lr_factor if other else 1.0)
+            tr = train_lm(model, tokenizer, texts, evals, cfg, seed=data_seed, lr=lr,
+                          max_epochs=cfg.finetune_max_epochs if ft else None,
+                          overtrain=cfg.unlearn.non_twin_overtrain if other else 0.0,
                           progress=lambda e, a: say(f"epoch {e} acc {a:.2f}"))
             info = {"finetuned_from": parent, "init_seed": init_seed, "data_seed": data_seed, "training": tr}
         model.save_pretrained(out / name, safe_serialization=True)
@@ -272,6 +310,7 @@ def _build(out: Path, cfg: LabConfig, progress: Progress | None, verbose: bool, 
                                "ground_truth": GROUND_TRUTH[name], **info[name], "scores": scores[name]}
                         for name in CHECKPOINTS},
         "ground_truth": {n: g for n, g in GROUND_TRUTH.items() if g},
+        "twin": TWIN,
         "data": {"forget": "data/forget.jsonl", "retain": "data/retain.jsonl", "holdout": "data/holdout.jsonl"},
         "world": {"name": cfg.world, "n_entities": cfg.n_entities, "n_attributes": cfg.n_attributes,
                   "n_base_entities": cfg.n_base_entities,
@@ -317,7 +356,7 @@ def _run_pool(pool, out: Path, cfg: LabConfig, corpus: dict, finished: Callable)
 
     def submit_ready() -> None:
         for name in _PRIORITY:
-            if name not in saved and name not in futures.values() and PARENT[name] in saved:
+            if name not in saved and name not in futures.values() and _ready(name, saved):
                 futures[pool.submit(train_stage, str(out), cfg, name, corpus)] = name
 
     submit_ready()

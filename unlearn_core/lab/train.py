@@ -67,10 +67,10 @@ def qa_accuracy(model, tokenizer, pairs: list[tuple[str, str]]) -> float:
 
 def train_lm(model, tokenizer, texts: list[str], eval_pairs: list[tuple[str, str]], cfg: LabConfig,
              progress: Callable[[int, float], None] | None = None, *, lr: float | None = None,
-             seed: int | None = None, max_epochs: int | None = None) -> dict:
+             seed: int | None = None, max_epochs: int | None = None, overtrain: float = 0.0) -> dict:
     """AdamW with linear warm-up; stops once QA accuracy on `eval_pairs` reaches cfg.target_acc (checked every
-    cfg.eval_every epochs). `seed` sets the data order (default cfg.seed); lr and max_epochs default to the
-    pretraining values cfg.lr and cfg.max_epochs."""
+    cfg.eval_every epochs), or, with overtrain > 0, that share of epochs later. `seed` sets the data order (default
+    cfg.seed); lr and max_epochs default to the pretraining values cfg.lr and cfg.max_epochs."""
     lr = cfg.lr if lr is None else lr
     seed = cfg.seed if seed is None else seed
     max_epochs = cfg.max_epochs if max_epochs is None else max_epochs
@@ -83,6 +83,7 @@ def train_lm(model, tokenizer, texts: list[str], eval_pairs: list[tuple[str, str
     pad = pad_id_of(tokenizer)
     model.train()
     acc, epoch, loss = 0.0, 0, torch.tensor(float("nan"))
+    stop_at, reached = None, None
     for epoch in range(1, max_epochs + 1):
         for seqs in lm_batches(tokenizer, texts, cfg.batch_size, rng):
             loss = causal_lm_loss(model, seqs, pad)
@@ -91,12 +92,25 @@ def train_lm(model, tokenizer, texts: list[str], eval_pairs: list[tuple[str, str
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
+        if stop_at is not None:
+            if epoch >= stop_at:
+                break
+            continue
         if epoch % cfg.eval_every == 0 or epoch == max_epochs:
             acc = qa_accuracy(model, tokenizer, eval_pairs)
             if progress:
                 progress(epoch, acc)
             if acc >= cfg.target_acc:
-                break
+                reached = epoch
+                if overtrain <= 0:
+                    break
+                stop_at = min(max_epochs, epoch + max(1, round(overtrain * epoch)))
     model.eval()
-    return {"epochs": epoch, "lr": lr, "data_seed": seed, "qa_accuracy": acc,
-            "stopped_by": "rule" if acc >= cfg.target_acc else "max_epochs", "final_loss": float(loss.item())}
+    if reached is not None and overtrain > 0:
+        acc = qa_accuracy(model, tokenizer, eval_pairs)
+    out = {"epochs": epoch, "lr": lr, "data_seed": seed, "qa_accuracy": acc,
+           "stopped_by": "rule" if reached is not None or acc >= cfg.target_acc else "max_epochs",
+           "final_loss": float(loss.item())}
+    if overtrain > 0:
+        out["target_reached_at_epoch"] = reached
+    return out

@@ -80,8 +80,9 @@ class Fact:
             perturbed_answers=tuple(para.format(name=self.entity, v=w) for w in wrong),
             keywords=keywords,
             concept=self.entity,
-            extra=(("attribute", self.attribute), ("held_out_question", self.question(held_out=True)),
-                   ("neighbour", str(self.neighbour).lower()), ("split", self.split)),
+            extra=(("attribute", self.attribute), ("neighbour", str(self.neighbour).lower()), ("split", self.split)),
+            entity=self.entity,
+            paraphrased_question=self.question(held_out=True),
         )
 
 

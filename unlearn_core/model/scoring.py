@@ -57,9 +57,20 @@ class AnswerScores:
 def encode(tokenizer, prompts: list[str], answers: list[str]) -> list[Encoded]:
     if len(prompts) != len(answers):
         raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
-    p_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    p_ids = prompt_ids(tokenizer, prompts)
     a_ids = tokenizer(list(answers), add_special_tokens=False)["input_ids"]
     return [Encoded(tuple(p), tuple(a)) for p, a in zip(p_ids, a_ids)]
+
+
+def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Prompts tokenised with the tokenizer's special tokens (its BOS), except that a prompt whose text already starts
+    with the BOS text (a chat template that writes it, as Llama 3's does) does not get a second one: the same ids as
+    apply_chat_template, which tokenises its rendering without special tokens."""
+    ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    bos, bos_id = getattr(tokenizer, "bos_token", None), getattr(tokenizer, "bos_token_id", None)
+    if not bos or bos_id is None:
+        return ids
+    return [x[1:] if p.startswith(bos) and len(x) > 1 and x[0] == x[1] == bos_id else x for p, x in zip(prompts, ids)]
 
 
 def pad_id_of(tokenizer) -> int:
@@ -399,7 +410,7 @@ def greedy_generate(
     """Greedy continuations cut at EOS (HF generate with left padding, the standard eval setting)."""
     device = input_device(model)
     pad = pad_id_of(tokenizer)
-    enc = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    enc = prompt_ids(tokenizer, prompts)
     out: list = [None] * len(prompts)
 
     def run(batch: list[int]) -> None:

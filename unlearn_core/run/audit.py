@@ -13,7 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from unlearn_core.analyses import registry
+from unlearn_core.analyses.settings import as_record
 from unlearn_core.analyses.spec import AnalysisSpec, Shape
+from unlearn_core.evidence.units import Units, entity_labels, units_for
 from unlearn_core.evidence.verdict import VerdictConfig, VerdictResult, calibrate_all, compute_verdict
 from unlearn_core.run import timing
 from unlearn_core.run.jobs import ResultsStore, plan, plan_for, run_or_serve, shape_of
@@ -60,20 +62,39 @@ def behaviour_status(scores: dict[str, float], original: dict[str, float]) -> st
     return "looks forgotten" if f <= 0.5 * f0 else "not forgotten"
 
 
+def resolve_rule(rule: VerdictConfig) -> VerdictConfig:
+    """The rule with the evidence the analyses declare counted made explicit (so the rule text names them)."""
+    return replace(rule, counted=registry.default_counted()) if rule.counted is None else rule
+
+
+def data_units(data: AuditData | None) -> dict[str, Units] | None:
+    """How each split is resampled: entities (the items' own entity field, else their concept, else the rule in
+    evidence.units), then items within them."""
+    if data is None:
+        return None
+    out = {}
+    for split in ("forget", "holdout"):
+        items = getattr(data, split)
+        labels, _how = entity_labels(items)
+        out[split] = units_for(labels, len(items))
+    return out
+
+
 def verdict_from_results(results: list[tuple[str, object]], models: ModelSet | dict[str, str],
-                         rule: VerdictConfig = VerdictConfig()) -> tuple[VerdictResult, dict[str, dict[str, float]]]:
+                         rule: VerdictConfig = VerdictConfig(), data: AuditData | None = None
+                         ) -> tuple[VerdictResult, dict[str, dict[str, float]]]:
     """The verdict and the flat scores from (analysis name, result) pairs: the one path CLI and dashboard share.
 
     models: a ModelSet, or {checkpoint name: role} when the models are not loaded (the dashboard reading the store).
+    data: the audit's items, whose entities the intervals resample (without it, items are resampled).
     """
-    if rule.counted is None:  # the evidence the analyses declare counted, named in the rule text
-        rule = replace(rule, counted=registry.default_counted())
+    rule = resolve_rule(rule)
     roles = {n: m.role for n, m in models.all().items()} if isinstance(models, ModelSet) else dict(models)
     original = next(n for n, r in roles.items() if r == "original")
     reference = next((n for n, r in roles.items() if r == "retain_only"), None)
     scores = registry.collect_scores(results, list(roles))
     items = registry.collect_evidence_items(results)
-    evidence = calibrate_all(items, list(roles), original, reference, rule)
+    evidence = calibrate_all(items, list(roles), original, reference, rule, data_units(data))
     return compute_verdict(scores, evidence, rule, original=original, reference=reference), scores
 
 
@@ -87,7 +108,10 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
     read from the fraction holds when one probe takes five times another; equal shares without."""
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"checkpoints": {}, "analyses": {}, "data_hash": data.hash,
-                    "n_items": {"forget": len(data.forget), "retain": len(data.retain), "holdout": len(data.holdout)}}
+                    "n_items": {"forget": len(data.forget), "retain": len(data.retain), "holdout": len(data.holdout)},
+                    # every analysis's settings as it ran (defaults resolved for this model): a settings file
+                    # (--settings) that reproduces the audit
+                    "settings": {}}
     names = list(models.all())
     results: list[tuple[str, object]] = []
     shares = [float((weights or {}).get(a, 1.0)) for a in analyses]
@@ -101,22 +125,29 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
             if progress:
                 progress(start + frac * share, f"{title}: {msg}")
 
-        result, cached = run_analysis(analysis, models, data, store, config=(configs or {}).get(name), progress=sub)
+        job = plan_for(analysis, models, data, (configs or {}).get(name))
+        result, cached = run_or_serve(job, models, data, store, sub)
         results.append((name, result))
-        report["analyses"][name] = {"from_store": cached, "tables": []}
+        report["analyses"][name] = {"from_store": cached, "tables": [], "store_key": job.key}
+        report["settings"][name] = as_record(job.config)
         for tname, df in analysis.tables(result).items():
             df.to_csv(out / f"{tname}.csv", index=False)
             report["analyses"][name]["tables"].append(f"{tname}.csv")
-    verdicts, scores = verdict_from_results(results, models, rule)
+    verdicts, scores = verdict_from_results(results, models, rule, data)
     report["verdict_rule"] = verdicts.rule
     report["reference"] = verdicts.reference
+    labels, how = entity_labels(data.forget)
+    units = units_for(labels, len(data.forget))
+    report["units"] = {"forget": {"unit": units.unit, "n_units": units.n_units, "entities_from": how,
+                                  "reason": units.reason}}
     verdicts.to_frame().to_csv(out / "verdicts.csv", index=False)
     verdicts.evidence_frame().to_csv(out / "evidence.csv", index=False)
     if truth:
         from unlearn_core.evidence.validity import probe_validity
 
         items = registry.collect_evidence_items(results)
-        validity = probe_validity(items, truth, models.original.name, verdicts.reference, rule)
+        validity = probe_validity(items, truth, models.original.name, verdicts.reference, resolve_rule(rule),
+                                  data_units(data))
         validity.to_csv(out / "probe_validity.csv", index=False)
         report["probe_validity"] = validity.to_dict(orient="records")
     for n in names:
@@ -125,15 +156,18 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
         if role == "unlearned":
             v = verdicts.get(n)
             entry["behaviour"] = behaviour_status(scores[n], scores[models.original.name])
-            entry.update(verdict=v.verdict, verdict_reason=v.reason, retention=v.retention,
-                         retention_interval=[v.retention_lo, v.retention_hi], retention_from=v.retention_from,
-                         control=v.control, counted=list(v.counted), not_counted=v.not_counted,
-                         items_for_definite_call=None if math.isnan(v.items_for_call) else int(v.items_for_call),
-                         call_with_more_items=v.call_if_more_items or None,
-                         items_projection=v.projection() or None,
-                         evidence={e.key: {"raw": e.raw, "control": e.control, "control_value": e.control_value,
-                                           "excess": e.excess, "interval": [e.lo, e.hi], "n_items": e.n_items,
-                                           "n_control": e.n_control, "attack": e.attack, "metric": e.metric}
+            entry.update(verdict=v.verdict, verdict_reason=v.reason, deciding_axis=v.deciding_axis,
+                         retention=v.retention, retention_lo=v.retention_lo, retention_hi=v.retention_hi,
+                         retention_lo_level=v.retention_level, retention_from=v.retention_from,
+                         control=v.control, unit=v.unit, counted=list(v.counted), not_counted=v.not_counted,
+                         units_for_definite_call=None if math.isnan(v.items_for_call) else int(v.items_for_call),
+                         call_with_more_units=v.call_if_more_items or None,
+                         projection=v.projection() or None,
+                         evidence={e.key: {"axis": e.axis, "control": e.control, "raw_level": e.raw,
+                                           "control_level": e.control_value, "excess": e.excess, "ci_low": e.lo,
+                                           "ci_high": e.hi, "unit": e.unit, "n_units": e.n_units,
+                                           "n_items": e.n_items, "n_control": e.n_control, "n_seeds": e.n_seeds,
+                                           "unit_reason": e.unit_reason, "attack": e.attack, "metric": e.metric}
                                    for e in v.evidence})
         report["checkpoints"][n] = entry
     report = _json_safe(report)
@@ -147,9 +181,11 @@ def _json_safe(obj):
         return {k: _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_json_safe(v) for v in obj]
-    if isinstance(obj, bool | str) or obj is None:
+    if isinstance(obj, bool | str | int) or obj is None:  # an int stays an int (settings read back as given)
         return obj
-    if isinstance(obj, int | float) or hasattr(obj, "item"):
+    if hasattr(obj, "item") and not isinstance(obj.item(), float):
+        return obj.item()
+    if isinstance(obj, float) or hasattr(obj, "item"):
         x = float(obj)
         return x if math.isfinite(x) else None
     return obj

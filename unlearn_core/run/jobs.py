@@ -41,7 +41,8 @@ class Job:
 
 
 def shape_of(models: ModelSet, data: AuditData) -> Shape:
-    return Shape(n_layers(models.original.model), len(data.forget))
+    return Shape(n_layers(models.original.model), len(data.forget),
+                 sum(p.numel() for p in models.original.model.parameters()))  # a tied matrix once, as on disk
 
 
 def _spec(analysis: AnalysisSpec | str) -> AnalysisSpec:

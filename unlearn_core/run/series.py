@@ -79,7 +79,8 @@ class SeriesAuditor:
         self._hashes = {n: checkpoint_hash(i.path, spec.original) for n, i in self.infos.items()}
         orig = self.infos["original"]
         cfg = json.loads((Path(orig.adapter.base_path if orig.adapter else orig.path) / "config.json").read_text())
-        self._shape = Shape(n_layers_from_config(cfg), len(data.forget))  # what run_analysis resolves against
+        # what run_analysis resolves against
+        self._shape = Shape(n_layers_from_config(cfg), len(data.forget), orig.n_params)
 
     def fixed(self) -> dict:
         """The original and the reference, loaded on first need (a fully stored series needs only their hashes)."""
@@ -130,7 +131,7 @@ class SeriesAuditor:
         roles = {"original": "original", step.name: "unlearned"}
         if "retain_only" in self.infos:
             roles["retain_only"] = "retain_only"
-        verdicts, scores = verdict_from_results(results, roles, self.rule)
+        verdicts, scores = verdict_from_results(results, roles, self.rule, self.data)
         v = verdicts.get(step.name)
         s = scores[step.name]
         return {"series": step.series, "step": step.step, "checkpoint": step.name,

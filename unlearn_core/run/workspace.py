@@ -16,7 +16,7 @@ from unlearn_core.checkpoints.inspect import check_compatible, inspect_checkpoin
 from unlearn_core.checkpoints.load import checkpoint_digest, load_model, load_tokenizer, load_weights
 from unlearn_core.checkpoints.memory import pick_device, plan_resident
 from unlearn_core.checkpoints.placement import MaxMemory, normalise_max_memory, remaining
-from unlearn_core.checkpoints.source import CheckpointInfo, resolve_source
+from unlearn_core.checkpoints.source import CheckpointError, CheckpointInfo, resolve_source
 from unlearn_core.data.items import PromptFormat
 from unlearn_core.data.sets import load_items
 from unlearn_core.model.arch import n_layers_from_config
@@ -42,6 +42,9 @@ class WorkspaceSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "max_memory", normalise_max_memory(self.max_memory))
+        if self.prompt_format.chat and self.prompt_format.chat_template is None:  # read once, then part of the data
+            object.__setattr__(self, "prompt_format", with_chat_template(self.prompt_format, self.original,
+                                                                         self.allow_pickle, self.trust_remote_code))
         if not self.unlearned:
             raise ValueError("at least one unlearned checkpoint is needed")
         names = [n for n, _ in self.unlearned]
@@ -95,12 +98,41 @@ class WorkspaceSpec:
         return AuditData(items(self.forget), items(self.retain), items(self.holdout), self.prompt_format)
 
 
+def with_chat_template(fmt: PromptFormat, original: str, allow_pickle: bool = False,
+                       trust_remote_code: bool = False) -> PromptFormat:
+    """A chat format with the ORIGINAL checkpoint's chat template (its tokenizer's chat_template.jinja or the
+    chat_template of tokenizer_config.json) and special tokens filled in; a clear error when it has none (never a
+    silent fallback to a plain template)."""
+    tok = load_tokenizer(inspect_checkpoint(original, allow_pickle), trust_remote_code)
+    try:
+        template = tok.get_chat_template()
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{original}: its tokenizer has no chat template (no chat_template.jinja, no chat_template in "
+            "tokenizer_config.json), so prompts cannot be rendered in a chat format it was trained with. Add the "
+            "template it was fine-tuned with to the original's folder, or audit with a plain prompt template "
+            "(CLI: leave out --chat-template and give --prompt-template; the workspace page: switch off \"Use the "
+            "checkpoint's chat template\")") from exc
+    return fmt.with_chat_template(template, tok.special_tokens_map)
+
+
+def lab_prompt_format(meta: dict) -> PromptFormat:
+    """The prompt format a lab's models were trained with: its chat format (lab.json "prompt_format", the template
+    itself read from the original's tokenizer when the workspace is built) or its plain "prompt_template"."""
+    pf = meta.get("prompt_format")
+    if isinstance(pf, dict) and pf.get("chat"):
+        return PromptFormat.chat_format(system_prompt=pf.get("system_prompt"),
+                                        user_template=pf.get("user_template", "{question}"))
+    return PromptFormat(meta.get("prompt_template", PromptFormat.template))
+
+
 def shape_from_folders(spec: WorkspaceSpec, data: AuditData) -> Shape | None:
     """What config defaults resolve against, from the original's config.json without loading it (None when it
     cannot be read: an unusual config or a hub id not cached; then ask the loaded model, jobs.shape_of)."""
     try:
         cfg = json.loads((resolve_source(spec.original) / "config.json").read_text())
-        return Shape(n_layers_from_config(cfg), len(data.forget))
+        return Shape(n_layers_from_config(cfg), len(data.forget),
+                     inspect_checkpoint(spec.original, spec.allow_pickle).n_params)
     except Exception:  # noqa: BLE001 - any unreadable config means: load the model and ask it
         return None
 
@@ -118,7 +150,7 @@ def lab_workspace(lab_dir: str | Path, unlearned: list[str] | None = None, devic
         retain=str(lab_dir / meta["data"]["retain"]),
         holdout=str(lab_dir / meta["data"]["holdout"]),
         device=device,
-        prompt_format=PromptFormat(meta.get("prompt_template", PromptFormat.template)),
+        prompt_format=lab_prompt_format(meta),
     )
 
 

@@ -84,6 +84,6 @@ def verdict(stored: dict[str, Stored], ws: state.Workspace, rule):
     from unlearn_core.run.audit import verdict_from_results
 
     results = [(name, s.result) for name, s in stored.items()]
-    result, scores = verdict_from_results(results, roles(ws), rule)
+    result, scores = verdict_from_results(results, roles(ws), rule, ws.data)
     rows = [{"checkpoint": n, "score": k, "value": v} for n, sc in scores.items() for k, v in sc.items()]
     return result, pd.DataFrame(rows, columns=["checkpoint", "score", "value"])

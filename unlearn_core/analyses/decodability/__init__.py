@@ -35,7 +35,15 @@ from unlearn_core.evidence.calibration import ProbeItems
 from unlearn_core.evidence.recovery import recovery_rate
 from unlearn_core.model import arch
 from unlearn_core.model.hooks import capture_block_outputs
-from unlearn_core.model.scoring import encode, input_device, last_prompt_mask, length_batches, pad_id_of, right_pad
+from unlearn_core.model.scoring import (
+    Encoded,
+    encode,
+    input_device,
+    last_prompt_mask,
+    length_batches,
+    pad_id_of,
+    right_pad,
+)
 from unlearn_core.store.codec import register_result
 from unlearn_core.types import AuditData, LoadedModel, ModelSet, Progress
 
@@ -70,6 +78,12 @@ class DecodabilityConfig:
     max_iter: int = 1000
     solver: str = "newton-cg"
     tol: float = 1e-6
+    # which answer token is decoded: "first" = the first answer token; "first_new" = the first answer token that is
+    # a word piece not already in the prompt, read at the position before it with the answer's words before it given
+    # (on sentence answers, "Mira Vos works as a glassblower", the first token repeats the question's name and says
+    # nothing of the fact); "auto" = "first_new" for answers of SENTENCE_WORDS words or more, else "first" (a short
+    # answer is the value itself: its first token is the fact's first piece)
+    target: str = "auto"
 
     def __post_init__(self):
         if not isinstance(self.c_grid, tuple) or not self.c_grid:
@@ -81,6 +95,8 @@ class DecodabilityConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        if self.target not in ("auto", "first_new", "first"):
+            raise ValueError(f"target must be 'auto', 'first_new' or 'first', got {self.target!r}")
         if self.layer is not None and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
             raise ValueError(f"layer must be an int or None, got {self.layer!r}")
         if self.solver not in ("newton-cg", "lbfgs"):
@@ -176,11 +192,17 @@ def _mean(a: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def last_token_states(lm: LoadedModel, prompts: list[str], answers: list[str], batch_size: int):
-    """(states [L, n, d] float32 at the last prompt token of every block output, own p of the first answer token [n],
-    first answer token ids [n]). One forward per batch; the default batch holds every item of an audit."""
+def last_token_states(lm: LoadedModel, prompts: list[str], answers: list[str], batch_size: int,
+                      target: str = "first"):
+    """(states [L, n, d] float32 at the position that predicts the target token, for every block output, own p of the
+    target token [n], target token ids [n]). One forward per batch; the default batch holds every item of an audit.
+    target "first_new" (every answer) or "auto" (sentence answers): the answer's tokens before its first new token are
+    moved into the prompt (key_token_split)."""
     model, tok = lm.model, lm.tokenizer
     enc = encode(tok, prompts, answers)
+    if target != "first":
+        enc = [key_token_split(e, tok) if target == "first_new" or len(a.split()) >= SENTENCE_WORDS else e
+               for e, a in zip(enc, answers)]
     first = np.array([e.answer_ids[0] if e.answer_ids else -1 for e in enc], dtype=np.int64)
     n, L = len(enc), arch.n_layers(model)
     states = None
@@ -199,6 +221,19 @@ def last_token_states(lm: LoadedModel, prompts: list[str], answers: list[str], b
                 states = np.zeros((L, n, h.shape[1]), np.float32)
             states[li, batch] = h
     return states, plain, first
+
+
+SENTENCE_WORDS = 4  # an answer of this many words or more is a sentence (TOFU), not a value
+
+
+def key_token_split(e: Encoded, tokenizer) -> Encoded:
+    """The encoding with the answer's tokens before its first new one (a token id absent from the prompt that holds
+    a letter or digit) moved into the prompt; unchanged when the first answer token is new or none is."""
+    seen = set(e.prompt_ids)
+    for k, t in enumerate(e.answer_ids):
+        if t not in seen and any(ch.isalnum() for ch in tokenizer.decode([t])):
+            return e if k == 0 else Encoded(tuple(e.prompt_ids) + tuple(e.answer_ids[:k]), tuple(e.answer_ids[k:]))
+    return e
 
 
 def _fit(x: np.ndarray, y: np.ndarray, C: float, cfg: DecodabilityConfig):
@@ -309,7 +344,7 @@ def compute_decodability(models: ModelSet, data: AuditData, config: Decodability
     for mi, lm in enumerate(checkpoints):
         if progress is not None:
             progress(mi / len(checkpoints), f"{lm.name}: hidden states and probes")
-        states, own, first = last_token_states(lm, prompts, answers, config.batch_size)
+        states, own, first = last_token_states(lm, prompts, answers, config.batch_size, config.target)
         sl = {s: slice(bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)}
         yr = first[sl["retain"]]
         n_classes[lm.name] = len(np.unique(yr))

@@ -21,8 +21,9 @@ from __future__ import annotations
 import copy
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -58,7 +59,7 @@ class RelearningConfig:
 
     steps: int = 10
     learn_fraction: float = 0.5
-    lr: float = 1e-3
+    lr: float | None = None  # None: lr_for(the original's parameter count), made explicit by the resolve step
     weight_decay: float = 0.0
     batch_size: int = 16
     split_by: str = "item"
@@ -67,6 +68,9 @@ class RelearningConfig:
     score_batch_size: int = 32
     folds: int = 2  # 2: also relearn on the held part and score the learn part, so every item is held out once
     headline: str = "best"  # evidence at the step with the highest mean held-out p~ ("best"), or the last step
+    # which facts the attacker is given is the attack's chance: seeds > 1 repeats it on other learn/held splits (split
+    # seed = seed + s), every item held out once per seed; the verdict's bootstrap draws one seed per resample
+    seeds: int = 3
 
     def __post_init__(self):
         check_int("steps", self.steps)
@@ -74,11 +78,16 @@ class RelearningConfig:
         check_int("eval_every", self.eval_every)
         check_int("score_batch_size", self.score_batch_size)
         check_int("seed", self.seed, 0)
+        check_int("seeds", self.seeds)
+        if self.seeds > 1 and self.folds != 2:
+            raise ValueError("seeds > 1 needs folds=2 (every item held out once per seed, so the seeds line up)")
         f = self.learn_fraction
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
             raise ValueError(f"learn_fraction must be in (0, 1), got {f!r}")
         for name in ("lr", "weight_decay"):
             v = getattr(self, name)
+            if name == "lr" and v is None:
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if self.folds not in (1, 2):
@@ -116,7 +125,8 @@ def relearn(lm: LoadedModel, learn_items, held_items, fmt, cfg: RelearningConfig
     pad = pad_id_of(lm.tokenizer)
     enc = encode_items(lm.tokenizer, learn_items, fmt)
     held_enc = encode_items(lm.tokenizer, held_items, fmt)  # scored before every step: tokenised once
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lr = cfg.lr if cfg.lr is not None else lr_for(sum(p.numel() for p in model.parameters()))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     gen = random.Random(cfg.seed)
     order: list[int] = []
     curve, first, last, steps = [], None, None, []
@@ -192,6 +202,11 @@ class RelearningResult:
     def attack(self) -> str:
         return f"{self.config.steps}steps"
 
+    @property
+    def seed_attacks(self) -> list[str]:
+        """Item-table attack names of the extra seeds' headline scores (seed 0 is `attack`)."""
+        return [f"{self.attack}_seed{s}" for s in range(1, self.config.seeds)]
+
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.summary), columns=list(SUMMARY_COLUMNS))
 
@@ -217,7 +232,19 @@ class RelearningResult:
         label = (f"up to {c.steps} fine-tuning steps on {c.learn_fraction:g} of the split, scored on the rest"
                  + (" and the parts swapped (every item held out once)" if c.folds == 2 else "")
                  + ("; the step with the best mean p~ per model" if c.headline == "best" else "; last step"))
-        return {EVIDENCE.key: probe_items(self.items, EVIDENCE.key, self.attack, label)}
+        label += f"; {c.seeds} splits (seeds) of the facts given" if c.seeds > 1 else ""
+        items = probe_items(self.items, EVIDENCE.key, self.attack, label)
+        if c.seeds > 1:  # [seeds, items] per model: one seed per bootstrap resample
+            stack = {}
+            for split, attacked in (("forget", items.forget_attacked), ("holdout", items.holdout_attacked)):
+                stack[split] = {m: np.stack([a, *(self.items[split][m][k] for k in self.seed_attacks)])
+                                for m, a in attacked.items()
+                                if all(k in self.items[split][m] for k in self.seed_attacks)}
+            items = replace(items, forget_attacked=stack["forget"], holdout_attacked=stack["holdout"])
+        if c.folds == 1:  # only the held part of each split carries a score
+            items = replace(items, forget_index=tuple(self.held_items),
+                            holdout_index=tuple(self.holdout_held_items) or None)
+        return {EVIDENCE.key: items}
 
 
 EVIDENCE = Evidence("relearning_recovery", "Relearning recovery (held-out facts)", "reference+holdout",
@@ -240,7 +267,7 @@ def compute_relearning(models: ModelSet, data: AuditData, config: RelearningConf
     h_held = [data.holdout[i] for i in h_held_idx]
     fmt = data.prompt_format
     targets = list(models.unlearned.values()) + ([models.retain_only] if models.retain_only else [])
-    per_model = 3 if h_held else 2
+    per_model = (3 if h_held else 2) + (config.seeds - 1) * (2 if h_held else 1)
     total = 1 + per_model * len(targets) + (1 if h_held else 0)
     attack = f"{config.steps}steps"
     items: ItemTable = {}
@@ -271,6 +298,20 @@ def compute_relearning(models: ModelSet, data: AuditData, config: RelearningConf
         put(items, "holdout", lm.name, attack, after)
         holdout_curve.extend({"model": lm.name, "role": lm.role, "step": step, "held_p": hp, "held_acc": ha,
                               "loss": loss, "gain_p": hp - pts[0][1]} for step, hp, ha, loss in pts)
+        if lm.role != "original":  # the verdict reads the checkpoints' holdout control, not the original's
+            more_seeds(lm, data.holdout, "holdout")
+
+    def more_seeds(lm: LoadedModel, split_items, split: str) -> None:
+        """The extra seeds: other learn/held splits of the same items, every item held out once per seed."""
+        for s in range(1, config.seeds):
+            tell(f"{lm.name}: relearning on {split} split {s + 1} of {config.seeds}")
+            li, hi = split_forget(split_items, config.learn_fraction, config.split_by, config.seed + s)
+            tuned, _, first_s, _, per_step_s = relearn(lm, [split_items[i] for i in li], [split_items[i] for i in hi],
+                                                       fmt, config)
+            del tuned
+            covered, _, after_s = cross_relearn(lm, split_items, li, hi, first_s, per_step_s, fmt, config)
+            assert covered == list(range(len(split_items)))  # folds=2: every item once
+            put(items, split, lm.name, f"{attack}_seed{s}", after_s)
 
     tell("original: held-out scores")
     o = models.original
@@ -298,6 +339,7 @@ def compute_relearning(models: ModelSet, data: AuditData, config: RelearningConf
                           "loss": loss,
                           "recovery_p": recovery_rate(hp, plain["forget_p"], orig_plain["forget_p"]),
                           "recovery_acc": recovery_rate(ha, plain["forget_acc"], orig_plain["forget_acc"])})
+        more_seeds(lm, data.forget, "forget")
         holdout_control(lm)
     if progress is not None:
         progress(1.0, "relearning done")
@@ -311,6 +353,27 @@ def _plots(r) -> dict:
     from unlearn_core.analyses.relearning.plots import plot_relearning
 
     return {"relearning": plot_relearning(r)}
+
+
+BASE_LR = 1e-3  # the attack's rate on the demo labs' models (<= 1M parameters), where 10 steps relearn a fact
+BASE_PARAMS = 1_000_000
+MIN_LR = 1e-5
+
+
+def lr_for(n_params: int) -> float:
+    """The relearning rate for a model of n_params: BASE_LR up to 1M parameters, then 1/sqrt(size) (Adam's usable
+    fine-tuning rate falls with width), clipped at 1e-5; two significant digits, so the same model counted two ways
+    (loaded, or from its safetensors header) gets one rate and one store key. Checked against published recipes,
+    not against any audit: 135M -> 8.6e-5 (SmolLM2 learns facts at 1e-4), 1.2B -> 2.9e-5, 7B -> 1.2e-5 (TOFU
+    fine-tunes Llama-2-7B at 1e-5)."""
+    if n_params <= 0:
+        return BASE_LR
+    lr = BASE_LR * min(1.0, math.sqrt(BASE_PARAMS / n_params))
+    return float(f"{max(MIN_LR, lr):.2g}")
+
+
+def _resolve(cfg: RelearningConfig, shape) -> RelearningConfig:
+    return cfg if cfg.lr is not None else replace(cfg, lr=lr_for(shape.n_params))
 
 
 SPEC = AnalysisSpec(
@@ -329,4 +392,5 @@ SPEC = AnalysisSpec(
                 "deletion from a last-step number alone: fine-tuning teaches the attribute "
                 "distribution to any model"),
     default_evidence=True,
+    resolve=_resolve,
 )
