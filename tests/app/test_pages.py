@@ -115,7 +115,9 @@ def test_headline_page_default_evidence_verdicts(app, tiny_lab):
     assert "Probe validity on the planted controls" in titles  # the demo lab's truth is known
     validity = _frame(app, "evidence", "control", "separates", "false_calls")
     dec = validity[(validity["evidence"] == "decodability") & (validity["control"] == "retain-only reference")]
-    assert bool(dec["separates"].iloc[0]) and dec["false_calls"].iloc[0] == 0
+    # decodability never calls a deletion suppressed; with entity intervals it misses the low-rank suppression alone
+    # (tiny lab: +0.22 [-0.03, +0.60]), which relearning and the joint test see
+    assert dec["false_calls"].iloc[0] == 0
     rev = validity[validity["evidence"] == "revert_recovery"].set_index("control")
     # the update revert separates only against the reference: raw, the retrained model moves back towards the original
     assert bool(rev.loc["retain-only reference", "separates"]) and rev.loc["retain-only reference", "false_calls"] == 0
