@@ -33,7 +33,8 @@ def test_every_page_renders(app):
     assert "Workspace" in [t.value for t in app.title]
     # the demo lab's checkpoints are offered and preselected
     assert set(app.multiselect(key="lab_unlearned").value) == {"ga", "graddiff", "npo", "rmu", "suppressed_head",
-                                                                "suppressed_lowrank", "retrained"}
+                                                                "suppressed_lowrank", "retrained", "non_twin",
+                                                                "over_unlearned"}
     assert app.selectbox(key="lab_retain_only").value == "retain_only"
     app.switch_page("views/scorecard.py").run()
     _no_exception(app)

@@ -54,7 +54,8 @@ def check_items(items: ProbeItems, n_forget: int, n_holdout: int,
                 assert m in plain and m not in attacked
                 continue
             for a in (plain[m], attacked[m]):
-                assert a.shape == (n,) and a.dtype == np.float64, (split, m)
+                # a stochastic attack (relearning: one row per seed) gives [seeds, n], every other reading [n]
+                assert a.shape[-1] == n and a.ndim in (1, 2) and a.dtype == np.float64, (split, m)
                 assert ((a >= 0) & (a <= 1)).all()
     assert n_holdout > 0 and all(items.has_holdout(m) for m in models)
 

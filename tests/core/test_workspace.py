@@ -27,7 +27,7 @@ def test_lab_workspace_loads_every_checkpoint(tiny_lab):
     data = spec.load_data()
     # every audited checkpoint of lab.json; the pretrained base and the reference are not "unlearned"
     assert set(models.unlearned) == {"ga", "graddiff", "npo", "rmu", "suppressed_head", "suppressed_lowrank",
-                                     "retrained"}
+                                     "retrained", "non_twin", "over_unlearned"}
     assert models.retain_only is not None and models.retain_only.role == "retain_only"
     assert len(data.forget) > 0 and len(data.retain) > len(data.forget) and len(data.holdout) > 0
     assert not any(p.requires_grad for p in models.original.model.parameters())
