@@ -69,7 +69,7 @@ def plot_verdict_headline(verdict, title: str = "Looks forgotten vs still inside
     # dark colour, edit-of-original (undoing a small edit needs the original) in its own colour and hatch
     for axis, color, name, shape in (
             ("recoverable", RETENTION_COLOR, f"recoverable excess (corrected LB, {cfg.ci:.0%} hi)", ""),
-            ("edit_of_original", EDIT_COLOR, "only with the original (edit of it)", "x")):
+            ("edit_of_original", EDIT_COLOR, "only with the original (edit of the original)", "x")):
         sel = [getattr(v, "deciding_axis", "recoverable") == axis or (axis == "recoverable" and
                                                                        not getattr(v, "deciding_axis", ""))
                for v in rows]
