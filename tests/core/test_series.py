@@ -97,7 +97,7 @@ def test_series_audit_matches_the_run_and_adding_steps_computes_only_them(ga_ser
     rated = full.dropna(subset=["retention"])
     assert len(rated) >= len(full) - 1
     assert (rated["retention_lo"] <= rated["retention"]).all() and (rated["retention"] <= rated["retention_hi"]).all()
-    assert set(full["control"]) == {"retain-only reference"}
+    assert set(rated["control"]) == {"retain-only reference"}
     # the reading of the whole run follows from the rows after the first forgotten step: any lower bound above the
     # line is suppression, every upper bound below it deletion
     after = full[full.step >= first_step]
