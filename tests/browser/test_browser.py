@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from unlearn_core.run.workspace import lab_workspace
+
 pytestmark = [pytest.mark.browser, pytest.mark.lab]
 SCREENSHOTS = Path(os.environ.get("UNLEARN_AUDIT_SCREENSHOTS", Path(__file__).resolve().parents[2] / "artifacts"
                                    / "screenshots"))
@@ -75,7 +77,8 @@ def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_
     retain_box.get_by_text("None", exact=True).click()  # keeps the browser test quick
     wait_idle(page)
     page.get_by_role("button", name=re.compile("Apply workspace")).click()
-    page.get_by_text(re.compile("Workspace applied: 9 checkpoints")).wait_for(timeout=180_000)
+    n = len(lab_workspace(tiny_lab).unlearned) + 2  # the original, every unlearned checkpoint, the reference
+    page.get_by_text(re.compile(f"Workspace applied: {n} checkpoints")).wait_for(timeout=180_000)
     wait_idle(page)
 
     go(page, "Behavioural scorecard")

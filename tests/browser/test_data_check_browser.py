@@ -10,6 +10,7 @@ import re
 import pytest
 
 from tests.browser.test_browser import go, shot, wait_idle
+from unlearn_core.run.workspace import lab_workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab]
 
@@ -25,7 +26,7 @@ def _open(page, url: str) -> None:
     wait_idle(page)
 
 
-def test_forget_set_the_original_never_knew_is_flagged(server, page, tmp_path):
+def test_forget_set_the_original_never_knew_is_flagged(server, page, tiny_lab, tmp_path):
     url, _ = server
     _open(page, url)
     own = tmp_path / "my_forget.jsonl"
@@ -44,7 +45,8 @@ def test_forget_set_the_original_never_knew_is_flagged(server, page, tmp_path):
         has_text="answers 0 of 4 forget questions: nothing to unlearn")
     warning.wait_for(timeout=180_000)
     assert "prompt template" in warning.inner_text()
-    page.get_by_text(re.compile(r"7.{0,5}nothing to audit")).first.wait_for()
+    n = len(lab_workspace(tiny_lab).unlearned)  # every unlearned checkpoint, the lab's controls included
+    page.get_by_text(re.compile(rf"{n}.{{0,5}}nothing to audit")).first.wait_for()
     assert page.get_by_test_id("stDataFrame").count() >= 1
     assert not page.get_by_role("button", name=re.compile("Run scorecard")).count()  # no probe on this set
     assert not page.get_by_test_id("stException").count()

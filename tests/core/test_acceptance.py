@@ -42,7 +42,7 @@ def _table(report: dict) -> dict:
             for n, c in report["checkpoints"].items() if "verdict" in c}
 
 
-def _check(report: dict, with_reference: bool, out=None) -> None:
+def _check(report: dict, with_reference: bool, out=None, unit: str = "entity") -> None:
     """Never a wrong call on a known-truth control, with or without the reference (issue 34):
     - "suppressed" / "partially suppressed" are decided on the recoverable axis only; "hidden by a small edit" only
       on the edit-of-original axis;
@@ -53,7 +53,8 @@ def _check(report: dict, with_reference: bool, out=None) -> None:
     - the twin deletion is "deleted", or "inconclusive" only with a projection; the non-twin and over-unlearned
       deletions are never suppressed, partially suppressed or hidden.
     Without a reference only the holdout split calibrates: "inconclusive" is allowed, a wrong call is not.
-    A call that is not definite says how many units would make it one; the labs' units are entities."""
+    A call that is not definite says how many units would make it one; the labs' units are entities (`unit`: a world
+    with fewer than five entities resamples items, and says why)."""
     cps = report["checkpoints"]
     table = _table(report)
     for name, truth in [*((n, "suppressed") for n in SUPPRESSED), *((n, "deleted") for n in DELETIONS)]:
@@ -69,14 +70,14 @@ def _check(report: dict, with_reference: bool, out=None) -> None:
             assert c["units_for_definite_call"] > n and "would make it" in c["verdict_reason"], (name, c)
         elif v in ("suppressed", "deleted"):
             assert c["units_for_definite_call"] is None, (name, c)
-    assert report["units"]["forget"]["unit"] == "entity", report["units"]  # the labs' items carry their entity
+    assert report["units"]["forget"]["unit"] == unit, report["units"]  # the labs' items carry their entity
     for c in cps.values():
         for ev in c.get("evidence", {}).values():
-            assert ev["unit"] == "entity" and ev["n_units"] >= 5 and ev["axis"] in ("recoverable", "edit_of_original")
+            assert ev["unit"] == unit and ev["n_units"] >= 5 and ev["axis"] in ("recoverable", "edit_of_original")
     if out is not None:
         evidence, verdicts = pd.read_csv(out / "evidence.csv"), pd.read_csv(out / "verdicts.csv")
         assert {"axis", "unit", "n_units", "ci_low", "ci_high"} <= set(evidence.columns)
-        assert set(evidence["unit"]) == {"entity"}
+        assert set(evidence["unit"]) == {unit}
         assert "deciding_axis" in verdicts.columns
         decided = verdicts[verdicts["verdict"].isin(["suppressed", "partially suppressed"])]
         assert set(decided["deciding_axis"]) <= {"recoverable"}, decided
@@ -127,8 +128,11 @@ def test_second_world_never_tuned_on(tmp_path):
     from tests.fixtures.world2 import build_world2_lab
 
     lab = build_world2_lab(CACHE)
-    _check(_audit(lab, tmp_path / "ref"), True)
-    _check(_audit(lab, tmp_path / "noref", "--no-reference"), False)
+    ref = _audit(lab, tmp_path / "ref")
+    # its 4 forget entities are too few for an entity interval: items are resampled, and the report says so
+    assert "only 4 entities" in ref["units"]["forget"]["reason"], ref["units"]
+    _check(ref, True, tmp_path / "ref", unit="item")
+    _check(_audit(lab, tmp_path / "noref", "--no-reference"), False, unit="item")
 
 
 def test_over_unlearned_climbs_back_to_the_reference_not_above_it(tiny_lab, tmp_path):

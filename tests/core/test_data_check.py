@@ -31,12 +31,16 @@ def test_the_labs_own_sets_pass_without_a_warning(lab):
     res = compute_data_check(models, data)
     assert res.ok and res.nothing_to_audit is None, res.warnings_frame().to_string()
     forget = res.split("forget")
-    assert forget.n == len(data.forget) and forget.n_known == forget.n and res.split("holdout").n_known == 0
+    # a holdout fact the original never saw is answered only by chance (at most max_holdout_known of them)
+    holdout = res.split("holdout")
+    assert forget.n == len(data.forget) and forget.n_known == forget.n
+    assert holdout.n_known <= res.config.max_holdout_known * holdout.n
     items = res.items_frame()
     first = items.iloc[0]
     # the prompt exactly as the model sees it: the template filled in, newline included
     assert first["prompt"] == data.prompt_format.prompt(data.forget[0]) and first["generated"]
-    assert items[items["split"] == "forget"]["reference_known"].eq(False).all()
+    # the retain-only reference never saw the forget facts: it guesses at most max_reference_known of them
+    assert items[items["split"] == "forget"]["reference_known"].astype(bool).mean() <= res.config.max_reference_known
     assert decode_result(encode_result(res)) == res  # storable in the results store
 
 
@@ -60,14 +64,16 @@ def test_a_wrong_prompt_template_is_caught(lab):
     chat = "### Instruction:\n{question}\n### Response:"  # not the lab's fine-tuning format
     res = compute_data_check(models, replace(data, prompt_format=PromptFormat(chat)))
     codes = [w.code for w in res.warnings]
-    assert codes[:2] == ["forget_unknown", "retain_unknown"], codes
+    # none or few of the forget facts come out under another template (the 30-entity lab guesses 1 of 20)
+    assert codes[0] in ("forget_unknown", "forget_partly_known") and codes[1] == "retain_unknown", codes
+    assert res.split("forget").n_known <= 0.1 * res.split("forget").n
     assert repr(chat) in res.warnings[0].message  # the message names the template to check
     assert res.items_frame().iloc[0]["prompt"].startswith("### Instruction:\n")
 
 
 def test_overlap_long_answers_and_a_known_holdout(lab):
     models, data = lab
-    long = replace(data.forget[0], answer=" ".join(["Brinhollow"] * 12), line=1)
+    long = replace(data.forget[0], answer=" ".join(["Brinhollow"] * 30), line=1)  # 30 tokens > 24
     mixed = replace(data, forget=(long, *data.forget[1:]), retain=data.retain + data.forget[1:3],
                     holdout=data.retain[:10])
     res = compute_data_check(models, mixed, DataCheckConfig(max_answer_tokens=24))

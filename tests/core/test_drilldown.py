@@ -60,7 +60,10 @@ def test_filters_and_sort(lab):
     assert "original" not in set(view.checkpoint)
     word = data.forget[0].question.split()[-1].strip("?").lower()
     hits = filter_drilldown(df, text=word.upper())
-    assert 0 < len(hits) < len(df) and hits.question.str.lower().str.contains(word).all()
+    # the search reads the question, the gold answer and the generation (a damaged model may generate the word)
+    hay = (hits.question + " " + hits.gold_answer.fillna("") + " " + hits.generated_answer.fillna("")).str.lower()
+    assert 0 < len(hits) < len(df) and hay.str.contains(word).all()
+    assert hits.question.str.lower().str.contains(word).mean() > 0.5
     s = filter_drilldown(df, checkpoints=["ga"], sort_by="p", ascending=False)
     assert set(s.checkpoint) == {"ga"} and s.p.is_monotonic_decreasing
     strict, _ = item_drilldown(sc, [("patching", patching)], recover_at=1.0)

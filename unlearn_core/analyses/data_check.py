@@ -231,7 +231,8 @@ def _knowledge_warnings(data: AuditData, known: dict[str, list[bool]], ref_known
         out.append(DataWarning(
             "warning", "forget_partly_known",
             f"the {orig} model answers only {k} of {_plural(n, 'forget question')}: forgetting is measured "
-            f"against those {k}; the other {n - k} were never known (check the data and the prompt template)"))
+            f"against those {k}; the other {n - k} were never known (check the data and that the prompt template "
+            f"{data.prompt_format.template!r} matches its fine-tuning format)"))
     r = known.get("retain", [])
     if r and sum(r) < cfg.min_known * len(r):
         out.append(DataWarning(
