@@ -22,8 +22,11 @@ SUPPRESSED = ("suppressed_head", "suppressed_lowrank")
 TWIN = "retrained"
 DELETIONS = ("retrained", "non_twin", "over_unlearned")  # every lab's known-truth deletions
 HIDDEN = "hidden by a small edit"
-# the default labs are built in CI too; UNLEARN_AUDIT_FAST_TESTS=1 keeps a local run to the tiny ones
-LABS = ["tiny", "tiny-llama"] + ([] if os.environ.get("UNLEARN_AUDIT_FAST_TESTS") else ["default", "llama"])
+# the demo lab the app opens on is built in CI too; UNLEARN_AUDIT_FAST_TESTS=1 keeps a local run to the tiny ones.
+# The full-size Llama lab (its architecture is covered by tiny-llama and the second world) costs ~19 min of a CI
+# worker (build and two audits): UNLEARN_AUDIT_FULL_LABS=1 adds it
+LABS = (["tiny", "tiny-llama"] + ([] if os.environ.get("UNLEARN_AUDIT_FAST_TESTS") else ["default"])
+        + (["llama"] if os.environ.get("UNLEARN_AUDIT_FULL_LABS") else []))
 
 
 def _audit(lab, out, *extra) -> dict:

@@ -5,6 +5,8 @@ hook, a probe or an optimiser step fails here before it fails on a user's GPU.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,7 +26,9 @@ def test_every_analysis_runs_in_bfloat16_and_the_planted_truth_holds(tiny_lab, t
     spec = ws.lab_workspace(tiny_lab, unlearned=["suppressed_head", "retrained"])
     models, data = spec.load_models(), spec.load_data()
     assert {p.dtype for lm in models.all().values() for p in lm.model.parameters()} == {torch.bfloat16}
-    report = run_audit(models, data, list(registry.ANALYSES), tmp_path, store=None)
+    # one relearning seed: the dtype path is under test, not the attack's seeds
+    configs = {"relearning": replace(registry.get_spec("relearning").default_config(), seeds=1)}
+    report = run_audit(models, data, list(registry.ANALYSES), tmp_path, store=None, configs=configs)
     assert set(report["analyses"]) == set(registry.ANALYSES)
     cps = report["checkpoints"]
     assert cps["suppressed_head"]["verdict"] == "suppressed", cps["suppressed_head"]["verdict_reason"]

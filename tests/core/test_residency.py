@@ -3,6 +3,8 @@ reaches them, keep the original, and give exactly the numbers of the all-residen
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -130,6 +132,8 @@ def test_one_at_a_time_gives_the_numbers_of_the_all_resident_audit(tiny_lab, mon
     for name in ANALYSES:
         s = get_spec(name)
         cfg = s.default_config()
+        if name == "relearning":  # one seed: which checkpoints are resident is under test, not the attack's seeds
+            cfg = replace(cfg, seeds=1)
         want, got = s.tables(s.compute(eager, data, cfg)), s.tables(s.compute(lazy, data, cfg))
         for key, frame in want.items():
             assert frame.equals(got[key]), (name, key)
