@@ -174,6 +174,25 @@ def _tests(samples: np.ndarray, lines: tuple[float, ...], alphas: tuple[float, .
     return p, q
 
 
+def _bootstrapped(att: np.ndarray, orig: np.ndarray, ctl_att: np.ndarray, ctl_plain: np.ndarray, w_forget: np.ndarray,
+                  w_control: np.ndarray, rng: np.random.Generator, control: str, n_control: int, base: dict,
+                  n_boot: int, ci: float, lines: tuple[float, ...], alphas: tuple[float, ...]) -> CalibratedEvidence:
+    """The excess and its bootstrap against one control (the reference on the same items, or the checkpoint's own
+    holdout split): att [S, n] and ctl_att [S', m] attacked levels, orig [n] and ctl_plain [m] plain ones; the
+    resample weights w_* say which entities and items each resample draws (the same array when paired)."""
+    raw, ctl, exc = _levels(att.mean(), ctl_att.mean(), ctl_plain.mean(), orig.mean())
+    sa, sc = _seed_draws(rng, att.shape[0], n_boot), _seed_draws(rng, ctl_att.shape[0], n_boot)
+    den = _wmean(w_forget, orig) - _wmean(w_control, ctl_plain)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = (_wmean_seeds(w_forget, att, sa) - _wmean_seeds(w_control, ctl_att, sc)) / den
+    boot = np.where(den > EPS, np.clip(boot, -CLIP, CLIP), np.nan)
+    lo, hi = _interval(boot, ci)
+    p, q = _tests(boot, lines, alphas)
+    return CalibratedEvidence(control=control, control_value=ctl, raw=raw, excess=exc, lo=lo, hi=hi,
+                              n_control=n_control, n_seeds=max(att.shape[0], ctl_att.shape[0]), p_above=p,
+                              boot_quantiles=q, boot=boot, **base)
+
+
 def calibrate(items: ProbeItems, model: str, original: str, reference: str | None, control: str,
               n_boot: int = 2000, seed: int = 0, ci: float = 0.95, forget_units: Units | None = None,
               holdout_units: Units | None = None, lines: tuple[float, ...] = (), alphas: tuple[float, ...] = ()
@@ -191,37 +210,19 @@ def calibrate(items: ProbeItems, model: str, original: str, reference: str | Non
     base = dict(key=items.key, model=model, n_items=n, attack=items.attack, metric=items.metric, unit=fu.unit,
                 n_units=fu.n_units, unit_reason=fu.reason)
     if reference is not None and reference in items.forget_attacked and reference != model:
-        r_att = _as_seeds(items.forget_attacked[reference])
-        r_plain = _seed_mean(np.asarray(items.forget_plain[reference], np.float64))
-        raw, ctl, exc = _levels(att.mean(), r_att.mean(), r_plain.mean(), orig.mean())
+        ctl_att = _as_seeds(items.forget_attacked[reference])
+        ctl_plain = _seed_mean(np.asarray(items.forget_plain[reference], np.float64))
         w = weights(fu, n_boot, rng)  # paired: the same entities and items for checkpoint and reference
-        sa, sr = _seed_draws(rng, s_att, n_boot), _seed_draws(rng, r_att.shape[0], n_boot)
-        den = _wmean(w, orig) - _wmean(w, r_plain)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            boot = (_wmean_seeds(w, att, sa) - _wmean_seeds(w, r_att, sr)) / den
-        boot = np.where(den > EPS, np.clip(boot, -CLIP, CLIP), np.nan)
-        lo, hi = _interval(boot, ci)
-        p, q = _tests(boot, lines, alphas)
-        return CalibratedEvidence(control=CONTROL_REFERENCE, control_value=ctl, raw=raw, excess=exc, lo=lo, hi=hi,
-                                  n_control=n, n_seeds=max(s_att, r_att.shape[0]), p_above=p, boot_quantiles=q,
-                                  boot=boot, **base)
+        return _bootstrapped(att, orig, ctl_att, ctl_plain, w, w, rng, CONTROL_REFERENCE, n, base,
+                             n_boot, ci, lines, alphas)
     if control == "reference+holdout" and items.has_holdout(model) and model in items.holdout_attacked:
-        h_att = _as_seeds(items.holdout_attacked[model])
-        h_plain = _seed_mean(np.asarray(items.holdout_plain[model], np.float64))
-        m = h_att.shape[1]
+        ctl_att = _as_seeds(items.holdout_attacked[model])
+        ctl_plain = _seed_mean(np.asarray(items.holdout_plain[model], np.float64))
+        m = ctl_att.shape[1]
         hu = holdout_units if holdout_units is not None and holdout_units.n_items == m else units_for(None, m)
-        raw, ctl, exc = _levels(att.mean(), h_att.mean(), h_plain.mean(), orig.mean())
         wf, wh = weights(fu, n_boot, rng), weights(hu, n_boot, rng)
-        sa, sh = _seed_draws(rng, s_att, n_boot), _seed_draws(rng, h_att.shape[0], n_boot)
-        den = _wmean(wf, orig) - _wmean(wh, h_plain)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            boot = (_wmean_seeds(wf, att, sa) - _wmean_seeds(wh, h_att, sh)) / den
-        boot = np.where(den > EPS, np.clip(boot, -CLIP, CLIP), np.nan)
-        lo, hi = _interval(boot, ci)
-        p, q = _tests(boot, lines, alphas)
-        return CalibratedEvidence(control=CONTROL_HOLDOUT, control_value=ctl, raw=raw, excess=exc, lo=lo, hi=hi,
-                                  n_control=m, n_seeds=max(s_att, h_att.shape[0]), p_above=p, boot_quantiles=q,
-                                  boot=boot, **base)
+        return _bootstrapped(att, orig, ctl_att, ctl_plain, wf, wh, rng, CONTROL_HOLDOUT, m, base,
+                             n_boot, ci, lines, alphas)
     raw = float(att.mean())
     return CalibratedEvidence(control=CONTROL_NONE, control_value=math.nan, raw=raw, excess=math.nan, lo=math.nan,
                               hi=math.nan, n_control=0, n_seeds=s_att, **base)
