@@ -101,15 +101,26 @@ def lab(request):
     return lab_path(request.param)
 
 
+@pytest.fixture(scope="module")
+def with_reference(lab, tmp_path_factory):
+    out = tmp_path_factory.mktemp("with-reference")
+    return _audit(lab, out), out
+
+
 @pytest.mark.parametrize("reference", [True, False], ids=["with-reference", "no-reference"])
-def test_default_evidence_set(lab, tmp_path, reference):
-    report = _audit(lab, tmp_path, *([] if reference else ["--no-reference"]))
-    _check(report, reference, tmp_path)
+def test_default_evidence_set(lab, with_reference, tmp_path, reference):
+    if reference:
+        report, out = with_reference
+    else:  # the same checkpoints less the reference: a subset of the stored set, served from it (issue 35)
+        out = tmp_path
+        report = _audit(lab, out, "--no-reference", "--store", str(with_reference[1] / "results.sqlite"))
+        assert all(a["from_store"] for a in report["analyses"].values()), report["analyses"]
+    _check(report, reference, out)
     assert report["reference"] == ("retain_only" if reference else None)
     if reference:
         validity = {(r["evidence"], r["control"]): r for r in report["probe_validity"]}
         assert validity, "the lab's ground truth gives a probe-validity table"
-        assert (tmp_path / "probe_validity.csv").exists() and (tmp_path / "evidence.csv").exists()
+        assert (out / "probe_validity.csv").exists() and (out / "evidence.csv").exists()
 
 
 @pytest.mark.parametrize("reference", [True, False], ids=["with-reference", "no-reference"])
@@ -135,7 +146,9 @@ def test_second_world_never_tuned_on(tmp_path):
     # its 4 forget entities are too few for an entity interval: items are resampled, and the report says so
     assert "only 4 entities" in ref["units"]["forget"]["reason"], ref["units"]
     _check(ref, True, tmp_path / "ref", unit="item")
-    _check(_audit(lab, tmp_path / "noref", "--no-reference"), False, unit="item")
+    noref = _audit(lab, tmp_path / "noref", "--no-reference", "--store", str(tmp_path / "ref" / "results.sqlite"))
+    assert all(a["from_store"] for a in noref["analyses"].values()), noref["analyses"]
+    _check(noref, False, unit="item")
 
 
 def test_over_unlearned_climbs_back_to_the_reference_not_above_it(tiny_lab, tmp_path):

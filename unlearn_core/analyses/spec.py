@@ -92,6 +92,10 @@ class AnalysisSpec:
     scope: Scope | None = None  # the page's can / cannot line
     default_evidence: bool = False  # in the set the headline page runs first and the CLI runs by default
     cost_rank: int = 0  # longest-first order for workers when no timing is recorded (higher = longer)
+    # (result, checkpoint names) -> the result over those checkpoints only, equal to computing it on them: declared
+    # only where one checkpoint's numbers do not depend on the others in the set, so an audit of a subset of a stored
+    # set computes nothing (run.jobs.serve; a test holds each one equal to a fresh computation)
+    restrict: Callable[[object, tuple[str, ...]], object] | None = None
 
     def __post_init__(self):
         if self.evidence and self.evidence_items is None:

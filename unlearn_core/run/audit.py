@@ -18,7 +18,7 @@ from unlearn_core.analyses.spec import AnalysisSpec, Shape
 from unlearn_core.evidence.units import Units, entity_labels, units_for
 from unlearn_core.evidence.verdict import VerdictConfig, VerdictResult, calibrate_all, compute_verdict
 from unlearn_core.run import timing
-from unlearn_core.run.jobs import ResultsStore, plan, plan_for, run_or_serve, shape_of
+from unlearn_core.run.jobs import ResultsStore, plan, plan_for, run_or_serve, shape_of, stored
 from unlearn_core.types import AuditData, ModelSet, Progress
 
 __all__ = ["ResultsStore", "get_analysis", "plan", "plan_for", "result_key", "run_analysis", "run_audit",
@@ -49,7 +49,7 @@ def cost_estimates(analyses: list[str], models: ModelSet, data: AuditData, store
     work, device, out = timing.workload(models, data), timing.device_of(models), {}
     for name in analyses:
         job = plan_for(name, models, data, (configs or {}).get(name))
-        if store.get(job.key) is None:
+        if not stored(job, store):
             out[name] = timing.estimate_for(store, name, work, device, job.config_hash)
     return out
 

@@ -23,7 +23,7 @@ from unlearn_core.store.results import ResultsStore, make_key
 from unlearn_core.store.timings import TimingRecord
 from unlearn_core.types import AuditData, ModelSet, Progress
 
-__all__ = ["Job", "ResultsStore", "plan", "plan_for", "run_or_serve", "serve", "shape_of"]
+__all__ = ["Job", "ResultsStore", "plan", "plan_for", "run_or_serve", "serve", "shape_of", "stored"]
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,30 @@ def plan_for(analysis: AnalysisSpec | str, models: ModelSet, data: AuditData, co
 
 
 def serve(job: Job, store: ResultsStore):
-    """The stored result of this job, or None (also for a payload that no longer decodes: it is recomputed)."""
+    """The stored result of this job, or None (also for a payload that no longer decodes: it is recomputed).
+
+    Without its own entry, a stored result over a superset of its checkpoints serves it, restricted to them, where
+    the analysis declares that one checkpoint's numbers do not depend on the others (AnalysisSpec.restrict): an
+    audit of fewer checkpoints, or the same set without the reference, computes nothing."""
     try:
-        return store.get_obj(job.key)
+        hit = store.get_obj(job.key)
     except Exception:  # noqa: BLE001 - an undecodable old payload is simply recomputed
-        return None
+        hit = None
+    if hit is not None or job.spec.restrict is None:
+        return hit
+    for key in store.supersets(job.name, job.checkpoints, job.data_hash, job.config_hash):
+        try:
+            return job.spec.restrict(store.get_obj(key), tuple(job.checkpoints))
+        except Exception:  # noqa: BLE001 - an old payload that does not decode or restrict: the next, else compute
+            continue
+    return None
+
+
+def stored(job: Job, store: ResultsStore) -> bool:
+    """Whether `serve` has it, without decoding anything."""
+    return store.get(job.key) is not None or (
+        job.spec.restrict is not None
+        and bool(store.supersets(job.name, job.checkpoints, job.data_hash, job.config_hash)))
 
 
 def run_or_serve(job: Job, models: ModelSet | Callable[[], ModelSet], data: AuditData, store: ResultsStore | None,
@@ -98,6 +117,9 @@ def run_or_serve(job: Job, models: ModelSet | Callable[[], ModelSet], data: Audi
 
     if store is None:
         return compute(), False
+    hit = serve(job, store)
+    if hit is not None:
+        return hit, True
     result, cached = store.get_or_compute(job.key, compute, analysis=job.name, checkpoints=job.checkpoints,
                                           data_hash=job.data_hash, config_hash=job.config_hash)
     if took:  # the next run of this analysis can be estimated before it starts (run.timing)

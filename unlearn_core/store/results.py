@@ -222,6 +222,20 @@ class ResultsStore:
                 (*row, sqlite3.Binary(bytes(payload))),
             )
 
+    def supersets(self, analysis: str, checkpoints: Mapping[str, str], data_hash: str, config_hash: str) -> list[str]:
+        """Keys of stored results of this analysis, data and config over more checkpoints than these, each of these
+        among them under the same name and hash; the smallest set first (the least to decode)."""
+        want = {str(k): str(v) for k, v in checkpoints.items()}
+        rows = self._conn().execute(
+            "SELECT key, checkpoints FROM results WHERE analysis = ? AND data_hash = ? AND config_hash = ? "
+            "ORDER BY created DESC", (analysis, data_hash, config_hash)).fetchall()
+        found = []
+        for key, text in rows:
+            have = json.loads(text)
+            if len(have) > len(want) and all(have.get(n) == h for n, h in want.items()):
+                found.append((len(have), key))
+        return [key for _, key in sorted(found, key=lambda t: t[0])]
+
     def delete(self, key: str) -> bool:
         with self.transaction() as con:
             return con.execute("DELETE FROM results WHERE key = ?", (key,)).rowcount > 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -125,6 +125,14 @@ class DecodabilityResult:
     data_hash: str
     config: DecodabilityConfig
     prior: dict[str, dict[str, np.ndarray]]
+
+    def restrict(self, names) -> DecodabilityResult:
+        """These checkpoints only: each one's probe is fitted on its own states, so its numbers are as computed."""
+        from unlearn_core.analyses.common.subset import check_keeps, keep_keys
+
+        keep = check_keeps(names, self.original)
+        return replace(self, **{f: keep_keys(getattr(self, f), keep) for f in (
+            "roles", "plain", "probe", "correct", "layer", "C", "n_classes", "model_hashes", "prior")})
 
     def attacked(self, model: str, split: str) -> np.ndarray:
         """The probe's p of the correct first answer token at the model's headline block."""
@@ -398,4 +406,5 @@ SPEC = AnalysisSpec(
     scope=Scope("whether the answer's first token is linearly decodable from the checkpoint's own "
                 "hidden states", "anything about later answer tokens, or a non-linear encoding"),
     default_evidence=True,
+    restrict=lambda r, names: r.restrict(names),
 )

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -92,6 +92,18 @@ class PatchingResult:
     original: str
     own_p: dict[str, np.ndarray]  # every model (original included): p~ of its own answer per forget item [n]
     patched_p: dict[str, np.ndarray]  # source -> p~ of the original patched with its block-l states [n_layers, n]
+
+    def restrict(self, names) -> PatchingResult:
+        """These checkpoints only: each source's drops are its own patches into the original; UDS and the layer
+        weights read the retain-only model's drops, so without it in the subset they are a run without one."""
+        from unlearn_core.analyses.common.subset import check_keeps, keep_keys
+
+        keep = check_keeps(names, self.original)
+        ref = self.reference if self.reference in keep else None
+        uds = keep_keys(self.uds, keep) if ref is not None else {n: math.nan for n in self.uds if n in keep}
+        return replace(self, drops=keep_keys(self.drops, keep), uds=uds, reference=ref,
+                       model_hashes=keep_keys(self.model_hashes, keep), own_p=keep_keys(self.own_p, keep),
+                       patched_p=keep_keys(self.patched_p, keep))
 
     def layer_weights(self) -> np.ndarray:
         """w_l of the per-item evidence: D1_l over the layers UDS counts, normalised; uniform without a reference
@@ -246,4 +258,5 @@ SPEC = AnalysisSpec(
     scope=Scope("in which layers the knowledge still flows when the original's activations are patched in",
                 "recovery by the checkpoint alone", "activations (patched in)"),
     default_evidence=True,
+    restrict=lambda r, names: r.restrict(names),
 )

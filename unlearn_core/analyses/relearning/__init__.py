@@ -202,6 +202,15 @@ class RelearningResult:
     def attack(self) -> str:
         return f"{self.config.steps}steps"
 
+    def restrict(self, names) -> RelearningResult:
+        """These checkpoints only: each one is fine-tuned from its own weights with the same items and seeds."""
+        from unlearn_core.analyses.common.subset import check_keeps, keep_items, keep_keys, keep_rows
+
+        keep = check_keeps(names, next(r["model"] for r in self.summary if r["role"] == "original"))
+        return replace(self, summary=keep_rows(self.summary, keep), curve=keep_rows(self.curve, keep),
+                       holdout_curve=keep_rows(self.holdout_curve, keep),
+                       model_hashes=keep_keys(self.model_hashes, keep), items=keep_items(self.items, keep))
+
     @property
     def seed_attacks(self) -> list[str]:
         """Item-table attack names of the extra seeds' headline scores (seed 0 is `attack`)."""
@@ -393,4 +402,5 @@ SPEC = AnalysisSpec(
                 "distribution to any model"),
     default_evidence=True,
     resolve=_resolve,
+    restrict=lambda r, names: r.restrict(names),
 )

@@ -21,7 +21,7 @@ scoring call over forget + holdout texts. Never one forward pass per item.
 """
 from __future__ import annotations
 
-from unlearn_core.analyses.scorecard.compute import compute_scorecard, sample_generate
+from unlearn_core.analyses.scorecard.compute import compute_scorecard, restrict_scorecard, sample_generate
 from unlearn_core.analyses.scorecard.metrics import (
     aggregate_truth_ratio,
     answer_in,
@@ -83,4 +83,5 @@ SPEC = AnalysisSpec(
     plots=_plots,
     cost_rank=9,
     default_evidence=True,
+    restrict=restrict_scorecard,
 )

@@ -374,3 +374,30 @@ def compute_scorecard(
         data_hash=data.hash,
         config=config,
     )
+
+
+def restrict_scorecard(result: ScorecardResult, names) -> ScorecardResult:
+    """These checkpoints only, as computed on them: every number is the checkpoint's own except forget quality and
+    PrivLeak, read against the retain-only model; without it in the subset they are what a run without one gives
+    (NaN, and PrivLeak against OU's 0.5 under the open-unlearning definition)."""
+    from dataclasses import replace
+
+    from unlearn_core.analyses.common.subset import check_keeps, keep_keys, reference_of
+
+    keep = check_keeps(names, next(r["model"] for r in result.summary if r["role"] == "original"))
+    ref = reference_of(result.summary)
+    ou = result.config.ou
+    summary = []
+    for row in result.summary:
+        if row["model"] not in keep:
+            continue
+        row = dict(row)
+        if ref is not None and ref not in keep:
+            row["forget_quality"] = math.nan
+            for m in MIA_METRICS:
+                row[f"privleak_{m}"] = privleak(row[f"mia_auc_{m}"], OU_PRIVLEAK_REF if ou else math.nan, ou=ou)
+        summary.append(row)
+    return replace(result, summary=tuple(summary), items=tuple(r for r in result.items if r.model in keep),
+                   roc=tuple(c for c in result.roc if c.model in keep),
+                   mia=tuple(r for r in result.mia if r.model in keep),
+                   model_hashes=keep_keys(result.model_hashes, keep))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
@@ -125,6 +125,20 @@ class RevertResult:
     def headline(self) -> str:
         return f"rank{self.config.headline_rank}"
 
+    def restrict(self, names) -> RevertResult:
+        """These checkpoints only: each one's update is factored and undone on its own copy."""
+        from unlearn_core.analyses.common.subset import check_keeps, keep_items, keep_keys, keep_rows, reference_of
+
+        keep = check_keeps(names, next(r["model"] for r in self.summary if r["role"] == "original"))
+        dropped = [r["model"] for r in self.summary if r["model"] not in keep]
+        notes = [n for n in self.notes if not any(n.startswith(f"{d}: ") for d in dropped)]
+        ref = reference_of(self.summary)
+        if ref is not None and ref not in keep:
+            notes.append(NO_REFERENCE_NOTE)
+        return replace(self, summary=keep_rows(self.summary, keep), spectrum=keep_rows(self.spectrum, keep),
+                       notes=tuple(notes), model_hashes=keep_keys(self.model_hashes, keep),
+                       items=keep_items(self.items, keep))
+
     def to_frame(self) -> pd.DataFrame:
         df = pd.DataFrame(list(self.summary), columns=list(SUMMARY_COLUMNS))
         df.insert(3, "rank", df.attack.map(lambda a: 0 if a == PLAIN else int(a.removeprefix("rank"))))
@@ -151,6 +165,10 @@ class RevertResult:
 def _block_of(model) -> dict[str, int]:
     blocks = {id(b): i for i, b in enumerate(arch.decoder_layers(model))}
     return {name: blocks[id(mod)] for name, mod in model.named_modules() if id(mod) in blocks}
+
+
+NO_REFERENCE_NOTE = ("no retain-only reference: the revert moves every model towards the original, a retrained one "
+                     "too; without the reference's revert as the control the number does not count")
 
 
 @torch.no_grad()
@@ -233,8 +251,7 @@ def compute_update_revert(models: ModelSet, data: AuditData, config: RevertConfi
             rows.append(summary_row(lm.name, lm.role, f"rank{k}", f, r, plain, orig_plain))
         del work, factors
     if models.retain_only is None:
-        notes.append("no retain-only reference: the revert moves every model towards the original, a retrained one "
-                     "too; without the reference's revert as the control the number does not count")
+        notes.append(NO_REFERENCE_NOTE)
     if progress is not None:
         progress(1.0, "update revert done")
     return RevertResult(tuple(rows), tuple(spectrum), tuple(notes),
@@ -264,4 +281,5 @@ SPEC = AnalysisSpec(
                 "less than a retrained one is not deleted by that alone: read the gap to the "
                 "reference", "weights (the update is measured from them)"),
     default_evidence=True,
+    restrict=lambda r, names: r.restrict(names),
 )

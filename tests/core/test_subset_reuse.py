@@ -1,0 +1,58 @@
+"""Results reused for any subset of a stored set of checkpoints (issue 35): an analysis that declares `restrict`
+serves fewer checkpoints, or the same set without the retain-only reference, from a stored superset, and what it
+serves is what computing on the subset gives, to the last byte of the stored payload."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from unlearn_core.analyses import registry
+from unlearn_core.run.jobs import plan_for, run_or_serve, serve, stored
+from unlearn_core.run.workspace import lab_workspace
+from unlearn_core.store.codec import encode_result
+from unlearn_core.store.results import ResultsStore
+from unlearn_core.types import ModelSet
+
+pytestmark = pytest.mark.lab
+
+RESTRICTABLE = [s.name for s in registry.specs() if s.restrict is not None]
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_lab):
+    ws = lab_workspace(tiny_lab)
+    models, data = ws.load_models(), ws.load_data()
+    full = ModelSet(models.original, {n: models.unlearned[n] for n in ("ga", "suppressed_head")}, models.retain_only)
+    sub = ModelSet(models.original, {"suppressed_head": models.unlearned["suppressed_head"]})  # no reference
+    return full, sub, data
+
+
+def test_the_default_evidence_set_is_restrictable():
+    assert set(registry.DEFAULT_EVIDENCE_SET) <= set(RESTRICTABLE)
+
+
+@pytest.mark.parametrize("name", RESTRICTABLE)
+def test_a_restricted_result_is_the_subset_computed(lab, name, tmp_path):
+    full, sub, data = lab
+    store = ResultsStore(tmp_path / "r.sqlite")
+    computed = []
+
+    def loader(ms):
+        def load():
+            computed.append(ms)
+            return ms
+        return load
+
+    big = plan_for(name, full, data)
+    run_or_serve(big, loader(full), data, store)
+    small = plan_for(name, sub, data)
+    assert small.key != big.key and stored(small, store)
+    served, from_store = run_or_serve(small, loader(sub), data, store)
+    assert from_store and computed == [full], "the subset was served from the stored superset, nothing computed"
+    fresh, _ = run_or_serve(small, sub, data, None)  # computed as the audit computes (its thread count too)
+    assert encode_result(served) == encode_result(fresh)
+    # a checkpoint the stored set lacks (here: the original's weights under another name) is not served
+    other = ModelSet(full.original, {"npo": replace(full.original, name="npo", role="unlearned")})
+    assert not stored(plan_for(name, other, data), store) and serve(plan_for(name, other, data), store) is None
