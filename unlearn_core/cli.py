@@ -60,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--retain")
     a.add_argument("--holdout")
     a.add_argument("--out", required=True, type=Path)
-    a.add_argument("--analyses", default=",".join(DEFAULT_EVIDENCE_SET),
+    a.add_argument("--analyses", default=None,
                    help=f"comma-separated, or 'all'; available: {', '.join(ANALYSES)}; default: the headline "
-                   f"page's evidence set ({','.join(DEFAULT_EVIDENCE_SET)})")
+                   f"page's evidence set ({','.join(DEFAULT_EVIDENCE_SET)}), less any the data cannot feed (said "
+                   "before anything runs); an analysis named here that the data cannot feed is an error")
     a.add_argument("--truth", type=Path, help="ground truth for the probe-validity table: a lab.json, or a JSON "
                    "object {checkpoint: suppressed|deleted}")
     a.add_argument("--set", action="append", default=[], metavar="ANALYSIS.FIELD=VALUE", dest="settings_set",
@@ -257,8 +258,9 @@ def _data_check(models, data, out: Path, store):
     return check
 
 
-def _add_data_check(out: Path, check) -> None:
-    """report.json gets the data check's per-split counts and warnings beside the verdicts."""
+def _add_data_check(out: Path, check, skipped: dict[str, str]) -> None:
+    """report.json gets the data check's per-split counts and warnings beside the verdicts, and the default
+    analyses the data could not feed (skipped: {analysis: why})."""
     import json
     from dataclasses import asdict
 
@@ -270,6 +272,7 @@ def _add_data_check(out: Path, check) -> None:
     report["data_check"] = {"splits": [finite(asdict(s)) for s in check.splits],
                             "warnings": [asdict(w) for w in check.warnings],
                             "nothing_to_audit": check.nothing_to_audit}
+    report["skipped"] = skipped
     path.write_text(json.dumps(report, indent=2, allow_nan=False))
 
 
@@ -375,6 +378,11 @@ def _audit(args) -> int:
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or give --lab DIR)")
     args.max_memory = _max_memory(args.max_memory)
+    args.analyses_named = args.analyses is not None
+    if args.analyses is None:
+        from unlearn_core.analyses.registry import DEFAULT_EVIDENCE_SET
+
+        args.analyses = ",".join(DEFAULT_EVIDENCE_SET)
     analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
     if analyses == ["all"]:
         analyses = list(ANALYSES)
@@ -412,12 +420,35 @@ def _audit(args) -> int:
             stop_pool(pool)
 
 
+def _feedable(args, analyses: list[str], data) -> dict[str, str]:
+    """Before any model is loaded: the analyses these items cannot feed. Named with --analyses: an error naming all
+    of them. From the default set: dropped from `analyses` with a line each (report.json "skipped")."""
+    from unlearn_core.analyses.registry import cannot_run
+    from unlearn_core.analyses.settings import build_configs
+
+    blocked = cannot_run(analyses, data, build_configs(args.settings_set, args.settings))
+    if not blocked:
+        return {}
+    hint = {"retain": "give --retain FILE", "forget": "give a larger --forget set"}
+    lines = [f"{name}: {why}" + next((f" ({h})" for k, h in hint.items() if f"{k} items" in why), "")
+             for name, why in blocked.items()]
+    if args.analyses_named:
+        raise ValueError("the data given cannot feed these analyses (nothing was computed):\n  " + "\n  ".join(lines))
+    for line in lines:
+        print(f"skipped {line}; the verdict reads the other evidence", file=sys.stderr)
+    analyses[:] = [a for a in analyses if a not in blocked]
+    if not analyses:
+        raise ValueError("the data given feeds none of the default analyses: " + "; ".join(lines))
+    return blocked
+
+
 def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, pool) -> int:
     from unlearn_core.evidence.numbers import fmt_rule
     from unlearn_core.run.audit import run_audit
     from unlearn_core.store.results import ResultsStore
 
     data = spec.load_data(accept_partial=args.accept_partial)
+    args.skipped = _feedable(args, analyses, data)
     if series_steps:  # the series are audited step by step below, each in its own set
         from dataclasses import replace
 
@@ -472,8 +503,8 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
         prefill_store(spec, list(estimates), store.path, args.jobs, configs, args.accept_partial, progress,
                       {a: e.seconds for a, e in estimates.items() if e is not None}, local=(models, data), pool=pool)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
-                       configs=configs, weights=None if pooled else weights)
-    _add_data_check(args.out, check)
+                       configs=configs, weights=None if pooled else weights, command=args.command_line)
+    _add_data_check(args.out, check, args.skipped)
     if args.import_eval_files or args.export_ou:
         from unlearn_core.run.audit import get_analysis, run_analysis
 
@@ -541,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     args = build_parser().parse_args(argv)
+    args.command_line = ["python", "-m", "unlearn_core", *(sys.argv[1:] if argv is None else argv)]
     try:
         if args.command == "lab":
             return _lab_build(args)

@@ -17,6 +17,7 @@ from unlearn_core.evidence.plots import plot_evidence_matrix, plot_probe_validit
 from unlearn_core.evidence.verdict import VerdictConfig
 from unlearn_core.report.paper import verdict_table_latex
 from unlearn_core.run.audit import data_units, get_analysis, resolve_rule
+from unlearn_core.run.provenance import with_utility
 from unlearn_core.run.workspace import planted_truth
 from views._shared import cost, datacheck, evidence, export, state
 from views._shared.header import page_header
@@ -117,7 +118,10 @@ if "scorecard" not in stored:
     st.stop()
 
 verdict, numbers = evidence.verdict(stored, ws, rule)
-frame = verdict.to_frame()
+# utility beside the verdict: a "suppressed" model that kept a quarter of its retain answers has collapsed
+frame = with_utility(verdict.to_frame(), {n: g.set_index("score")["value"].to_dict()
+                                          for n, g in numbers.groupby("checkpoint")},
+                     next(n for n, r in evidence.roles(ws).items() if r == "original"))
 # the deciding comparison in words, its numbers printed on their true side of the line (the table's 3 digits
 # could round 0.1496 to 0.150 on the >= 0.15 line)
 frame.insert(2, "deciding", [verdict_reading(v, verdict.config) for v in verdict.verdicts])
@@ -145,7 +149,8 @@ export.table(frame, "verdict per checkpoint", "verdict_table", PAGE, hide_index=
              caption="Verdict per checkpoint (" + verdict.rule.replace("%", r"\%") + ")",
              column_config={"reason": st.column_config.TextColumn(width="large"), "forget_acc": NUM,
                             "original_forget_acc": NUM, "looks_forgotten": NUM, "retention_excess": NUM,
-                            "ci_low": NUM, "ci_high": NUM, "ci_low_level": st.column_config.NumberColumn(
+                            "ci_low": NUM, "ci_high": NUM, "retain_acc": NUM, "original_retain_acc": NUM,
+                            "retain_share": NUM, "ci_low_level": st.column_config.NumberColumn(
                                 format="%.4f")})
 undecided = [v for v in verdict.verdicts if v.call_if_more_items]
 if undecided:

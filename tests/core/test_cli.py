@@ -46,6 +46,7 @@ def test_audit_writes_report_and_serves_repeats_from_store(tiny_lab, tmp_path, c
     assert (out / "scorecard_summary.csv").exists() and (out / "scorecard_items.csv").exists()
     assert report["analyses"]["scorecard"]["from_store"] is False
     assert (out / "verdicts.csv").exists() and (out / "evidence.csv").exists()
+    _check_provenance(report, out, args)
     assert main(args) == 0
     again = json.loads((out / "report.json").read_text())
     assert again["analyses"]["scorecard"]["from_store"] is True
@@ -100,3 +101,75 @@ def test_bad_truth_file_exits_2_with_a_message(tiny_lab, tmp_path, capsys, text,
     truth.write_text(text)
     assert main(_args(tiny_lab, tmp_path / "o") + ["--truth", str(truth)]) == 2
     assert says in capsys.readouterr().err
+
+
+def _without_retain(args: list[str]) -> list[str]:
+    i = args.index("--retain")
+    return args[:i] + args[i + 2:]
+
+
+def test_default_set_without_retain_says_what_it_skips_before_loading_any_model(tiny_lab, tmp_path, capsys):
+    args = _without_retain(_args(tiny_lab, tmp_path / "o"))
+    args[args.index(f"npo={tiny_lab / 'npo'}")] = f"npo={tmp_path / 'gone'}"  # stops the run at the first load
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    said, failed = err.index("skipped decodability: the decodability probe needs at least"), err.index("gone")
+    assert "(give --retain FILE)" in err and said < failed
+    assert "skipped relearning" not in err and "skipped scorecard" not in err
+
+
+def test_named_analysis_the_data_cannot_feed_is_an_error_before_anything_runs(tiny_lab, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(_without_retain(_args(tiny_lab, out)) + ["--analyses", "scorecard,decodability,sae_restoration"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot feed these analyses (nothing was computed)" in err
+    assert "decodability: the decodability probe needs at least 10 retain items" in err
+    assert "sae_restoration: SAE restoration needs forget and retain items" in err
+    assert not (out / "data_check.csv").exists() and not (out / "results.sqlite").exists()
+
+
+def test_every_missing_checkpoint_is_named_at_once(tiny_lab, tmp_path, capsys):
+    args = _args(tiny_lab, tmp_path / "o")
+    args[args.index(f"npo={tiny_lab / 'npo'}")] = f"npo={tmp_path / 'gone_npo'}"
+    args[args.index(f"supp={tiny_lab / 'suppressed_head'}")] = f"supp={tmp_path / 'gone_supp'}"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "2 checkpoints cannot be used" in err and "gone_npo" in err and "gone_supp" in err
+
+
+def _check_provenance(report, out, args):
+    """What a methods section cites: tool and commit, libraries, device/dtype, time, prompt format, command line,
+    settings and store keys (report.json and the provenance.json beside the CSVs); utility beside each verdict."""
+    import pandas as pd
+    import torch
+    import transformers
+
+    import unlearn_core
+
+    prov = report["provenance"]
+    assert prov["tool"]["name"] == "unlearn-audit" and prov["tool"]["version"] == unlearn_core.__version__
+    assert len(prov["tool"]["git"]["commit"]) == 40 and isinstance(prov["tool"]["git"]["dirty"], bool)
+    libs = prov["libraries"]
+    assert libs["torch"] == torch.__version__ and libs["transformers"] == transformers.__version__
+    assert prov["device"] == "cpu" and prov["dtype"] == "float32"
+    assert prov["timestamp_utc"].endswith("+00:00") and prov["command"][3:] == args
+    assert prov["prompt_format"] == {"kind": "plain", "template": "Question: {question}\nAnswer:", "answer_prefix": " "}
+    sidecar = json.loads((out / "provenance.json").read_text())
+    assert sidecar["store_keys"] == {a: r["store_key"] for a, r in report["analyses"].items()}
+    assert sidecar["settings"] == report["settings"] and "scorecard_summary.csv" in sidecar["covers"]
+    assert set(report["settings"]["patching"]) and sidecar["timestamp_utc"] == prov["timestamp_utc"]
+    # utility: the original's retain accuracy beside each model's; the reference-trained folder keeps it all
+    ro = report["checkpoints"]["ro"]["utility"]
+    assert ro["original_retain_acc"] == report["checkpoints"]["original"]["scores"]["retain_acc"]
+    assert ro["retain_share"] > 0.9 and ro["collapsed"] is False
+    frame = pd.read_csv(out / "verdicts.csv")
+    assert list(frame.columns[-5:]) == ["retain_acc", "original_retain_acc", "retain_share", "collapsed", "reason"]
+    assert frame.set_index("model").loc["ro", "retain_share"] == pytest.approx(ro["retain_share"])
+
+
+def test_a_collapsed_model_is_flagged_beside_its_verdict():
+    from unlearn_core.run.provenance import utility
+
+    assert utility({"retain_acc": 0.25}, {"retain_acc": 1.0})["collapsed"] is True  # ga on the demo lab
+    assert utility({"retain_acc": 0.79}, {"retain_acc": 1.0})["collapsed"] is False  # npo on the demo lab
+    assert utility({"retain_acc": float("nan")}, {"retain_acc": 1.0})["collapsed"] is None

@@ -66,6 +66,19 @@ def default_counted() -> tuple[str, ...]:
     return tuple(ev.key for s in specs() for ev in s.evidence if ev.counted)
 
 
+def cannot_run(analyses: Iterable[str], data, configs: dict[str, object] | None = None) -> dict[str, str]:
+    """{analysis: why it cannot run on these items} for those whose data needs are not met."""
+    out = {}
+    for name in analyses:
+        spec = get_spec(name)
+        if spec.needs is not None:
+            config = (configs or {}).get(name) or spec.default_config()
+            why = spec.needs(data, config)
+            if why:
+                out[name] = why
+    return out
+
+
 def longest_first(analyses: Iterable[str]) -> list[str]:
     """By SPEC.cost_rank, longest first (the fallback order of workers when no timing is recorded); a name outside
     the registry goes first (its length is unknown)."""

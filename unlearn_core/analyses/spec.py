@@ -96,6 +96,9 @@ class AnalysisSpec:
     # only where one checkpoint's numbers do not depend on the others in the set, so an audit of a subset of a stored
     # set computes nothing (run.jobs.serve; a test holds each one equal to a fresh computation)
     restrict: Callable[[object, tuple[str, ...]], object] | None = None
+    # (data, config) -> why this analysis cannot run on these items ("" when it can): the compute raises with the
+    # same text, and the CLI asks before loading any model, so a missing retain set is said before minutes of probes
+    needs: Callable[[object, object], str] | None = None
 
     def __post_init__(self):
         if self.evidence and self.evidence_items is None:

@@ -101,13 +101,17 @@ def verdict_from_results(results: list[tuple[str, object]], models: ModelSet | d
 def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path, store: ResultsStore | None,
               progress: Progress | None = None, rule: VerdictConfig = VerdictConfig(),
               truth: dict[str, str] | None = None, configs: dict[str, object] | None = None,
-              weights: dict[str, float] | None = None) -> dict:
+              weights: dict[str, float] | None = None, command: list[str] | None = None) -> dict:
     """truth: {checkpoint: "suppressed" | "deleted"} for planted controls (the demo lab's lab.json): adds the
     probe-validity table. configs: analysis name -> config for those not run with their defaults. weights: each
     analysis' share of the progress fraction (timing.progress_weights: its estimated seconds), so the time left
-    read from the fraction holds when one probe takes five times another; equal shares without."""
+    read from the fraction holds when one probe takes five times another; equal shares without. command: the
+    command line, recorded in report.json's provenance (also written to OUT/provenance.json beside the CSVs)."""
+    from unlearn_core.run.provenance import provenance, utility, with_utility
+
     out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"checkpoints": {}, "analyses": {}, "data_hash": data.hash,
+    report: dict = {"provenance": provenance(models, data, command), "checkpoints": {}, "analyses": {},
+                    "data_hash": data.hash,
                     "n_items": {"forget": len(data.forget), "retain": len(data.retain), "holdout": len(data.holdout)},
                     # every analysis's settings as it ran (defaults resolved for this model): a settings file
                     # (--settings) that reproduces the audit
@@ -140,7 +144,7 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
     units = units_for(labels, len(data.forget))
     report["units"] = {"forget": {"unit": units.unit, "n_units": units.n_units, "entities_from": how,
                                   "reason": units.reason}}
-    verdicts.to_frame().to_csv(out / "verdicts.csv", index=False)
+    with_utility(verdicts.to_frame(), scores, models.original.name).to_csv(out / "verdicts.csv", index=False)
     verdicts.evidence_frame().to_csv(out / "evidence.csv", index=False)
     if truth:
         from unlearn_core.evidence.validity import probe_validity
@@ -156,6 +160,7 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
         if role == "unlearned":
             v = verdicts.get(n)
             entry["behaviour"] = behaviour_status(scores[n], scores[models.original.name])
+            entry["utility"] = utility(scores[n], scores[models.original.name])
             entry.update(verdict=v.verdict, verdict_reason=v.reason, deciding_axis=v.deciding_axis,
                          retention=v.retention, retention_lo=v.retention_lo, retention_hi=v.retention_hi,
                          retention_lo_level=v.retention_level, retention_from=v.retention_from,
@@ -172,6 +177,10 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
         report["checkpoints"][n] = entry
     report = _json_safe(report)
     (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    sidecar = {**report["provenance"], "covers": ["report.json", "verdicts.csv", "evidence.csv"] + [
+        t for a in report["analyses"].values() for t in a["tables"]], "settings": report["settings"],
+        "store_keys": {a: r["store_key"] for a, r in report["analyses"].items()}, "data_hash": data.hash}
+    (out / "provenance.json").write_text(json.dumps(sidecar, indent=2, allow_nan=False))
     return report
 
 

@@ -56,11 +56,22 @@ class WorkspaceSpec:
                              f"got {self.resident!r}")
 
     def inspect(self) -> dict[str, CheckpointInfo]:
-        infos = {"original": inspect_checkpoint(self.original, self.allow_pickle)}
-        for name, path in self.unlearned:
-            infos[name] = inspect_checkpoint(path, self.allow_pickle, original=self.original)
+        """Every checkpoint inspected before any is refused, so a workspace with three wrong folders is told all
+        three in one message, not one per run."""
+        infos, problems = {}, {}
+        todo = [("original", self.original, None), *((n, p, self.original) for n, p in self.unlearned)]
         if self.retain_only:
-            infos["retain_only"] = inspect_checkpoint(self.retain_only, self.allow_pickle, original=self.original)
+            todo.append(("retain_only", self.retain_only, self.original))
+        for name, path, original in todo:
+            try:
+                infos[name] = inspect_checkpoint(path, self.allow_pickle, original=original)
+            except CheckpointError as exc:
+                problems[name] = exc
+        if len(problems) == 1:
+            raise next(iter(problems.values()))
+        if problems:
+            raise CheckpointError(f"{len(problems)} checkpoints cannot be used:\n" + "\n".join(
+                f"  {name}: {exc}" for name, exc in problems.items()))
         check_compatible(infos["original"], {k: v for k, v in infos.items() if k != "original"})
         return infos
 

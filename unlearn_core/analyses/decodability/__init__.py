@@ -335,13 +335,20 @@ def _blas_threads(n_values: int, limit: int = 2**22):
     return threadpool_limits(limits=1) if n_values <= limit else nullcontext()
 
 
+def decodability_needs(data: AuditData, config: DecodabilityConfig) -> str:
+    if len(data.retain) < 2 * config.cv_folds:
+        return (f"the decodability probe needs at least {2 * config.cv_folds} retain items to fit and "
+                f"cross-validate, got {len(data.retain)}")
+    return ""
+
+
 def compute_decodability(models: ModelSet, data: AuditData, config: DecodabilityConfig = DecodabilityConfig(),
                          progress: Progress | None = None) -> DecodabilityResult:
     if not isinstance(config, DecodabilityConfig):
         raise TypeError(f"config must be a DecodabilityConfig, got {type(config).__name__}")
-    if len(data.retain) < 2 * config.cv_folds:
-        raise ValueError(f"the decodability probe needs at least {2 * config.cv_folds} retain items to fit and "
-                         f"cross-validate, got {len(data.retain)}")
+    why = decodability_needs(data, config)
+    if why:
+        raise ValueError(why)
     fmt = data.prompt_format
     pairs = {s: [fmt.pair(it) for it in getattr(data, s)] for s in SPLITS}
     bounds = np.cumsum([0] + [len(pairs[s]) for s in SPLITS])
@@ -406,5 +413,6 @@ SPEC = AnalysisSpec(
     scope=Scope("whether the answer's first token is linearly decodable from the checkpoint's own "
                 "hidden states", "anything about later answer tokens, or a non-linear encoding"),
     default_evidence=True,
+    needs=decodability_needs,
     restrict=lambda r, names: r.restrict(names),
 )

@@ -260,12 +260,19 @@ EVIDENCE = Evidence("relearning_recovery", "Relearning recovery (held-out facts)
                     axis="recoverable", level="held-out forget answer p after fine-tuning on the other items")
 
 
+def relearning_needs(data: AuditData, config: RelearningConfig) -> str:
+    if len(data.forget) >= 2:
+        return ""
+    return "relearning needs at least 2 forget items (a learn part and a held-out part)"
+
+
 def compute_relearning(models: ModelSet, data: AuditData, config: RelearningConfig = RelearningConfig(),
                        progress: Progress | None = None) -> RelearningResult:
     if not isinstance(config, RelearningConfig):
         raise TypeError(f"config must be a RelearningConfig, got {type(config).__name__}")
-    if len(data.forget) < 2:
-        raise ValueError("relearning needs at least 2 forget items (a learn part and a held-out part)")
+    why = relearning_needs(data, config)
+    if why:
+        raise ValueError(why)
     learn_idx, held_idx = split_forget(data.forget, config.learn_fraction, config.split_by, config.seed)
     learn = [data.forget[i] for i in learn_idx]
     held = [data.forget[i] for i in held_idx]
@@ -403,4 +410,5 @@ SPEC = AnalysisSpec(
     default_evidence=True,
     resolve=_resolve,
     restrict=lambda r, names: r.restrict(names),
+    needs=relearning_needs,
 )

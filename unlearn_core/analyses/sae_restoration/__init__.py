@@ -46,6 +46,7 @@ from unlearn_core.analyses.sae_restoration.compute import (
     compute_restoration,
     layer_sweep,
     resolve_restoration,
+    restoration_needs,
     sweep_configs,
     sweep_frame,
 )
@@ -86,6 +87,7 @@ SPEC = AnalysisSpec(
                        "stores the answer'"),),
     evidence_items=lambda r: r.evidence_items(),
     resolve=resolve_restoration,
+    needs=restoration_needs,
     page_title="SAE restoration",
     icon=":material/restore:",
     plots=_plots,

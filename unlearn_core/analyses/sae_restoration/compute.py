@@ -45,12 +45,18 @@ def resolve_restoration(config: RestorationConfig, shape: Shape) -> RestorationC
     return replace(config, layer=layer, n_expert=n_expert)
 
 
+def restoration_needs(data: AuditData, config: RestorationConfig) -> str:
+    return "" if data.forget and data.retain else ("SAE restoration needs forget and retain items (expert features "
+                                                   "contrast the two)")
+
+
 def compute_restoration(models: ModelSet, data: AuditData, config: RestorationConfig = RestorationConfig(),
                         progress: Progress | None = None) -> RestorationResult:
     if not isinstance(config, RestorationConfig):
         raise TypeError(f"config must be a RestorationConfig, got {type(config).__name__}")
-    if not data.forget or not data.retain:
-        raise ValueError("SAE restoration needs forget and retain items (expert features contrast the two)")
+    why = restoration_needs(data, config)
+    if why:
+        raise ValueError(why)
     say = progress or (lambda f, m: None)
     orig = models.original
     n_layers = len(decoder_layers(orig.model))
