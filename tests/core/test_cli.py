@@ -173,3 +173,27 @@ def test_a_collapsed_model_is_flagged_beside_its_verdict():
     assert utility({"retain_acc": 0.25}, {"retain_acc": 1.0})["collapsed"] is True  # ga on the demo lab
     assert utility({"retain_acc": 0.79}, {"retain_acc": 1.0})["collapsed"] is False  # npo on the demo lab
     assert utility({"retain_acc": float("nan")}, {"retain_acc": 1.0})["collapsed"] is None
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    """`audit --help` and `lab build --help`: no bare option, and every option with a default names it."""
+    import argparse
+
+    from unlearn_core.cli import build_parser
+    from unlearn_core.evidence.verdict import VerdictConfig
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    build = next(a for a in sub.choices["lab"]._actions if isinstance(a, argparse._SubParsersAction)).choices["build"]
+    audit = sub.choices["audit"]
+    for parser in (audit, build):
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            flag, text = action.option_strings[0], action.help or ""
+            assert len(text) > 20, f"{flag} has no help"
+            if action.default not in (None, False, []):
+                assert "default" in text.lower(), f"{flag} does not say its default {action.default!r}"
+    helps = {a.option_strings[0]: a.help for a in audit._actions}
+    rule = VerdictConfig()
+    assert f"(default: {rule.suppressed_at})" in helps["--suppressed-at"]
+    assert f"(default: {rule.n_boot})" in helps["--n-boot"]

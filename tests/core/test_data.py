@@ -233,3 +233,40 @@ def test_example_files_load_cleanly_and_errors_example_reports_its_bad_lines():
     assert exc.value.report.rejected_lines == (3, 5, 7)
     partial = load_items(files["forget_with_errors.jsonl"], accept_partial=True)
     assert [it.line for it in partial.items] == [1, 2, 4, 6, 8]
+
+
+def test_a_misspelt_optional_field_is_named_with_the_field_it_was_meant_to_be():
+    """`perturbed` and `paraphrased_answers` are not read: without a word, truth ratio would lose its input."""
+    rows = [{"question": f"Q{i}?", "answer": "A.", "perturbed": ["B.", "C."], "paraphrased_answers": "The A.",
+             "answers": "x", "id": i, "split": "forget"} for i in range(3)]
+    report = load_items(_jsonl(*rows), name="forget.jsonl")
+    assert report.ok and all(not it.perturbed_answers and it.paraphrased_answer is None for it in report.items)
+    said = {w.reason.split("`")[1]: w.reason for w in report.warnings}
+    assert set(said) == {"perturbed", "paraphrased_answers"}, said  # not id/split (far from every name), not
+    # `answers` (its field, answer, is given)
+    assert "did you mean `perturbed_answers`?" in said["perturbed"] and "(3 rows)" in said["perturbed"]
+    assert "did you mean `paraphrased_answer`?" in said["paraphrased_answers"]
+    assert all(w.line == 0 for w in report.warnings)
+    assert report.summary() == "3 rows: 3 valid, 2 warnings on the file as a whole"
+    # spelt right, nothing is said
+    right = [{"question": "Q?", "answer": "A.", "perturbed_answers": ["B."], "id": 1}]
+    assert load_items(_jsonl(*right), name="forget.jsonl").warnings == ()
+
+
+@pytest.mark.lab
+def test_the_cli_says_a_small_forget_set_and_a_misspelt_field(tiny_lab, tmp_path, capsys):
+    from unlearn_core.cli import main
+
+    rows = [json.loads(line) for line in (tiny_lab / "data" / "forget.jsonl").read_text().splitlines()[:6]]
+    for r in rows:
+        r["perturbed"] = r.pop("perturbed_answers")
+    small = tmp_path / "forget6.jsonl"
+    small.write_bytes(_jsonl(*rows))
+    out = tmp_path / "o"
+    assert main(["audit", "--original", str(tiny_lab / "original"), "--unlearned", f"npo={tiny_lab / 'npo'}",
+                 "--forget", str(small), "--out", str(out), "--analyses", "scorecard", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "data warning: --forget forget6.jsonl: field `perturbed` (6 rows)" in err
+    assert "data warning: --forget has 6 items (under 20)" in err
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["data_warnings"]) == 2 and report["skipped"] == {}

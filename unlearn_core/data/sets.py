@@ -90,12 +90,15 @@ class LoadReport:
         """One line for a status bar, e.g. '12 rows: 10 valid, 2 rejected (lines 3, 7)'."""
         kept = {it.line for it in self.items}
         rejected = self.rejected_lines
-        skipped = sorted({e.line for e in self.warnings if e.line not in kept and e.line not in rejected})
-        warned = sorted({e.line for e in self.warnings if e.line in kept or e.line == 0})
+        skipped = sorted({e.line for e in self.warnings if e.line not in kept and e.line not in rejected and e.line})
+        warned = sorted({e.line for e in self.warnings if e.line in kept})
         parts = [f"{len(self.items)} valid"]
         for lines, label in ((rejected, "rejected"), (skipped, "duplicate{s} skipped"), (warned, "with warnings")):
             if lines:
                 parts.append(f"{len(lines)} {label.format(s='s' * (len(lines) > 1))} ({_lines_text(lines)})")
+        n_file = sum(1 for e in self.warnings if e.line == 0)
+        if n_file:
+            parts.append(f"{n_file} warning{'s' * (n_file > 1)} on the file as a whole")
         return f"{self.n_rows} rows: " + ", ".join(parts)
 
 
@@ -116,6 +119,7 @@ def load_items(source: str | Path | bytes, *, fmt: str | None = None, name: str 
         raise DataError(f"{label} has {n_rows:,} rows, over the limit of {max_rows:,} rows (max_rows={max_rows}); "
                         "split the file or raise max_rows", LoadReport((), tuple(issues), n_rows, fmt, label))
     items, row_issues = _validate(rows, from_csv=fmt in ("csv", "tsv"))
+    row_issues += _near_misses(items)
     issues = sorted(issues + row_issues, key=lambda i: (i.line, i.severity))
     report = LoadReport(items, tuple(issues), n_rows, fmt, label)
     errors = [i for i in issues if i.severity == "error"]
@@ -458,6 +462,28 @@ def _row_to_item(obj: dict, line: int, from_csv: bool) -> tuple[QAItem | None, l
         paraphrased_question=clean.get("paraphrased_question"),
     )
     return item, [], warns
+
+
+def _near_misses(items: tuple[QAItem, ...]) -> list[RowIssue]:
+    """A field the audit does not read whose name is close to one it does (`perturbed`, `paraphrased_answers`):
+    one file-level warning naming the field it was probably meant to be, since its values are otherwise unused and
+    the metrics that need them (truth ratio, paraphrase probes) quietly lose their input. Fields far from every known
+    name (ids, sources) are kept aside without a word."""
+    import difflib
+
+    canon_of = {name: canon for canon, names in _ALIASES.items() for name in names}
+    given = {c for c in _ALIASES if any(getattr(it, c, None) for it in items)}
+    counts = Counter(k for it in items for k, _ in it.extra)
+    out = []
+    for key, n in sorted(counts.items()):
+        low = key.strip().lower()
+        close = difflib.get_close_matches(low, canon_of, n=1, cutoff=0.75) or [
+            name for name in canon_of if len(low) >= 5 and (name.startswith(low) or low.startswith(name))][:1]
+        if close and canon_of[close[0]] not in given:
+            canon = canon_of[close[0]]
+            out.append(RowIssue(0, f"field `{key}` ({n} row{'s' * (n > 1)}) is not one the audit reads: did you mean "
+                                   f"`{canon}`? Its values are unused as given", "warning"))
+    return out
 
 
 def _csv_list(v: str, label: str) -> tuple[Any, str | None]:

@@ -22,6 +22,10 @@ from unlearn_core.data.sets import load_items
 from unlearn_core.model.arch import n_layers_from_config
 from unlearn_core.types import AuditData, LoadedModel, ModelSet
 
+# forget items under which the CLI and report.json warn that the intervals cannot mean much (the small demo labs
+# use 20 or 40, the SmolLM2 CI lab 15; TOFU's forget01 split has 40)
+SMALL_FORGET = 20
+
 
 @dataclass(frozen=True)
 class WorkspaceSpec:
@@ -102,11 +106,25 @@ class WorkspaceSpec:
             residency.get("original")
         return ModelSet(loaded.pop("original"), {n: loaded[n] for n, _ in self.unlearned}, loaded.get("retain_only"))
 
-    def load_data(self, accept_partial: bool = False) -> AuditData:
-        def items(path):
-            return load_items(path, accept_partial=accept_partial).items if path else ()
+    def load_data(self, accept_partial: bool = False, warnings: list[str] | None = None) -> AuditData:
+        """warnings: when a list, gets one line per kept-row or file-level warning of each file (a misspelt field,
+        a skipped duplicate, a perturbed answer equal to the answer) and one for a forget set too small to judge."""
+        def items(split, path):
+            if not path:
+                return ()
+            report = load_items(path, accept_partial=accept_partial)
+            if warnings is not None:
+                warnings.extend(f"--{split} {Path(path).name}" + (f" line {w.line}" if w.line else "") +
+                                f": {w.reason}" for w in report.warnings)
+            return report.items
 
-        return AuditData(items(self.forget), items(self.retain), items(self.holdout), self.prompt_format)
+        data = AuditData(items("forget", self.forget), items("retain", self.retain), items("holdout", self.holdout),
+                         self.prompt_format)
+        if warnings is not None and len(data.forget) < SMALL_FORGET:
+            warnings.append(f"--forget has {len(data.forget)} items (under {SMALL_FORGET}): every interval is wide "
+                            "and a verdict from so few facts is weak; report.json's projection says how many units a "
+                            "definite call would need")
+        return data
 
 
 def with_chat_template(fmt: PromptFormat, original: str, allow_pickle: bool = False,
