@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the model code a checkpoint ships (auto_map); only for checkpoints you trust "
                    "(default: off, refused)")
     a.add_argument("--root", help=ROOT_HELP)
+    c = sub.add_parser("compare", help="two audits side by side: calls, evidence with intervals, how the runs differ")
+    c.add_argument("a", type=Path, metavar="A", help="the first audit: its report.json or --out folder")
+    c.add_argument("b", type=Path, metavar="B", help="the second audit: its report.json or --out folder")
+    c.add_argument("--out", type=Path, help="write compare_verdicts.csv, compare_evidence.csv and compare_runs.csv "
+                   "here (default: print only)")
+    c.add_argument("--root", help=ROOT_HELP)
     return p
 
 
@@ -186,6 +192,30 @@ def _lab_build(args) -> int:
     meta = build_lab(args.out, args.config, force=args.force, jobs=args.jobs)
     print(scores_table(meta))
     print(f"built in {meta['build_seconds']} s ({meta.get('build_jobs', 1)} processes) -> {args.out}")
+    return 0
+
+
+def _compare(args) -> int:
+    """Print each checkpoint's two calls with their deciding numbers and what the change means against the
+    intervals, then how the two runs differ."""
+    from unlearn_core.report.compare import compare_reports, load_report, where_differs, write_comparison
+
+    _confine(args, ("a", "b", "out"))
+    comp = compare_reports(load_report(args.a), load_report(args.b))
+
+    def num(x, lo, hi) -> str:
+        return "" if x != x else f"{x:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+    for r in comp.verdicts.itertuples():
+        print(f"{r.checkpoint:<18} A {str(r.verdict_A):<22} {num(r.retention_A, r.ci_low_A, r.ci_high_A):<26} "
+              f"B {str(r.verdict_B):<22} {num(r.retention_B, r.ci_low_B, r.ci_high_B):<26} {r.reading}")
+    for r in comp.runs[~comp.runs["same"]].itertuples():
+        a, b = where_differs(r.A, r.B)
+        print(f"differs: {r.field}: A {a!r}, B {b!r}")
+    print(comp.summary())
+    if args.out is not None:
+        for path in write_comparison(comp, args.out):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -603,8 +633,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "lab":
             return _lab_build(args)
+        if args.command == "compare":
+            return _compare(args)
         return _audit(args)
-    except (DataError, CheckpointError, ValueError, argparse.ArgumentTypeError) as exc:
+    except (DataError, CheckpointError, ValueError, argparse.ArgumentTypeError) as exc:  # CompareError too
         # the loader speaks Python (accept_partial=True); on the command line the switch is --accept-partial
         print(f"error: {str(exc).replace('accept_partial=True', '--accept-partial')}", file=sys.stderr)
         return 2

@@ -46,7 +46,8 @@ def test_every_page_renders(app):
         app.switch_page(file).run()
         _page_renders_cleanly(app)
         # nothing is computed just by opening a page: a Run button, or a result already in the store
-        assert any(b.label.startswith("Run ") for b in app.button) or "results store" in _texts(app)
+        assert (file == "views/compare.py"  # reads two report.json files given on the page; computes nothing
+                or any(b.label.startswith("Run ") for b in app.button) or "results store" in _texts(app))
 
 
 def _page_renders_cleanly(at) -> None:

@@ -197,3 +197,31 @@ def test_every_option_says_what_it_does_and_its_default():
     rule = VerdictConfig()
     assert f"(default: {rule.suppressed_at})" in helps["--suppressed-at"]
     assert f"(default: {rule.n_boot})" in helps["--n-boot"]
+
+
+def test_compare_two_audits(tiny_lab, tmp_path, capsys):
+    """The same audit twice reads "same call" and "made the same way"; another rule over the same stored numbers
+    flips the calls "within the intervals" and names the rule; a folder without a report is exit 2."""
+    import pandas as pd
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    base = _args(tiny_lab, a) + ["--analyses", "scorecard,update_revert"]
+    assert main(base) == 0
+    store = ["--store", str(a / "results.sqlite")]
+    assert main(_args(tiny_lab, c) + ["--analyses", "scorecard,update_revert"] + store) == 0
+    assert main(_args(tiny_lab, b) + ["--analyses", "scorecard,update_revert", "--suppressed-at", "0.9",
+                                      "--partial-at", "0.8"] + store) == 0
+    capsys.readouterr()
+    assert main(["compare", str(a), str(c / "report.json")]) == 0
+    assert "3 checkpoints: 3 same call. The runs were made the same way" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "call changed, within the intervals" in out and "differs: verdict_rule" in out and "LB >= 0.9;" in out
+    verdicts = pd.read_csv(tmp_path / "cmp" / "compare_verdicts.csv").set_index("checkpoint")
+    assert verdicts.loc["supp", "verdict_A"] != verdicts.loc["supp", "verdict_B"]
+    assert verdicts.loc["supp", "retention_A"] == verdicts.loc["supp", "retention_B"]
+    assert bool(verdicts.loc["supp", "intervals_overlap"]) and bool(verdicts.loc["supp", "same_weights"])
+    evidence = pd.read_csv(tmp_path / "cmp" / "compare_evidence.csv")
+    assert set(evidence["evidence"]) >= {"revert_recovery"} and (evidence["shift"].dropna() == 0).all()
+    assert main(["compare", str(a), str(tmp_path / "none")]) == 2
+    assert "no report.json there" in capsys.readouterr().err

@@ -13,6 +13,7 @@ FIXED = [
     ("views/verdict.py", "Suppression vs deletion", ":material/balance:"),
     ("views/drilldown.py", "Item drill-down", ":material/table_rows:"),
     ("views/dynamics.py", "Training dynamics", ":material/timeline:"),
+    ("views/compare.py", "Compare audits", ":material/compare_arrows:"),
 ]
 
 
