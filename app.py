@@ -40,4 +40,6 @@ from views._shared import sidebar, state  # noqa: E402 - imports torch (via the 
 
 state.ensure_lab()
 sidebar.render()
+if restore_failed := st.session_state.pop("flash_warning", None):  # a ?ws= link whose workspace is gone
+    st.warning(restore_failed, icon=":material/link_off:")
 current.run()

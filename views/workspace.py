@@ -50,6 +50,54 @@ if flash := st.session_state.pop("flash", None):
     st.page_link("views/scorecard.py", label="Open the behavioural scorecard", icon=":material/arrow_forward:")
 
 
+def _load_saved(raw: bytes) -> None:
+    """A saved workspace file: every path through the same guard as typed ones, then applied like Apply does."""
+    from unlearn_core.checkpoints.guard import resolve_inside
+    from unlearn_core.run.saved import WorkspaceFileError, read_record, record_id
+
+    try:
+        record = read_record(raw)
+        if record_id(record) == st.session_state.get("loaded_saved"):
+            return  # the uploader keeps its file across reruns: applied once
+        if root is not None:
+            for n, p in [("original", record.get("original")), ("retain-only", record.get("retain_only")),
+                         *((f"unlearned {n}", p) for n, p in record.get("unlearned") or [])]:
+                if p:
+                    checkpoint_source(p, root, n)
+            for split in SPLITS:
+                if record.get(split):
+                    resolve_inside(record[split], root, split)
+            if record.get("store_path"):
+                store_location(record["store_path"], root)
+        new = state.save(state.from_record(record))
+        state.models(new)
+    except (WorkspaceFileError, PathOutsideRoot, CheckpointError, DataError, ValueError, OSError) as e:
+        st.error(f"Saved workspace not loaded: {e}")
+        return
+    st.session_state["loaded_saved"] = record_id(record)
+    state.set_workspace(new)
+    st.session_state["flash"] = f"Saved workspace loaded: {len(new.names())} checkpoints ({', '.join(new.names())})."
+    st.rerun()
+
+
+with st.expander("Save or load a workspace", icon=":material/save:"):
+    import json as _json
+
+    from unlearn_core.run.saved import workspace_record
+
+    st.caption("A small JSON file naming the checkpoints, data files, prompt format and results store (no weights, "
+               "no data copied). Applied workspaces are also saved in the app's folder and named in the page's "
+               "URL (`?ws=...`), so a reload or a shared link comes back to them.")
+    sc1, sc2 = st.columns([1, 2])
+    sc1.download_button("Save this workspace", _json.dumps(workspace_record(ws.spec, ws.store_path, ws.sources),
+                                                           indent=2),
+                        "workspace.json", "application/json", key="ws_save", on_click="ignore",
+                        icon=":material/download:")
+    saved_file = sc2.file_uploader("Load a saved workspace", type=["json"], key="ws_load")
+    if saved_file is not None:
+        _load_saved(saved_file.getvalue())
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
 
 def _in_lab(path: str | None) -> str | None:
@@ -287,8 +335,7 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
         infos = spec.inspect()  # compatibility (tokenizer, vocabulary, shapes) before anything is loaded
         data = AuditData(loaded["forget"][0], loaded["retain"][0] or (), loaded["holdout"][0] or (),
                          spec.prompt_format)
-        new = state.Workspace(spec, data, str(store_file),
-                              {s: loaded[s][1] for s in SPLITS})
+        new = state.save(state.Workspace(spec, data, str(store_file), {s: loaded[s][1] for s in SPLITS}))
         state.set_workspace(new)
         try:
             loaded_models = state.models(new)

@@ -1,7 +1,8 @@
 """One visual language for every page and export: colours, fonts, axes, colour scales.
 
 Readers compare checkpoints across many pages, so a checkpoint must keep its colour everywhere: the original is
-always black, the retain-only reference always green, and unlearned checkpoints get colours by their sorted names.
+always black, the retain-only reference always green, and unlearned checkpoints keep the colour the colour book gave
+their name (pin_colors), else take the free colours by sorted name.
 All categorical colours are colour-blind safe (Okabe-Ito first, then Paul Tol's "muted" set); difference heatmaps
 use ColorBrewer PuOr (diverging, CB safe, white at zero) and magnitudes use cividis (sequential, CB safe).
 
@@ -31,8 +32,11 @@ __all__ = [
     "altair_diverging_scale",
     "altair_sequential_scale",
     "apply_plotly",
+    "assign_colors",
     "checkpoint_colors",
     "checkpoint_order",
+    "pin_colors",
+    "pinned",
     "symmetric_range",
     "use_theme",
 ]
@@ -87,23 +91,54 @@ def checkpoint_order(names: Iterable[str], original: str = "original", retain_on
     return [n for n in (original,) if n in uniq] + unlearned + [n for n in (retain_only,) if n in uniq]
 
 
+# name -> colour kept across workspaces (run.saved.colour_book: the app pins its folder's book when a workspace is
+# applied); names not in it take the colours it leaves free
+_PINNED: dict[str, str] = {}
+
+
+def pin_colors(book: dict[str, str]) -> None:
+    """Pin checkpoint names to colours for every chart drawn after this (replaces the previous pins)."""
+    _PINNED.clear()
+    _PINNED.update({k: v for k, v in book.items() if v in UNLEARNED_COLORS})
+
+
+def pinned() -> dict[str, str]:
+    return dict(_PINNED)
+
+
+def assign_colors(book: dict[str, str], names: Iterable[str], original: str = "original",
+                  retain_only: str = "retain_only") -> dict[str, str]:
+    """The book with every new unlearned name (sorted) given the first colour the book has not given out yet (after
+    all 15: the one given out least), so a name once seen keeps its colour in every later workspace."""
+    book = dict(book)
+    for n in sorted(set(names) - {original, retain_only} - set(book)):
+        used = list(book.values())
+        book[n] = min(UNLEARNED_COLORS, key=lambda c: (used.count(c), UNLEARNED_COLORS.index(c)))
+    return book
+
+
 def checkpoint_colors(
     names: Sequence[str], original: str = "original", retain_only: str = "retain_only"
 ) -> dict[str, str]:
     """Colour of every checkpoint name, independent of the order the names were given in.
 
-    Unlearned names take colours in sorted-name order, so a page listing ["npo", "ga"] and another listing
-    ["ga", "npo"] agree. Beyond 15 unlearned checkpoints colours repeat (a legend that long is unreadable anyway).
+    Pinned names (pin_colors) keep their colour; the others take the colours left free, in sorted-name order, so a
+    page listing ["npo", "ga"] and another listing ["ga", "npo"] agree. Two names pinned to one colour in the same
+    set: the later one (sorted) moves to a free colour. Beyond 15 unlearned checkpoints colours repeat (a legend that
+    long is unreadable anyway).
     """
     out: dict[str, str] = {}
-    unlearned_rank = {n: i for i, n in enumerate(sorted(set(names) - {original, retain_only}))}
+    unlearned = sorted(set(names) - {original, retain_only})
+    taken: dict[str, str] = {}
+    for n in unlearned:
+        c = _PINNED.get(n)
+        if c is not None and c not in taken.values():
+            taken[n] = c
+    free = [c for c in UNLEARNED_COLORS if c not in taken.values()] or list(UNLEARNED_COLORS)
+    rest = [n for n in unlearned if n not in taken]
+    taken.update({n: free[i % len(free)] for i, n in enumerate(rest)})
     for n in names:
-        if n == original:
-            out[n] = ORIGINAL_COLOR
-        elif n == retain_only:
-            out[n] = RETAIN_ONLY_COLOR
-        else:
-            out[n] = UNLEARNED_COLORS[unlearned_rank[n] % len(UNLEARNED_COLORS)]
+        out[n] = ORIGINAL_COLOR if n == original else RETAIN_ONLY_COLOR if n == retain_only else taken[n]
     return out
 
 

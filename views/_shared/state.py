@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import streamlit as st
@@ -74,6 +74,7 @@ class Workspace:
     data: AuditData
     store_path: str
     sources: dict[str, str] = field(default_factory=dict)  # split -> human label of where it came from
+    saved_id: str | None = None  # the saved workspace file (app folder) it came from: the URL's ?ws=
 
     @property
     def key(self) -> str:
@@ -103,10 +104,69 @@ def default_workspace() -> Workspace:
     return Workspace(spec, spec.load_data(), store_path, src)
 
 
+def app_folder() -> Path:
+    """Where the app keeps saved workspaces and the colour book: beside the default results store."""
+    return Path(os.environ.get(ENV_STORE) or lab_dir() / "results.sqlite").expanduser().parent
+
+
+def saved_folder() -> Path:
+    return app_folder() / "workspaces"
+
+
 def workspace() -> Workspace:
+    """The session's workspace; on a fresh session (a reload), the saved one the URL names (?ws=ID), else the demo
+    lab. The URL is kept pointing at the applied workspace on every page."""
     if WS_KEY not in st.session_state:
-        st.session_state[WS_KEY] = default_workspace()
-    return st.session_state[WS_KEY]
+        st.session_state[WS_KEY] = _restored() or default_workspace()
+    ws = st.session_state[WS_KEY]
+    if ws.saved_id and st.query_params.get("ws") != ws.saved_id:
+        st.query_params["ws"] = ws.saved_id
+    _pin_colours(ws)
+    return ws
+
+
+def _restored() -> Workspace | None:
+    from unlearn_core.run.saved import WorkspaceFileError, load_saved
+
+    rid = st.query_params.get("ws")
+    if not rid:
+        return None
+    try:
+        ws = from_record(load_saved(saved_folder(), rid))
+    except (WorkspaceFileError, ValueError, OSError) as e:
+        st.session_state["flash_warning"] = f"The workspace in the link could not be restored ({e}): opened the demo " \
+                                            "lab instead."
+        st.query_params.pop("ws", None)
+        return None
+    return replace(ws, saved_id=rid)
+
+
+def from_record(record: dict) -> Workspace:
+    """A Workspace from a saved-workspace record: checkpoints, data files (loaded and validated now), store."""
+    from unlearn_core.run.saved import spec_from_record
+
+    spec = spec_from_record(record)
+    store_path = record.get("store_path") or str(app_folder() / "results.sqlite")
+    return Workspace(spec, spec.load_data(), store_path, dict(record.get("sources") or {}))
+
+
+def save(ws: Workspace) -> Workspace:
+    """Saved in the app folder (content-addressed: the same workspace is one file) and named in the URL."""
+    from unlearn_core.run.saved import save_record, workspace_record
+
+    rid = save_record(workspace_record(ws.spec, ws.store_path, ws.sources), saved_folder())
+    return replace(ws, saved_id=rid)
+
+
+def _pin_colours(ws: Workspace) -> None:
+    """Every checkpoint keeps the colour the app folder's colour book gave its name, across workspaces."""
+    from unlearn_core.viz import theme
+
+    if set(ws.names()) - {"original", "retain_only"} <= set(theme.pinned()):
+        return
+    from unlearn_core.run.saved import colour_book
+
+    theme.pin_colors(colour_book(app_folder(), ws.names()))
 
 
 def set_workspace(ws: Workspace) -> None:
@@ -115,6 +175,10 @@ def set_workspace(ws: Workspace) -> None:
         _load_models.clear()  # release the previous checkpoints (memory) before the next ones load
     st.session_state[WS_KEY] = ws
     st.session_state.pop("results", None)
+    if ws.saved_id:
+        st.query_params["ws"] = ws.saved_id
+    else:
+        st.query_params.pop("ws", None)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
