@@ -16,7 +16,7 @@ PAGE = "compare"
 NUM = st.column_config.NumberColumn(format="%.3f")
 
 root = workspace_root()
-page_header(PAGE, "Compare two audits",
+page_header(PAGE, "Compare audits",
             "Two audits' report.json (from `python -m unlearn_core audit --out DIR`): each checkpoint's two calls "
             "with their deciding numbers, whether a change is larger than the intervals, and how the runs differ "
             "(settings, rule, data, libraries, weights)."
