@@ -76,3 +76,14 @@ def test_colour_book_keeps_a_name_colour_across_workspaces(tmp_path):
         assert c["a"] == theme.UNLEARNED_COLORS[0] and c["b"] != c["a"]
     finally:
         theme.pin_colors({})
+
+
+def test_provenance_without_loaded_models_reads_the_placement_they_load_with(tmp_path):
+    """The page zip's provenance.json: device and dtype as the spec's models load (CPU: float32), no model loaded."""
+    from unlearn_core.run.provenance import provenance
+
+    spec = _spec(tmp_path, device="cpu")
+    data = spec.load_data()
+    prov = provenance(None, data, None, spec)
+    assert (prov["device"], prov["dtype"]) == ("cpu", "float32")
+    assert prov["prompt_format"]["kind"] == "plain" and prov["libraries"]["torch"]

@@ -63,13 +63,25 @@ def model_placement(models) -> dict[str, object]:
             "cuda_device": torch.cuda.get_device_name(0) if p is not None and p.device.type == "cuda" else None}
 
 
-def provenance(models, data, command: list[str] | None = None) -> dict[str, object]:
+def provenance(models, data, command: list[str] | None = None, spec=None) -> dict[str, object]:
+    """models: the loaded ModelSet; or None with `spec` (a WorkspaceSpec), whose device and dtype are the ones its
+    models load with (checkpoints.memory.pick_device), so a page can record them without loading anything."""
+    if models is None:
+        import torch
+
+        from unlearn_core.checkpoints.memory import pick_device
+
+        dev, dtype = pick_device(spec.device, spec.max_memory)
+        placement = {"device": dev.type, "dtype": str(dtype).split(".")[-1], "torch_threads": torch.get_num_threads(),
+                     "cuda_device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
+    else:
+        placement = model_placement(models)
     return {
         "tool": {"name": "unlearn-audit", "version": __version__, "git": git_commit()},
         "python": platform.python_version(),
         "platform": platform.platform(),
         "libraries": {lib: _version(lib) for lib in LIBRARIES},
-        **model_placement(models),
+        **placement,
         "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "prompt_format": prompt_record(data.prompt_format),
         "command": command,

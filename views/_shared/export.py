@@ -76,8 +76,9 @@ def table(df, title: str, key: str, page: str, *, caption: str = "", show: bool 
                             key=f"dl_{key}_tex", on_click="ignore", icon=":material/download:", type="tertiary")
 
 
-def _bundle_bytes(items: dict, formats: tuple[str, ...], size: str | None = None) -> bytes:
-    files: dict[str, bytes] = {}
+def _bundle_bytes(items: dict, formats: tuple[str, ...], size: str | None = None,
+                  extra: dict[str, bytes] | None = None) -> bytes:
+    files: dict[str, bytes] = dict(extra or {})
     jobs, paths = [], []
     for name, (kind, obj, caption) in items.items():
         base = safe_filename(name)
@@ -92,12 +93,29 @@ def _bundle_bytes(items: dict, formats: tuple[str, ...], size: str | None = None
     return bundle_zip(files)
 
 
+def provenance_bytes(size: str | None) -> bytes:
+    """How the zip's numbers were made (tool and commit, libraries, device/dtype, time, prompt format) and the
+    workspace file that reproduces them (run.saved: load it on the workspace page)."""
+    import json
+
+    from unlearn_core.run.provenance import provenance
+    from unlearn_core.run.saved import workspace_record
+    from views._shared import state
+
+    ws = state.workspace()
+    record = {**provenance(None, ws.data, None, ws.spec), "size_preset": size or "screen",
+              "data_hash": ws.data.hash, "workspace": workspace_record(ws.spec, ws.store_path, ws.sources)}
+    record["workspace"]["prompt_format"].pop("chat_template", None)  # kilobytes; its hash is in prompt_format
+    return json.dumps(record, indent=2, default=str).encode()
+
+
 def bundle_button(page: str, label: str = "Download all (zip)", formats: tuple[str, ...] = ("svg", "pdf", "png")):
     """One zip with every chart (each format) and table shown on this page; rendered on click."""
     items = dict(st.session_state.get(_BUNDLE, {}).get(page, {}))
     n_fig = sum(kind == "figure" for kind, _, _ in items.values())
     st.download_button(
-        label, data=lambda p=preset(): _bundle_bytes(items, formats, p), file_name=f"{safe_filename(page)}_export.zip",
+        label, data=lambda p=preset(): _bundle_bytes(items, formats, p, {"provenance.json": provenance_bytes(p)}),
+        file_name=f"{safe_filename(page)}_export.zip",
         mime=MIME["zip"], key=f"dl_bundle_{page}", on_click="ignore", icon=":material/folder_zip:",
         disabled=not items,
         help=f"{n_fig} charts as {'/'.join(f.upper() for f in formats)} and {len(items) - n_fig} tables as "
