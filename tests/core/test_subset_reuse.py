@@ -56,3 +56,46 @@ def test_a_restricted_result_is_the_subset_computed(lab, name, tmp_path):
     # a checkpoint the stored set lacks (here: the original's weights under another name) is not served
     other = ModelSet(full.original, {"npo": replace(full.original, name="npo", role="unlearned")})
     assert not stored(plan_for(name, other, data), store) and serve(plan_for(name, other, data), store) is None
+
+
+def _sorted_tables(spec, result) -> dict:
+    import pandas as pd
+
+    out = {}
+    for name, df in spec.tables(result).items():
+        df = df.reset_index(drop=True)
+        keys = [c for c in df.columns if df[c].map(lambda v: isinstance(v, str | int | float)).all()]
+        out[name] = df.sort_values(keys, kind="stable").reset_index(drop=True) if keys else df
+        assert isinstance(out[name], pd.DataFrame)
+    return out
+
+
+@pytest.mark.parametrize("name", RESTRICTABLE)
+def test_a_grown_set_computes_only_the_new_checkpoint(lab, name, tmp_path):
+    """{original, ga, reference} stored; {original, ga, suppressed_head, reference} computes suppressed_head only
+    (with the original and the reference) and merges: every table equal to computing the whole set."""
+    import pandas as pd
+
+    full, _sub, data = lab
+    store = ResultsStore(tmp_path / "r.sqlite")
+    part = ModelSet(full.original, {"ga": full.unlearned["ga"]}, full.retain_only)
+    run_or_serve(plan_for(name, part, data), part, data, store)
+    calls = []
+    spec = registry.get_spec(name)
+
+    def counting(ms, data, config, progress=None):
+        calls.append(sorted(ms.all()))
+        return spec.compute(ms, data, config, progress=progress)
+
+    job = plan_for(name, full, data)
+    job = replace(job, spec=replace(job.spec, compute=counting))
+    grown, from_store = run_or_serve(job, full, data, store)
+    assert not from_store and calls == [sorted(["original", "suppressed_head", "retain_only"])], calls
+    whole, _ = run_or_serve(plan_for(name, full, data), full, data, None)
+    got, want = _sorted_tables(spec, grown), _sorted_tables(spec, whole)
+    assert list(got) == list(want)
+    for t in want:
+        pd.testing.assert_frame_equal(got[t], want[t], check_exact=False, rtol=1e-6, obj=f"{name}.{t}")
+    assert spec.scores(grown, "suppressed_head") == pytest.approx(spec.scores(whole, "suppressed_head"), nan_ok=True)
+    # the grown set is now stored whole: asked again, nothing is computed
+    assert run_or_serve(job, full, data, store)[1] and len(calls) == 1

@@ -236,6 +236,23 @@ class ResultsStore:
                 found.append((len(have), key))
         return [key for _, key in sorted(found, key=lambda t: t[0])]
 
+    def subsets(self, analysis: str, checkpoints: Mapping[str, str], data_hash: str, config_hash: str,
+                must: set[str]) -> list[tuple[str, dict[str, str]]]:
+        """(key, its checkpoints) of stored results of this analysis, data and config over fewer checkpoints than
+        these, every one of them among these under the same name and hash and holding every name in `must` (the
+        original, the reference); the largest set first (the least left to compute)."""
+        want = {str(k): str(v) for k, v in checkpoints.items()}
+        rows = self._conn().execute(
+            "SELECT key, checkpoints FROM results WHERE analysis = ? AND data_hash = ? AND config_hash = ? "
+            "ORDER BY created DESC", (analysis, data_hash, config_hash)).fetchall()
+        found = []
+        for key, text in rows:
+            have = json.loads(text)
+            if (len(have) < len(want) and all(want.get(n) == h for n, h in have.items())
+                    and all(n in have for n in must)):
+                found.append((len(have), key, have))
+        return [(key, have) for _, key, have in sorted(found, key=lambda t: -t[0])]
+
     def delete(self, key: str) -> bool:
         with self.transaction() as con:
             return con.execute("DELETE FROM results WHERE key = ?", (key,)).rowcount > 0
