@@ -226,15 +226,16 @@ class ResultsStore:
         """Keys of stored results of this analysis, data and config over more checkpoints than these, each of these
         among them under the same name and hash; the smallest set first (the least to decode)."""
         want = {str(k): str(v) for k, v in checkpoints.items()}
+        found = [(len(have), key) for key, have in self._sets(analysis, data_hash, config_hash)
+                 if len(have) > len(want) and all(have.get(n) == h for n, h in want.items())]
+        return [key for _, key in sorted(found, key=lambda t: t[0])]
+
+    def _sets(self, analysis: str, data_hash: str, config_hash: str) -> list[tuple[str, dict[str, str]]]:
+        """(key, checkpoints) of every stored result of this analysis, data and config, newest first."""
         rows = self._conn().execute(
             "SELECT key, checkpoints FROM results WHERE analysis = ? AND data_hash = ? AND config_hash = ? "
             "ORDER BY created DESC", (analysis, data_hash, config_hash)).fetchall()
-        found = []
-        for key, text in rows:
-            have = json.loads(text)
-            if len(have) > len(want) and all(have.get(n) == h for n, h in want.items()):
-                found.append((len(have), key))
-        return [key for _, key in sorted(found, key=lambda t: t[0])]
+        return [(key, json.loads(text)) for key, text in rows]
 
     def subsets(self, analysis: str, checkpoints: Mapping[str, str], data_hash: str, config_hash: str,
                 must: set[str]) -> list[tuple[str, dict[str, str]]]:
@@ -242,15 +243,9 @@ class ResultsStore:
         these, every one of them among these under the same name and hash and holding every name in `must` (the
         original, the reference); the largest set first (the least left to compute)."""
         want = {str(k): str(v) for k, v in checkpoints.items()}
-        rows = self._conn().execute(
-            "SELECT key, checkpoints FROM results WHERE analysis = ? AND data_hash = ? AND config_hash = ? "
-            "ORDER BY created DESC", (analysis, data_hash, config_hash)).fetchall()
-        found = []
-        for key, text in rows:
-            have = json.loads(text)
-            if (len(have) < len(want) and all(want.get(n) == h for n, h in have.items())
-                    and all(n in have for n in must)):
-                found.append((len(have), key, have))
+        found = [(len(have), key, have) for key, have in self._sets(analysis, data_hash, config_hash)
+                 if len(have) < len(want) and all(want.get(n) == h for n, h in have.items())
+                 and all(n in have for n in must)]
         return [(key, have) for _, key, have in sorted(found, key=lambda t: -t[0])]
 
     def delete(self, key: str) -> bool:
