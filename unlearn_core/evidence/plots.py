@@ -151,16 +151,33 @@ def plot_evidence_matrix(verdict, labels: dict[str, str] | None = None,
     return apply_plotly(fig, title, "checkpoint", "probe")
 
 
+CONTROL_SHORT = {"uncalibrated (raw recovery)": "raw", "retain-only reference": "vs retain-only",
+                 "holdout split": "vs holdout"}
+
+
 def plot_probe_validity(validity, title: str = "Probe validity on the planted controls") -> go.Figure:
     """Per probe and control: the weakest suppressed control's lower bound vs the strongest deletion control's upper
-    bound. A probe separates when the first sits above the second (and above the suppressed line)."""
+    bound. A probe separates when the first sits above the second (and above the suppressed line).
+
+    One row per probe and control (the probe named once, on its first row): a dozen probes under three controls
+    are three dozen labels, which as columns overlapped at any width."""
     fig = go.Figure()
-    labels = [f"{r.evidence}<br>{r.control.split(' (')[0]}" for r in validity.itertuples()]
-    fig.add_bar(x=labels, y=validity["suppressed_worst"], name="suppressed controls (weakest lower bound)",
-                marker_color="#D55E00")
-    fig.add_bar(x=labels, y=validity["deletion_worst"], name="deletion controls (strongest upper bound)",
-                marker_color=RETAIN_ONLY_COLOR, marker_pattern_shape="/")
-    fig.update_layout(barmode="group", height=500, margin={"b": 150},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
-    fig.update_xaxes(tickangle=-35, automargin=True)
-    return apply_plotly(fig, title, "probe and control", "recovery / excess (share of answer mass)")
+    keys, labels, last = [], [], None
+    for r in validity.itertuples():
+        probe = str(r.evidence).replace("_", " ")
+        control = CONTROL_SHORT.get(r.control, r.control.split(" (")[0])
+        keys.append(f"{r.evidence} · {r.control}")
+        labels.append(f"{probe}: {control}" if probe != last else control)
+        last = probe
+    fig.add_bar(y=keys, x=validity["suppressed_worst"], orientation="h",
+                name="suppressed controls (weakest lower bound)", marker_color="#D55E00")
+    fig.add_bar(y=keys, x=validity["deletion_worst"], orientation="h",
+                name="deletion controls (strongest upper bound)", marker_color=RETAIN_ONLY_COLOR,
+                marker_pattern_shape="/")
+    fig.update_layout(barmode="group", height=170 + 30 * len(keys), meta={"rows": len(keys)},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+                      margin={"t": 130})
+    fig.update_yaxes(autorange="reversed", type="category", showgrid=False, tickmode="array", tickvals=keys,
+                     ticktext=labels)
+    apply_plotly(fig, title, "recovery / excess (share of answer mass)", "probe and control")
+    return fig.update_layout(title={"yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 12}})

@@ -62,8 +62,9 @@ def plot_token_heatmap(result: AttributionResult, item: int, model: str, split: 
             z=[vals], x=x, y=[name], zmin=-m, zmax=m, zmid=0, colorscale=list(DIVERGING_COLORS),
             text=[[f"{v:+.3f}" for v in vals]], texttemplate="%{text}", customdata=[labels],
             hovertemplate="%{customdata}: %{z:.4f}<extra>" + name + "</extra>",
-            colorbar={"title": {"text": "Δ" if r == 3 else _METHOD_UNITS[method]}, "len": 0.3 if r == 3 else 0.6,
-                      "y": 0.12 if r == 3 else 0.7},
+            # one bar for the two shared-range rows, one for the difference row, each beside its rows, apart
+            colorbar={"title": {"text": "Δ" if r == 3 else _METHOD_UNITS[method], "side": "right"},
+                      "len": 0.28 if r == 3 else 0.64, "y": 0.14 if r == 3 else 0.68, "nticks": 4 if r == 3 else 6},
             showscale=r >= 2), row=r, col=1)
     fig.update_xaxes(tickvals=x, ticktext=ticks, tickangle=-40, row=3, col=1)
     apply_plotly(fig, f"Per-word contribution to the target ({method.upper()}): {split} item {item}",

@@ -80,8 +80,10 @@ def plot_locate_scores(result, concept: str) -> go.Figure:
                                                                                    "width": 2}}))
     fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})  # not under the colour bar
     fig.update_yaxes(dtick=1)
-    return apply_plotly(fig, f"Where '{concept}' is written (vocabulary-projection score per MLP column)",
-                        "neuron (column of the MLP output matrix)", "block")
+    apply_plotly(fig, f"Where '{concept}' is written (vocabulary-projection score per MLP column)",
+                 "neuron (column of the MLP output matrix)", "block")
+    # the title at the top of the canvas, clear of the legend above the plot
+    return fig.update_layout(title={"yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 12}}, margin={"t": 100})
 
 
 def plot_vocab_projection(result, layer: int, neuron: int, checkpoints: list[str] | None = None) -> go.Figure:
@@ -149,7 +151,7 @@ def plot_layer_weight_change(result, log_y: bool = True) -> go.Figure:
                                  hovertemplate=name + "<br>layer %{x}<br>||dW||/||W|| %{y:.2e}<extra></extra>"))
     vals = list(range(-1, n_layers + 1))
     fig.update_xaxes(tickvals=vals, ticktext=[ticks.get(v, str(v)) for v in vals])
-    if log_y:
-        fig.update_yaxes(type="log")
+    if log_y:  # 1, 2 and 5 per decade: every digit of a decade ran into its neighbours
+        fig.update_yaxes(type="log", dtick="D2")
     return apply_plotly(fig, "Relative weight change per layer (unchanged layers are omitted on the log scale)",
                         "layer", "||W1 - W0||_F / ||W0||_F")

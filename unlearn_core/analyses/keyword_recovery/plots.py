@@ -39,9 +39,13 @@ def plot_keyword_recovery(result, measure: str = "p") -> go.Figure:
                          marker_line={"color": "#333333", "width": 1}, opacity=0.75, showlegend=False,
                          text=[f"{v:+.2f}" for v in s[f"retain_side_effect_{measure}"]], textposition="outside"),
                   row=1, col=2)
-    if ro in s.index:
+    if ro in s.index:  # the deletion floor, named in the legend: a label on the line collided with the bars' numbers
         fig.add_hline(y=float(s.loc[ro, f"recovery_{measure}"]), line_dash="dot", line_color=RETAIN_ONLY_COLOR,
-                      annotation_text="retain-only", annotation_position="top left", row=1, col=1)
+                      row=1, col=1)
+        fig.add_scatter(x=[None], y=[None], mode="lines", name="retain-only level (deletion floor)",
+                        hoverinfo="skip", line={"dash": "dot", "color": RETAIN_ONLY_COLOR}, row=1, col=1)
+        # under the plot: above it sit the two panels' titles
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0}, margin={"b": 110})
     apply_plotly(fig, f"Keyword-emphasis recovery ({label}, best of {len(result.config.variants)} variants)",
                  "checkpoint", f"recovery of {label} (0 = none, 1 = original)")
     fig.update_yaxes(title_text=f"Δ retain {label} under emphasis", row=1, col=2)

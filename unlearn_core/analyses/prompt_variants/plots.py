@@ -21,7 +21,10 @@ def plot_prompt_variants(result, metric: str = "forget_p") -> go.Figure:
     df = df.assign(attack=df.attack.map(lambda a: LABELS.get(a, a)))
     y = {"level_excess": "level excess over the control (share of the original's lead)"}.get(
         metric, METRIC_LABEL.get(metric, metric))
-    return bar_chart(df, "attack", metric, f"Prompt variants: {metric.replace('_', ' ')} by prompt", "prompt", y)
+    fig = bar_chart(df, "attack", metric, f"Prompt variants: {metric.replace('_', ' ')} by prompt", "prompt", y)
+    cats = list(dict.fromkeys(df.attack))  # two lines each: side by side they ran into each other on the page
+    return fig.update_xaxes(tickmode="array", tickvals=cats,
+                            ticktext=[c.replace(" ", "<br>", 1) if len(c) > 12 else c for c in cats])
 
 
 def plot_multiple_choice(result) -> go.Figure:

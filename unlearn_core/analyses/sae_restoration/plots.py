@@ -87,5 +87,7 @@ def plot_expert_activation(result, title: str | None = None) -> go.Figure:
     fig.add_bar(x=labels, y=df["mean_retain"], name="retain prompts", marker_color="#0072B2")
     fig.update_layout(barmode="group", legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     fig.update_xaxes(type="category", tickangle=-45)
-    return apply_plotly(fig, title or f"Expert SAE features, layer {result.layer} (original)",
-                        "SAE feature (ranked by forget - retain)", "mean activation on the answer span")
+    apply_plotly(fig, title or f"Expert SAE features, layer {result.layer} (original)",
+                 "SAE feature (ranked by forget - retain)", "mean activation on the answer span")
+    # the title at the top of the canvas, clear of the legend above the plot
+    return fig.update_layout(title={"yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 12}}, margin={"t": 100})
