@@ -158,10 +158,10 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
         ax.tickfont.size = body
         ax.automargin = True
         if key.startswith("x") and ax.showticklabels is False:  # a shared axis between stacked panels: its tick
-            ax.ticks = ""  # marks would cross the next panel's title
+            ax.ticks, ax.ticklen = "", 0  # marks would cross the next panel's title
         if key.startswith("x") and ax.ticktext is not None and ax.tickvals is not None and ax.tickangle:
             slot = 0.85 * w / max(len(ax.tickvals), 1)  # the chart's own turned labels, too dense to slant
-            if slot < 2 * body:
+            if slot < 2.7 * body:
                 ax.tickangle = -90
         if ax.type == "log":
             _log_ticks(out, key)
@@ -217,6 +217,7 @@ def paper_figure(fig: go.Figure, preset: str | SizePreset) -> go.Figure:
         if tr.legendgroup:
             tr.legendgroup = None
     _space_panels(out, w, body, axis_px)
+    _space_rows(out, h, body)
     _clear_top(out, w, h, body, title_px, columns)
     _fit_right(out)
     _grow_for_rows(out, h, body)
@@ -250,7 +251,7 @@ def _space_panels(fig: go.Figure, width: float, body: float, axis_px: float) -> 
     panel = (1 - (n - 1) * gap) / n
     old_centres = [(lay[k].domain[0] + lay[k].domain[1]) / 2 for k in xs]
     for i, k in enumerate(xs):
-        lay[k].domain = (i * (panel + gap), i * (panel + gap) + panel)
+        lay[k].domain = (max(0.0, round(i * (panel + gap), 6)), min(1.0, round(i * (panel + gap) + panel, 6)))
     for a in lay.annotations or ():
         if a.xref == "paper" and a.x is not None:
             near = min(range(n), key=lambda i: abs(old_centres[i] - a.x))
@@ -274,6 +275,34 @@ def _legend_height(fig: go.Figure, width: float, body: float, columns: int = 1) 
             used += wd
     lines = sum(str(tr.name).count("<br>") for tr in entries) // max(columns, 1)
     return (rows + lines) * 1.6 * body + 6
+
+
+def _space_rows(fig: go.Figure, height: float, body: float) -> None:
+    """Panels stacked in one column with a title above each (subplot titles) get the gap those titles need at
+    print size: a short canvas otherwise sets a panel's title on the axis line of the panel above."""
+    lay = fig.layout
+    ys = sorted((k for k in lay.to_plotly_json() if re.fullmatch(r"yaxis\d*", k) and lay[k].domain),
+                key=lambda k: -lay[k].domain[1])
+    tops = [lay[k].domain[1] for k in ys]
+    if any(lay[a].domain[0] < lay[b].domain[1] for a, b in zip(ys, ys[1:], strict=False)):
+        return  # panels side by side (or overlaid), not stacked
+    titled = [a for a in lay.annotations or () if a.yref == "paper" and a.y is not None
+              and any(abs(a.y - t) < 0.02 for t in tops[1:]) and (a.yanchor or "bottom") == "bottom"]
+    if len(ys) < 2 or not titled:
+        return
+    plot_h = 0.55 * height
+    need = (max(a.text.count("<br>") + 1 for a in titled) * 1.3 * body + 8) / plot_h
+    gaps = [lay[a].domain[0] - lay[b].domain[1] for a, b in zip(ys, ys[1:], strict=False)]
+    if min(gaps) >= need:
+        return
+    n, gap = len(ys), min(0.3, need)
+    panel = (1 - (n - 1) * gap) / n
+    for i, k in enumerate(ys):
+        top = 1 - i * (panel + gap)
+        for a in lay.annotations or ():
+            if a.yref == "paper" and a.y is not None and abs(a.y - tops[i]) < 0.02:
+                a.y = top
+        lay[k].domain = (max(0.0, round(top - panel, 6)), min(1.0, round(top, 6)))
 
 
 def _clear_top(fig: go.Figure, width: float, height: float, body: float, title_px: float, columns: int) -> None:
