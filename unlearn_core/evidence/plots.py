@@ -176,7 +176,7 @@ def plot_probe_validity(validity, title: str = "Probe validity on the planted co
                 marker_pattern_shape="/")
     fig.update_layout(barmode="group", height=170 + 30 * len(keys), meta={"rows": len(keys)},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-                      margin={"t": 130})
+                      margin={"t": 100})
     fig.update_yaxes(autorange="reversed", type="category", showgrid=False, tickmode="array", tickvals=keys,
                      ticktext=labels)
     apply_plotly(fig, title, "recovery / excess (share of answer mass)", "probe and control")
