@@ -264,10 +264,9 @@ def _pdf_clip(pdf: bytes) -> tuple[float, ...]:
     raise AssertionError("no clipped content in the PDF")
 
 
-@pytest.mark.xfail(strict=True, reason="kaleido prints the PDF with Chrome's 0.1 in page margins (its print_pdf): "
-                   "the figure is drawn 0.1 in down and right and its bottom and right edges (the x axis title) are "
-                   "cut; the fix belongs in unlearn_core/report/export.py (print with no margin)")
 def test_pdf_draws_the_figure_from_the_page_corner(gallery):
+    """kaleido prints with Chrome's 0.1 in page margins, which drew the figure 0.1 in down and right and cut its
+    bottom and right edges (the x axis title at "Two columns"); export.py prints with none."""
     from unlearn_core.report.export import figure_bytes
 
     pdf = figure_bytes(gallery["attribution_key_share"], "pdf", preset="two_columns")

@@ -199,7 +199,30 @@ def _in_thread(coro_fn):
     return box["value"]
 
 
+def _zero_margin_pdf() -> None:
+    """kaleido 1.x prints a PDF with Chrome's 0.1 in page margins on a page the size of the figure, so the figure is
+    drawn 0.1 in down and right and its right and bottom edges (the x axis title) are cut off. Its print call is
+    replaced by the same one with no margins (kaleido 1.5.0 looks it up on its module at each call)."""
+    try:
+        from kaleido._kaleido_tab import _devtools_utils as devtools
+    except ImportError:  # another kaleido layout: leave it as it is
+        return
+    if getattr(devtools.print_pdf, "zero_margin", False):
+        return
+
+    async def print_pdf(tab) -> str:
+        params = {"printBackground": True, "marginTop": 0, "marginBottom": 0, "marginLeft": 0, "marginRight": 0,
+                  "preferCSSPageSize": True, "pageRanges": "1"}
+        response = await tab.send_command("Page.printToPDF", params=params)
+        devtools._raise_error(response)
+        return response.get("result", {}).get("data")
+
+    print_pdf.zero_margin = True
+    devtools.print_pdf = print_pdf
+
+
 def _kaleido_call(fn, fmt: str):
+    _zero_margin_pdf()
     if find_chrome() is None:
         configured = os.environ.get("BROWSER_PATH")
         where = f" (BROWSER_PATH={configured} is not an executable file)" if configured else ""
