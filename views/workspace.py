@@ -80,22 +80,6 @@ def _load_saved(raw: bytes) -> None:
     st.rerun()
 
 
-with st.expander("Save or load a workspace", icon=":material/save:"):
-    import json as _json
-
-    from unlearn_core.run.saved import workspace_record
-
-    st.caption("A small JSON file naming the checkpoints, data files, prompt format and results store (no weights, "
-               "no data copied). Applied workspaces are also saved in the app's folder and named in the page's "
-               "URL (`?ws=...`), so a reload or a shared link comes back to them.")
-    sc1, sc2 = st.columns([1, 2])
-    sc1.download_button("Save this workspace", _json.dumps(workspace_record(ws.spec, ws.store_path, ws.sources),
-                                                           indent=2),
-                        "workspace.json", "application/json", key="ws_save", on_click="ignore",
-                        icon=":material/download:")
-    saved_file = sc2.file_uploader("Load a saved workspace", type=["json"], key="ws_load")
-    if saved_file is not None:
-        _load_saved(saved_file.getvalue())
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -351,3 +335,23 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
             + "".join(f" {n}: {describe(i)}." for n, i in infos.items() if i.adapter is not None)
             + _one_at_a_time(loaded_models, len(infos)))
         st.rerun()  # so the sidebar shows the new workspace too
+
+
+# ------------------------------------------------------------------------------------------------ save / load
+# last on the page: the forget set's uploader stays the page's first file input
+with st.expander("Save or load a workspace", icon=":material/save:"):
+    import json as _json
+
+    from unlearn_core.run.saved import workspace_record
+
+    st.caption("A small JSON file naming the checkpoints, data files, prompt format and results store (no weights, "
+               "no data copied). Applied workspaces are also saved in the app's folder and named in the page's "
+               "URL (`?ws=...`), so a reload or a shared link comes back to them.")
+    sc1, sc2 = st.columns([1, 2])
+    sc1.download_button("Save this workspace", _json.dumps(workspace_record(ws.spec, ws.store_path, ws.sources),
+                                                           indent=2),
+                        "workspace.json", "application/json", key="ws_save", on_click="ignore",
+                        icon=":material/download:")
+    saved_file = sc2.file_uploader("Load a saved workspace", type=["json"], key="ws_load")
+    if saved_file is not None:
+        _load_saved(saved_file.getvalue())
