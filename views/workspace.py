@@ -338,8 +338,8 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
 
 
 # ------------------------------------------------------------------------------------------------ save / load
-# last on the page: the forget set's uploader stays the page's first file input
-with st.expander("Save or load a workspace", icon=":material/save:"):
+# last on the page, behind a switch: until asked for, the forget set's uploader is the page's only file input
+if st.toggle("Save or load a workspace", key="ws_io"):
     import json as _json
 
     from unlearn_core.run.saved import workspace_record

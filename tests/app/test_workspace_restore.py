@@ -64,6 +64,7 @@ def test_a_saved_workspace_file_loads_on_the_workspace_page(app, tiny_lab):
 
     spec = lab_workspace(tiny_lab, unlearned=["ga", "suppressed_head"])
     record = workspace_record(spec, None, {"forget": "demo lab forget set"})
+    app.toggle(key="ws_io").set_value(True).run()
     app.file_uploader(key="ws_load").set_value(("ws.json", json.dumps(record).encode(), "application/json")).run()
     no_exception(app)
     assert "Saved workspace loaded: 4 checkpoints (original, ga, suppressed_head, retain_only)" in texts(app)
