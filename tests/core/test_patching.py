@@ -67,7 +67,7 @@ def test_suppressed_head_keeps_lower_layers(lab):
     assert res.uds["suppressed_head"] == pytest.approx(min(d1[-1], drops[-1]) / sum(d1))
     # the reference shares the base with the original (TOFU protocol), so its last-layer drop is a small share
     assert res.uds["suppressed_head"] < 0.5 and res.uds["retain_only"] == 1.0
-    assert res.scores("suppressed_head")["patching_retention"] > 0.4
+    assert res.scores("suppressed_head")["one_minus_uds"] > 0.4
 
 
 def test_frames_and_storage(lab):
@@ -77,7 +77,7 @@ def test_frames_and_storage(lab):
     assert len(df) == len(res.drops) * len(res.layers)
     back = decode_result(encode_result(res))
     assert back.uds == res.uds and back.config == res.config
-    assert math.isclose(res.uds_frame().set_index("model").loc["retain_only", "patching_retention"], 0.0)
+    assert math.isclose(res.uds_frame().set_index("model").loc["retain_only", "one_minus_uds"], 0.0)
 
 
 # ------------------------------------------------------------------------------ per-item calibrated evidence

@@ -240,6 +240,18 @@ def test_relearning_recovers_suppression_faster_than_deletion(lab):
     assert calibrate(it1, "suppressed_head", "original", None, "reference").raw == pytest.approx(
         c1.loc[("suppressed_head", cfg.steps), "held_p"], abs=1e-6)
     assert "relearning_holdout_gain_p" in res.scores("retain_only")
+    # one name per number: the raw rate carries its step count, the evidence name is the excess over the reference
+    assert f"relearning_recovery_{cfg.steps}steps" in res.scores("suppressed_head")
+    assert "relearning_recovery" not in res.scores("suppressed_head")
+    with pytest.raises(RuntimeError, match="named like the verdict evidence"):
+        from unlearn_core.analyses import registry
+
+        real = registry.get_spec("relearning").scores
+        object.__setattr__(registry.get_spec("relearning"), "scores", lambda r, m: {"relearning_recovery": 0.0})
+        try:
+            registry.collect_scores([("relearning", res)], ["suppressed_head"])
+        finally:
+            object.__setattr__(registry.get_spec("relearning"), "scores", real)
     assert same_items(decode_result(encode_result(res)).evidence_items()["relearning_recovery"], items)
     curve = res.curve_frame()
     c = curve.pivot(index="step", columns="model", values="recovery_p")

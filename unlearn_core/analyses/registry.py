@@ -115,10 +115,13 @@ def collect_scores(results: Iterable[tuple[str, object]], model_names: Iterable[
     the value of the analysis registered first (registry order, whatever order the results come in)."""
     ordered = sorted(results, key=lambda nr: ANALYSES.index(nr[0]))
     out: dict[str, dict[str, float]] = {m: {} for m in model_names}
+    evidence = all_evidence()
     for name, result in ordered:
         spec = get_spec(name)
         for m in out:
             for k, v in spec.scores(result, m).items():
+                if k in evidence:  # report.json would carry two numbers under one name
+                    raise RuntimeError(f"{name} reports a score named like the verdict evidence {k!r}")
                 out[m].setdefault(k, v)
     return out
 

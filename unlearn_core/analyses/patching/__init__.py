@@ -138,14 +138,14 @@ class PatchingResult:
         return pd.DataFrame(rows, columns=["model", "layer", "drop", "drop_retain_only", "clipped_ratio", "counted"])
 
     def uds_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"model": n, "uds": u, "patching_retention": 1 - u if not math.isnan(u) else math.nan}
-                             for n, u in self.uds.items()], columns=["model", "uds", "patching_retention"])
+        return pd.DataFrame([{"model": n, "uds": u, "one_minus_uds": 1 - u if not math.isnan(u) else math.nan}
+                             for n, u in self.uds.items()], columns=["model", "uds", "one_minus_uds"])
 
     def scores(self, name: str) -> dict[str, float]:
         if name not in self.uds:
             return {}
         u = self.uds[name]
-        return {"uds": u, "patching_retention": 1 - u if not math.isnan(u) else math.nan}
+        return {"uds": u, "one_minus_uds": 1 - u if not math.isnan(u) else math.nan}
 
 
 def uds_score(d1: list[float], d2: list[float], threshold: float = 0.05) -> float:

@@ -228,9 +228,9 @@ class RelearningResult:
         return pd.DataFrame(list(self.holdout_curve), columns=cols)
 
     def scores(self, model_name: str) -> dict[str, float]:
+        # named like every probe's raw rate (`relearning_recovery_10steps`), never like the verdict evidence
+        # "relearning_recovery", which is the excess over the reference: one name per number
         out = probe_scores(self.summary, model_name, "relearning")
-        # one name per probe: "relearning_recovery" (p~), "relearning_recovery_acc"
-        out = {k.replace(f"_{self.config.steps}steps", ""): v for k, v in out.items()}
         h = self.items.get("holdout", {}).get(model_name, {})
         if PLAIN in h and self.attack in h:
             out["relearning_holdout_gain_p"] = float(h[self.attack].mean() - h[PLAIN].mean())
