@@ -514,7 +514,7 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
             raise ValueError("--import-eval and --export-ou apply to --unlearned checkpoints, not to a --series")
     if spec is not None:
         _describe_adapters(spec)
-    models = spec.load_models() if spec is not None else None
+    models = spec.deferred_models() if spec is not None else None  # weights load when something is computed
     args.out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(args.store or args.out / "results.sqlite")
 

@@ -51,6 +51,10 @@ def test_audit_writes_report_and_serves_repeats_from_store(tiny_lab, tmp_path, c
     again = json.loads((out / "report.json").read_text())
     assert again["analyses"]["scorecard"]["from_store"] is True
     assert again["analyses"]["patching"]["from_store"] is True
+    # every number stored: no checkpoint was loaded (their hashes and depth come from the folders), the first run's
+    # did load, and the provenance still says where they would run
+    assert report["provenance"]["models_loaded"] is True and again["provenance"]["models_loaded"] is False
+    assert again["provenance"]["device"] == "cpu" and again["provenance"]["dtype"] == report["provenance"]["dtype"]
     assert again["checkpoints"]["supp"]["scores"] == supp["scores"]
 
 

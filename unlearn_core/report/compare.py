@@ -126,6 +126,7 @@ def _run_fields(report: dict) -> dict:
     prov = dict(report.get("provenance") or {})
     prov.pop("timestamp_utc", None)  # always differs
     prov.pop("command", None)  # output paths differ; what the command changed shows in the fields below
+    prov.pop("models_loaded", None)  # whether the store held everything, not how the numbers were made
     out: dict = {}
     _flat("provenance", prov, out)
     _flat("settings", report.get("settings") or {}, out)

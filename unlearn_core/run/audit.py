@@ -46,12 +46,12 @@ def run_analysis(analysis: AnalysisSpec, models: ModelSet, data: AuditData, stor
 def cost_estimates(analyses: list[str], models: ModelSet, data: AuditData, store: ResultsStore,
                    configs: dict[str, object] | None = None) -> dict[str, timing.Estimate | None]:
     """Per analysis the store does not hold yet: its estimated wall time here, None without a timing record."""
-    work, device, out = timing.workload(models, data), timing.device_of(models), {}
-    for name in analyses:
-        job = plan_for(name, models, data, (configs or {}).get(name))
-        if not stored(job, store):
-            out[name] = timing.estimate_for(store, name, work, device, job.config_hash)
-    return out
+    jobs = [plan_for(name, models, data, (configs or {}).get(name)) for name in analyses]
+    todo = [job for job in jobs if not stored(job, store)]
+    if not todo:  # everything stored: nothing to estimate, and no model read (one not loaded stays so)
+        return {}
+    work, device = timing.workload(models, data), timing.device_of(models)
+    return {job.name: timing.estimate_for(store, job.name, work, device, job.config_hash) for job in todo}
 
 
 def behaviour_status(scores: dict[str, float], original: dict[str, float]) -> str:
@@ -175,6 +175,12 @@ def run_audit(models: ModelSet, data: AuditData, analyses: list[str], out: Path,
                                            "unit_reason": e.unit_reason, "attack": e.attack, "metric": e.metric}
                                    for e in v.evidence})
         report["checkpoints"][n] = entry
+    deferred = getattr(models.original, "deferred", None)
+    report["provenance"]["models_loaded"] = deferred is None or deferred.loaded  # False: every number was stored
+    if deferred is not None and deferred.loaded:  # loaded during the run: where they actually are
+        from unlearn_core.run.provenance import model_placement
+
+        report["provenance"].update(model_placement(models))
     report = _json_safe(report)
     (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     sidecar = {**report["provenance"], "covers": ["report.json", "verdicts.csv", "evidence.csv"] + [

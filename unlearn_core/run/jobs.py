@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from unlearn_core.analyses import registry
 from unlearn_core.analyses.spec import AnalysisSpec, Shape
+from unlearn_core.checkpoints.residency import DeferredModel
 from unlearn_core.model.arch import n_layers
 from unlearn_core.model.threads import few_threads, model_params, models_in_use
 from unlearn_core.run import timing
@@ -43,6 +44,9 @@ class Job:
 
 
 def shape_of(models: ModelSet, data: AuditData) -> Shape:
+    o = models.original
+    if isinstance(o, DeferredModel):  # from its folder, loaded or not: one shape, so one key, for the whole run
+        return Shape(o.n_layers, len(data.forget), o.n_params)
     return Shape(n_layers(models.original.model), len(data.forget),
                  sum(p.numel() for p in models.original.model.parameters()))  # a tied matrix once, as on disk
 

@@ -74,6 +74,8 @@ def provenance(models, data, command: list[str] | None = None, spec=None) -> dic
         dev, dtype = pick_device(spec.device, spec.max_memory)
         placement = {"device": dev.type, "dtype": str(dtype).split(".")[-1], "torch_threads": torch.get_num_threads(),
                      "cuda_device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
+    elif getattr(models.original, "deferred", None) is not None and not models.original.deferred.loaded:
+        placement = models.original.deferred.placement  # where they would load: a fully stored audit loads none
     else:
         placement = model_placement(models)
     return {

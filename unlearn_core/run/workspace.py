@@ -106,6 +106,28 @@ class WorkspaceSpec:
             residency.get("original")
         return ModelSet(loaded.pop("original"), {n: loaded[n] for n, _ in self.unlearned}, loaded.get("retain_only"))
 
+    def deferred_models(self) -> ModelSet:
+        """The checkpoints inspected (every refusal named now), hashed and sized from their folders, their weights
+        loaded (load_models) only when an analysis must compute: a fully stored audit loads none. Loaded at once
+        when the folders cannot say their depth or size (an unusual config, a hub id not cached)."""
+        from unlearn_core.checkpoints.residency import DeferredModel, DeferredSet
+
+        infos = self.inspect()
+        try:
+            layers = n_layers_from_config(json.loads((resolve_source(self.original) / "config.json").read_text()))
+        except Exception:  # noqa: BLE001 - the loaded model says it instead
+            return self.load_models()
+        import torch
+
+        device, dtype = pick_device(self.device, self.max_memory)
+        deferred = DeferredSet(self.load_models, {
+            "device": device.type, "dtype": str(dtype).split(".")[-1], "torch_threads": torch.get_num_threads(),
+            "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None})
+        role = {"original": "original", "retain_only": "retain_only"}
+        models = {n: DeferredModel(n, role.get(n, "unlearned"), i.path, checkpoint_digest(i), i.n_params, layers,
+                                   deferred) for n, i in infos.items()}
+        return ModelSet(models.pop("original"), {n: models[n] for n, _ in self.unlearned}, models.get("retain_only"))
+
     def load_data(self, accept_partial: bool = False, warnings: list[str] | None = None) -> AuditData:
         """warnings: when a list, gets one line per kept-row or file-level warning of each file (a misspelt field,
         a skipped duplicate, a perturbed answer equal to the answer) and one for a forget set too small to judge."""
