@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from unlearn_core.analyses import registry
-from unlearn_core.run.jobs import plan_for, run_or_serve, serve, stored
+from unlearn_core.run.jobs import checkpoints_to_compute, plan_for, run_or_serve, serve, stored
 from unlearn_core.run.workspace import lab_workspace
 from unlearn_core.store.codec import encode_result
 from unlearn_core.store.results import ResultsStore
@@ -89,6 +89,8 @@ def test_a_grown_set_computes_only_the_new_checkpoint(lab, name, tmp_path):
 
     job = plan_for(name, full, data)
     job = replace(job, spec=replace(job.spec, compute=counting))
+    # what the time estimate scales with: the new checkpoint with the original and the reference, not all four
+    assert checkpoints_to_compute(job, store) == 3 and checkpoints_to_compute(job, ResultsStore(tmp_path / "e")) == 4
     grown, from_store = run_or_serve(job, full, data, store)
     assert not from_store and calls == [sorted(["original", "suppressed_head", "retain_only"])], calls
     whole, _ = run_or_serve(plan_for(name, full, data), full, data, None)

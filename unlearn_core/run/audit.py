@@ -18,7 +18,15 @@ from unlearn_core.analyses.spec import AnalysisSpec, Shape
 from unlearn_core.evidence.units import Units, entity_labels, units_for
 from unlearn_core.evidence.verdict import VerdictConfig, VerdictResult, calibrate_all, compute_verdict
 from unlearn_core.run import timing
-from unlearn_core.run.jobs import ResultsStore, plan, plan_for, run_or_serve, shape_of, stored
+from unlearn_core.run.jobs import (
+    ResultsStore,
+    checkpoints_to_compute,
+    plan,
+    plan_for,
+    run_or_serve,
+    shape_of,
+    stored,
+)
 from unlearn_core.types import AuditData, ModelSet, Progress
 
 __all__ = ["ResultsStore", "get_analysis", "plan", "plan_for", "result_key", "run_analysis", "run_audit",
@@ -51,7 +59,8 @@ def cost_estimates(analyses: list[str], models: ModelSet, data: AuditData, store
     if not todo:  # everything stored: nothing to estimate, and no model read (one not loaded stays so)
         return {}
     work, device = timing.workload(models, data), timing.device_of(models)
-    return {job.name: timing.estimate_for(store, job.name, work, device, job.config_hash) for job in todo}
+    return {job.name: timing.estimate_for(store, job.name, replace(work, n_checkpoints=checkpoints_to_compute(
+        job, store)), device, job.config_hash) for job in todo}
 
 
 def behaviour_status(scores: dict[str, float], original: dict[str, float]) -> str:

@@ -26,7 +26,8 @@ from unlearn_core.store.results import ResultsStore, make_key
 from unlearn_core.store.timings import TimingRecord
 from unlearn_core.types import AuditData, ModelSet, Progress
 
-__all__ = ["Job", "ResultsStore", "plan", "plan_for", "run_or_serve", "serve", "shape_of", "stored"]
+__all__ = ["Job", "ResultsStore", "checkpoints_to_compute", "plan", "plan_for", "run_or_serve", "serve", "shape_of",
+           "stored"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,16 @@ def _grow(job: Job, ms: ModelSet, data: AuditData, store: ResultsStore, progress
         except CannotMerge:
             return None
     return None
+
+
+def checkpoints_to_compute(job: Job, store: ResultsStore) -> int:
+    """How many checkpoints computing this job runs through: all of them, or, for a set that grew from a stored one
+    (_grow), the new ones with the original and the reference: what a time estimate scales with."""
+    if job.spec.restrict is None:
+        return len(job.checkpoints)
+    fixed = {"original", "retain_only"} & set(job.checkpoints)
+    found = store.subsets(job.name, job.checkpoints, job.data_hash, job.config_hash, fixed)
+    return len(job.checkpoints) - len(found[0][1]) + len(fixed) if found else len(job.checkpoints)
 
 
 def stored(job: Job, store: ResultsStore) -> bool:

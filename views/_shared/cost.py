@@ -4,9 +4,12 @@ loaded for it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from unlearn_core.run.eta import fmt_about
+from unlearn_core.run.jobs import checkpoints_to_compute
 from unlearn_core.run.timing import INTERACTIVE_S, NO_RECORD, Estimate, estimate_for, total, workload_from_spec
 from views._shared import state
 
@@ -35,7 +38,8 @@ def estimates(analyses: list[str], ws: state.Workspace, configs: dict | None = N
             out[name] = None
             continue
         job = state.plan(name, (configs or {}).get(name), ws)
-        out[name] = estimate_for(state.store(ws), name, work, device, job.config_hash)
+        part = replace(work, n_checkpoints=checkpoints_to_compute(job, state.store(ws)))  # a grown set: its new part
+        out[name] = estimate_for(state.store(ws), name, part, device, job.config_hash)
     return out
 
 
