@@ -246,6 +246,7 @@ def load_split(split: str):
         if not keep:
             return None, "", None, False
         report = load_items(raw, name=up.name, accept_partial=True)
+        kept_partial.add(split)
     st.success(f"{up.name}: {report.summary()}")
     if report.warnings:
         with st.expander(f"{len(report.warnings)} warnings"):
@@ -254,6 +255,7 @@ def load_split(split: str):
 
 
 loaded = {}
+kept_partial: set[str] = set()  # splits whose upload is kept with its valid rows only
 paths: dict[str, str | None] = {}
 ok = True
 for split in SPLITS:
@@ -319,7 +321,8 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
         infos = spec.inspect()  # compatibility (tokenizer, vocabulary, shapes) before anything is loaded
         data = AuditData(loaded["forget"][0], loaded["retain"][0] or (), loaded["holdout"][0] or (),
                          spec.prompt_format)
-        new = state.save(state.Workspace(spec, data, str(store_file), {s: loaded[s][1] for s in SPLITS}))
+        new = state.save(state.Workspace(spec, data, str(store_file), {s: loaded[s][1] for s in SPLITS},
+                                         accept_partial=bool(kept_partial & {s for s in SPLITS if paths[s]})))
         state.set_workspace(new)
         try:
             loaded_models = state.models(new)
@@ -342,14 +345,12 @@ if st.button("Apply workspace", type="primary", disabled=bool(problems), key="ap
 if st.toggle("Save or load a workspace", key="ws_io"):
     import json as _json
 
-    from unlearn_core.run.saved import workspace_record
 
     st.caption("A small JSON file naming the checkpoints, data files, prompt format and results store (no weights, "
                "no data copied). Applied workspaces are also saved in the app's folder and named in the page's "
                "URL (`?ws=...`), so a reload or a shared link comes back to them.")
     sc1, sc2 = st.columns([1, 2])
-    sc1.download_button("Save this workspace", _json.dumps(workspace_record(ws.spec, ws.store_path, ws.sources),
-                                                           indent=2),
+    sc1.download_button("Save this workspace", _json.dumps(ws.record(), indent=2),
                         "workspace.json", "application/json", key="ws_save", on_click="ignore",
                         icon=":material/download:")
     saved_file = sc2.file_uploader("Load a saved workspace", type=["json"], key="ws_load")

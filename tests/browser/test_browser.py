@@ -139,6 +139,14 @@ def test_click_through_run_scorecard_and_export_svg(server, page, tiny_lab, tmp_
 
     go(page, "Workspace")
     assert not page.get_by_test_id("stException").count()
+    # a reload (a fresh session) comes back to the applied workspace through the URL's ?ws=, not to the demo lab:
+    # the uploaded forget set with its kept rows, no retain set
+    assert re.search(r"[?&]ws=\w+", page.url), page.url
+    page.reload()
+    page.get_by_role("heading", name="Workspace", level=1).wait_for(timeout=180_000)
+    wait_idle(page)
+    page.get_by_test_id("stSidebar").get_by_text(re.compile(f"forget {len(lines) - 1} · retain 0 ·")).wait_for()
+    assert not page.get_by_test_id("stException").count()
 
 
 def test_stop_button_cancels_a_run_and_writes_nothing(server, page):

@@ -13,6 +13,7 @@ from unlearn_core.run.saved import (
     colour_book,
     load_saved,
     read_record,
+    record_id,
     save_record,
     spec_from_record,
     workspace_record,
@@ -38,6 +39,13 @@ def test_a_saved_workspace_reads_back_equal(tmp_path):
     assert save_record(record, tmp_path / "saved") == rid  # content-addressed: saved once
     back = spec_from_record(load_saved(tmp_path / "saved", rid))
     assert back == spec and back.prompt_format.key() == spec.prompt_format.key()
+
+
+def test_a_workspace_kept_with_valid_rows_only_says_so_and_keeps_its_old_id(tmp_path):
+    spec = _spec(tmp_path)
+    plain, partial = workspace_record(spec), workspace_record(spec, accept_partial=True)
+    assert "accept_partial" not in plain and partial["accept_partial"] is True  # an old file's id is unchanged
+    assert record_id(plain) != record_id(partial) and spec_from_record(partial) == spec
 
 
 def test_a_saved_workspace_naming_gone_files_says_which(tmp_path):

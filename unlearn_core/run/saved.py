@@ -36,16 +36,20 @@ def _prompt_format(rec: dict) -> PromptFormat:
 
 
 def workspace_record(spec: WorkspaceSpec, store_path: str | None = None,
-                     sources: dict[str, str] | None = None) -> dict:
+                     sources: dict[str, str] | None = None, accept_partial: bool = False) -> dict:
     """Everything that makes the workspace, as JSON (paths as given: a saved workspace names files, never copies
-    models)."""
-    return {"format": FORMAT, "version": VERSION, "original": spec.original,
-            "unlearned": [[n, p] for n, p in spec.unlearned], "retain_only": spec.retain_only,
-            "forget": spec.forget, "retain": spec.retain, "holdout": spec.holdout, "device": spec.device,
-            "allow_pickle": spec.allow_pickle, "trust_remote_code": spec.trust_remote_code,
-            "max_memory": spec.max_memory, "resident": spec.resident,
-            "prompt_format": _prompt_record(spec.prompt_format), "store_path": store_path,
-            "sources": dict(sources or {})}
+    models). accept_partial: a data file was kept with its valid rows only (the user's choice on the page), so it is
+    read back the same way, not refused for the rows it rejected."""
+    record = {"format": FORMAT, "version": VERSION, "original": spec.original,
+              "unlearned": [[n, p] for n, p in spec.unlearned], "retain_only": spec.retain_only,
+              "forget": spec.forget, "retain": spec.retain, "holdout": spec.holdout, "device": spec.device,
+              "allow_pickle": spec.allow_pickle, "trust_remote_code": spec.trust_remote_code,
+              "max_memory": spec.max_memory, "resident": spec.resident,
+              "prompt_format": _prompt_record(spec.prompt_format), "store_path": store_path,
+              "sources": dict(sources or {})}
+    if accept_partial:  # only then: a workspace saved before the field keeps its id (and its URL)
+        record["accept_partial"] = True
+    return record
 
 
 def record_id(record: dict) -> str:

@@ -99,12 +99,11 @@ def provenance_bytes(size: str | None) -> bytes:
     import json
 
     from unlearn_core.run.provenance import provenance
-    from unlearn_core.run.saved import workspace_record
     from views._shared import state
 
     ws = state.workspace()
     record = {**provenance(None, ws.data, None, ws.spec), "size_preset": size or "screen",
-              "data_hash": ws.data.hash, "workspace": workspace_record(ws.spec, ws.store_path, ws.sources)}
+              "data_hash": ws.data.hash, "workspace": ws.record()}
     record["workspace"]["prompt_format"].pop("chat_template", None)  # kilobytes; its hash is in prompt_format
     return json.dumps(record, indent=2, default=str).encode()
 

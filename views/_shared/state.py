@@ -75,6 +75,13 @@ class Workspace:
     store_path: str
     sources: dict[str, str] = field(default_factory=dict)  # split -> human label of where it came from
     saved_id: str | None = None  # the saved workspace file (app folder) it came from: the URL's ?ws=
+    accept_partial: bool = False  # a data file kept with its valid rows only: read back so after a reload
+
+    def record(self) -> dict:
+        """The saved-workspace record (unlearn_core.run.saved) of this workspace."""
+        from unlearn_core.run.saved import workspace_record
+
+        return workspace_record(self.spec, self.store_path, self.sources, self.accept_partial)
 
     @property
     def key(self) -> str:
@@ -147,14 +154,16 @@ def from_record(record: dict) -> Workspace:
 
     spec = spec_from_record(record)
     store_path = record.get("store_path") or str(app_folder() / "results.sqlite")
-    return Workspace(spec, spec.load_data(), store_path, dict(record.get("sources") or {}))
+    partial = bool(record.get("accept_partial", False))
+    return Workspace(spec, spec.load_data(accept_partial=partial), store_path, dict(record.get("sources") or {}),
+                     accept_partial=partial)
 
 
 def save(ws: Workspace) -> Workspace:
     """Saved in the app folder (content-addressed: the same workspace is one file) and named in the URL."""
-    from unlearn_core.run.saved import save_record, workspace_record
+    from unlearn_core.run.saved import save_record
 
-    rid = save_record(workspace_record(ws.spec, ws.store_path, ws.sources), saved_folder())
+    rid = save_record(ws.record(), saved_folder())
     return replace(ws, saved_id=rid)
 
 
