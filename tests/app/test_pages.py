@@ -53,7 +53,7 @@ def _served_from_store(app, file: str) -> None:
 
 
 @pytest.mark.parametrize(("file", "name", "table_cols", "title_part"), [
-    ("views/patching.py", "patching", ("model", "uds", "patching_retention"), "Layer-wise patching"),
+    ("views/patching.py", "patching", ("model", "uds", "one_minus_uds"), "Layer-wise patching"),
     ("views/representation.py", "representation", ("model", "split", "layer", "cka"), "Linear CKA"),
     ("views/keyword_recovery.py", "keyword_recovery", ("model", "recovery_p"), "Keyword-emphasis recovery"),
     ("views/prompt_variants.py", "prompt_variants", ("model", "attack", "forget_p", "level_excess"), "Prompt variants"),
@@ -204,8 +204,8 @@ def test_sae_page_runs_and_sweeps_layers(app):
     app.button(key="sae_sweep_run").click().run()
     _no_exception(app)
     assert any(t.startswith("SAE restoration per layer") for t in _chart_titles(app))
-    sweep = _frame(app, "model", "layer", "sae_restoration", "explained_variance")
-    sup = sweep[sweep["model"] == "suppressed_head"].set_index("layer")["sae_restoration"]
+    sweep = _frame(app, "model", "layer", "sae_restoration_fact", "explained_variance")
+    sup = sweep[sweep["model"] == "suppressed_head"].set_index("layer")["sae_restoration_fact"]
     assert sup[0] == 0.0 and sup[2] >= 0.3, sup.to_dict()  # restorable only where it was changed
     _served_from_store(app, "views/sae_restoration.py")
     assert any(t.startswith("SAE restoration per layer") for t in _chart_titles(app))  # every layer from the store

@@ -51,7 +51,7 @@ def plot_layer_sweep(frame: pd.DataFrame, title: str = "SAE restoration per laye
     fig = go.Figure()
     for name in names:
         sub = frame[frame["model"] == name].sort_values("layer")
-        fig.add_scatter(x=sub["layer"], y=sub["sae_restoration"].fillna(0.0), mode="lines+markers", name=name,
+        fig.add_scatter(x=sub["layer"], y=sub["sae_restoration_fact"].fillna(0.0), mode="lines+markers", name=name,
                         legendgroup=name, line=dict(color=colors[name]))
         fig.add_scatter(x=sub["layer"], y=sub["sae_restoration_random"].fillna(0.0), mode="lines",
                         name=f"{name} (random features)", legendgroup=name, showlegend=False,

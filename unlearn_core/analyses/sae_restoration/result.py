@@ -155,13 +155,13 @@ class RestorationResult:
         if not any(r["model"] == name for r in self.rows):
             return {}
         out = {}
-        for key, variant, feats in (("sae_restoration", "inject", "fact"),
+        for key, variant, feats in (("sae_restoration_fact", "inject", "fact"),
                                     ("sae_restoration_concept", "inject", "concept"),
                                     ("sae_restoration_random", "inject", "random"),
                                     ("sae_restoration_scale", "scale", "fact")):
             a = self.headline_alpha(name, variant, feats)
             out[key] = self._pick(name, variant, feats, a, "forget", "restoration_p")
-            if key == "sae_restoration":
+            if key == "sae_restoration_fact":
                 out.update(sae_restoration_alpha=a,
                            sae_restoration_acc=self._pick(name, variant, feats, a, "forget", "restoration_acc"),
                            sae_retain_delta_p=self._pick(name, variant, feats, a, "retain", "delta_p"))
