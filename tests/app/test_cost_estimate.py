@@ -34,10 +34,15 @@ def test_headline_page_estimates_the_next_run_from_the_first(app, app_env, tiny_
         recorded = {a: store.timings(a) for a in FAST}
     assert all(len(r) == 1 and r[0].workload.n_checkpoints == 3 for r in recorded.values()), recorded
 
-    _use(app, tiny_lab, ["ga", "rmu"])  # one checkpoint more: nothing stored, every analysis x 4/3
+    _use(app, tiny_lab, ["npo", "rmu"])  # one checkpoint more, none stored: every analysis x 4/3
     assert not app.button(key="run_verdict_fast").disabled
     shown = texts(app)
     expected = sum(r[0].seconds for r in recorded.values()) * 4 / 3
     assert f"{fmt_about(expected)} on this machine (" in shown, shown
     assert "scaled from recorded runs" in shown and NO_RECORD not in shown
     assert all(f"{a} " in shown for a in FAST)
+    # grown from the stored {ga}: only rmu is computed (with the original and the reference), x 3/3
+    _use(app, tiny_lab, ["ga", "rmu"])
+    grown = sum(r[0].seconds for r in recorded.values())
+    if fmt_about(grown) != fmt_about(expected):  # else the two cannot be told apart on the page
+        assert f"{fmt_about(grown)} on this machine (" in texts(app), texts(app)
