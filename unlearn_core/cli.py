@@ -104,10 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoints in memory at once (>= 2: the original and the one an analysis is on); the others "
                    "are loaded when an analysis reaches them. Default: all when they fit, else as many as fit. The "
                    "numbers do not depend on it")
-    a.add_argument("--jobs", type=int, default=1,
+    a.add_argument("--jobs", type=int, default=None,
                    help="processes for the analyses: this one and N - 1 workers (each loads its own copy of the "
-                        "checkpoints; CPU: up to the number of cores). The numbers are the same as with 1 "
-                        "(default: 1)")
+                        "checkpoints). The numbers are the same as with 1. Default: UNLEARN_AUDIT_JOBS, else on CPU "
+                        "one per core, no more than the analyses the store lacks or the copies that fit in half the "
+                        "free memory; 1 on a GPU")
+    a.add_argument("--engine", choices=("processes", "ray"), default="processes",
+                   help="where the analyses the store lacks are computed: 'processes' (this process and --jobs - 1 "
+                        "workers) or 'ray' (one Ray task per analysis, on a local Ray or the cluster at "
+                        "--ray-address; pip install '.[ray]'). The numbers are the same (default: processes)")
+    a.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --engine ray: a running Ray cluster ('auto', 'ray://HEAD:10001', 'HEAD:6379'); the "
+                        "checkpoint paths must be readable at the same paths on every node (default: a local Ray "
+                        "started for this audit, --jobs CPUs, stopped after)")
     a.add_argument("--store", type=Path, help="results store (SQLite); default OUT/results.sqlite")
     a.add_argument("--prompt-template", default=None,
                    help="a plain prompt: the question put into this text at {question}, the answer after one space "
@@ -460,18 +469,16 @@ def _audit(args) -> int:
         resident=args.resident,
     )
     truth = _truth(args.truth, spec)
-    pool = None
-    if args.jobs > 1 and len(analyses) > 1 and not series_steps:  # workers start while this process loads
-        from unlearn_core.run.parallel import start_pool
-
-        pool = start_pool(args.jobs - 1, spec, args.accept_partial)
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    pool: list = []
     try:
         return _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, pool)
     finally:
-        if pool is not None:  # not handed to the pool's work (everything stored, or an error before): ended here
+        if pool:  # not handed to the pool's work (an error before): ended here
             from unlearn_core.run.parallel import stop_pool
 
-            stop_pool(pool)
+            stop_pool(pool[0])
 
 
 def _feedable(args, analyses: list[str], data) -> dict[str, str]:
@@ -496,7 +503,34 @@ def _feedable(args, analyses: list[str], data) -> dict[str, str]:
     return blocked
 
 
-def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, pool) -> int:
+def _start_workers(args, spec, models, data, analyses, store, configs, pool: list) -> None:
+    """args.jobs resolved (parallel.default_jobs when not given) from what the store lacks, planned from the
+    checkpoints' folders (nothing loaded), and the workers started now, while this process loads and runs the data
+    check: a fully stored audit starts none."""
+    from unlearn_core.run.jobs import plan_for, stored
+    from unlearn_core.run.parallel import default_jobs, start_pool
+
+    todo = [a for a in analyses if not stored(plan_for(a, models, data, configs.get(a)), store)]
+    if args.jobs is None:
+        args.jobs, why = default_jobs(spec, len(todo))
+        if todo:
+            print(f"processes: {args.jobs} ({why}; --jobs to choose)", file=sys.stderr)
+    if args.jobs > 1 and len(todo) > 1:
+        pool.append(start_pool(args.jobs - 1, spec, args.accept_partial))
+
+
+def _ray(args, spec, models, data, analyses, store, configs, progress) -> None:
+    """--engine ray: the data check and every analysis the store lacks as Ray tasks, written into this store."""
+    from unlearn_core.analyses.data_check import SPEC as DATA_CHECK
+    from unlearn_core.run.ray_engine import prefill_store_ray
+
+    if args.ray_address is not None and args.jobs is not None:
+        print("--jobs is ignored with --ray-address: the cluster's resources place the tasks", file=sys.stderr)
+    prefill_store_ray(spec, models, data, [DATA_CHECK, *analyses], store, configs, address=args.ray_address,
+                      progress=progress, local_cpus=args.jobs)
+
+
+def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, pool: list) -> int:
     from unlearn_core.evidence.numbers import fmt_rule
     from unlearn_core.run.audit import run_audit
     from unlearn_core.store.results import ResultsStore
@@ -546,9 +580,14 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
     scorecard_cfg = configs["scorecard"]
     if models is None:
         return _series(args, series_steps, data, analyses, store, rule, configs, None, progress)
+    if series_steps:  # the steps' sets are audited one after another (run.series), in this process
+        args.jobs = args.jobs or 1
+    elif args.engine == "ray":
+        _ray(args, spec, models, data, analyses, store, configs, progress)
+        args.jobs = 1  # everything is in the store now: this process only reads it
+    else:
+        _start_workers(args, spec, models, data, analyses, store, configs, pool)
     check = _data_check(models, data, args.out, store)
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     estimates = _print_estimates(analyses, models, data, store, configs, args.jobs)
     weights = progress_weights(analyses, estimates)
     # worker processes only for what the store lacks, and only when two or more analyses can run side by side: a
@@ -558,7 +597,8 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
         from unlearn_core.run.parallel import prefill_store
 
         prefill_store(spec, list(estimates), store.path, args.jobs, configs, args.accept_partial, progress,
-                      {a: e.seconds for a, e in estimates.items() if e is not None}, local=(models, data), pool=pool)
+                      {a: e.seconds for a, e in estimates.items() if e is not None}, local=(models, data),
+                      pool=pool.pop() if pool else None)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
                        configs=configs, weights=None if pooled else weights, command=args.command_line)
     _add_data_check(args.out, check, args.skipped, args.data_warnings)

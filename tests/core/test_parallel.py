@@ -21,7 +21,7 @@ def _audit(lab, out, *extra) -> dict:
 
 
 def test_two_processes_give_the_serial_numbers(tiny_lab, tmp_path):
-    serial = _audit(tiny_lab, tmp_path / "serial")
+    serial = _audit(tiny_lab, tmp_path / "serial", "--jobs", "1")
     par = _audit(tiny_lab, tmp_path / "par", "--jobs", "2")
     # every analysis was computed by a worker: the audit itself only read the store
     assert all(a["from_store"] for a in par["analyses"].values()), par["analyses"]
@@ -57,6 +57,44 @@ def test_workers_only_for_what_the_store_lacks(tiny_lab, tmp_path, monkeypatch):
     report = json.loads((tmp_path / "report.json").read_text())
     assert {a: r["from_store"] for a, r in report["analyses"].items()} == {
         "scorecard": True, "patching": True, "relearning": True, "representation": False}
+
+
+def test_the_default_is_one_process_per_core_for_what_the_store_lacks(tiny_lab, tmp_path, monkeypatch, capsys):
+    """Without --jobs a new user gets the machine: one process per core (no more than the analyses to compute, or
+    the copies of the checkpoints that fit in memory), and none started for an audit the store holds."""
+    import os
+
+    import unlearn_core.run.parallel as parallel
+    from unlearn_core.run.workspace import lab_workspace
+
+    monkeypatch.delenv("UNLEARN_AUDIT_JOBS", raising=False)
+    spec = lab_workspace(tiny_lab)
+    cores = len(os.sched_getaffinity(0))
+    assert parallel.default_jobs(spec, 12)[0] == cores and parallel.default_jobs(spec, 1) == (1, "one analysis to "
+                                                                                                 "compute")
+    assert parallel.default_jobs(spec, 2)[0] == min(2, cores)
+    import unlearn_core.checkpoints.memory as memory
+
+    with monkeypatch.context() as m:
+        m.setattr(memory, "available_bytes", lambda device: 0)
+        assert parallel.default_jobs(spec, 12)[0] == 1  # not even two copies fit: one process
+    with monkeypatch.context() as m:
+        m.setenv("UNLEARN_AUDIT_JOBS", "two")
+        with pytest.raises(ValueError, match="UNLEARN_AUDIT_JOBS must be a whole number"):
+            parallel.default_jobs(spec, 12)
+
+    calls, real = [], parallel.prefill_store
+
+    def spy(spec, analyses, store_path, jobs, *args, **kwargs):
+        calls.append(jobs)
+        return real(spec, analyses, store_path, jobs, *args, **kwargs)
+
+    monkeypatch.setattr(parallel, "prefill_store", spy)
+    _audit(tiny_lab, tmp_path)
+    err = capsys.readouterr().err
+    assert f"processes: {min(3, cores)} (" in err and calls == ([min(3, cores)] if cores > 1 else [])
+    _audit(tiny_lab, tmp_path)  # every result stored: no worker, nothing said about processes
+    assert "processes:" not in capsys.readouterr().err and len(calls) == (1 if cores > 1 else 0)
 
 
 def test_bad_jobs_value_exits_2(tiny_lab, tmp_path, capsys):

@@ -93,6 +93,34 @@ def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store
     return name, time.perf_counter() - t0, cached
 
 
+JOBS_ENV = "UNLEARN_AUDIT_JOBS"
+
+
+def default_jobs(spec: WorkspaceSpec, tasks: int) -> tuple[int, str]:
+    """(processes, why) for an audit with `tasks` analyses to compute when --jobs is not given: UNLEARN_AUDIT_JOBS,
+    else on CPU one per core, no more than the tasks, and no more copies of the checkpoints than fit in half the free
+    memory (each process loads its own); one on an accelerator (workers are not yet pinned one per GPU, and two
+    copies on one GPU compete for it). One process when the checkpoints are loaded one at a time."""
+    env = os.environ.get(JOBS_ENV, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"{JOBS_ENV} must be a whole number of processes >= 1, got {env!r}")
+        return int(env), JOBS_ENV
+    if tasks < 2:
+        return 1, "one analysis to compute" if tasks == 1 else "nothing to compute"
+    from unlearn_core.checkpoints.memory import available_bytes, pick_device, weight_bytes
+
+    device, dtype = pick_device(spec.device, spec.max_memory)
+    if device.type != "cpu" or spec.max_memory is not None or spec.resident is not None:
+        return 1, f"one process on {device.type}" if device.type != "cpu" else "a memory budget was given"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    copies = available_bytes(device) // max(1, 2 * sum(weight_bytes(spec.inspect(), dtype).values()))
+    jobs = max(1, min(cores, tasks, copies))
+    why = ("one per core" if jobs == cores else f"one per analysis to compute ({tasks})" if jobs == tasks
+           else f"{copies} copies of the checkpoints fit in half the free memory")
+    return jobs, why
+
+
 def order(analyses: list[str], seconds: dict[str, float] | None = None) -> list[str]:
     """Longest first: by estimated seconds where every analysis has one (this machine's timing records), else by
         each analysis's SPEC.cost_rank (measured on the full default-lab audit with a fresh store and an empty SAE
