@@ -95,7 +95,7 @@ def prefill_store_ray(spec: WorkspaceSpec, models: ModelSet, data: AuditData, an
     from unlearn_core.run.jobs import plan_for, stored
     from unlearn_core.run.parallel import order
     from unlearn_core.run.timing import workload_from_spec
-    from unlearn_core.store.timings import TimingRecord
+    from unlearn_core.store.timings import HOST, TimingRecord
 
     configs = configs or {}
     planned = [plan_for(a, models, data, configs.get(getattr(a, "name", a))) for a in analyses]
@@ -135,7 +135,7 @@ def prefill_store_ray(spec: WorkspaceSpec, models: ModelSet, data: AuditData, an
                                    "(are the checkpoint paths the same files on every node?)")
             store.put(job.key, out["payload"], analysis=name, checkpoints=job.checkpoints, data_hash=job.data_hash,
                       config_hash=job.config_hash)
-            if work is not None and out["host"] == _host():  # an estimate is for this machine's own runs
+            if work is not None and out["host"] == HOST:  # an estimate is for this machine's own runs
                 store.record_timing(job.key, TimingRecord(name, job.config_hash, out["seconds"], work, out["device"]))
             seconds[name] = out["seconds"]
             if progress:
@@ -145,10 +145,4 @@ def prefill_store_ray(spec: WorkspaceSpec, models: ModelSet, data: AuditData, an
         if started:
             ray.shutdown()
     return seconds
-
-
-def _host() -> str:
-    import platform
-
-    return platform.node()
 
