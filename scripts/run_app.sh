@@ -59,9 +59,9 @@ PY
 report="$lab_dir/first-audit/report.json"
 if [ "${UNLEARN_AUDIT_PREFILL:-1}" = "1" ] && [ -f "$lab_dir/lab.json" ] && first_audit "$report" stale
 then
-    jobs="$(python -c "import os; print(max(1, min(4, os.cpu_count() or 1)))")"
-    echo "First start: computing the headline page's evidence for the demo lab ($jobs processes; once) ..."
-    if python -m unlearn_core audit --lab "$lab_dir" --out "$lab_dir/first-audit" --jobs "$jobs" \
+    echo "First start: computing the headline page's evidence for the demo lab (once) ..."
+    # processes: the CLI's default (one per core, as many copies as fit in half the free memory; UNLEARN_AUDIT_JOBS)
+    if python -m unlearn_core audit --lab "$lab_dir" --out "$lab_dir/first-audit" \
         --store "${UNLEARN_AUDIT_STORE:-$lab_dir/results.sqlite}"; then
         first_audit "$report" record
     else

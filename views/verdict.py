@@ -94,17 +94,17 @@ todo = (missing_fast if run_fast else []) + (list(more) if run_more else [])
 if run_more and not run_fast:
     todo = missing_fast + todo  # the verdict needs the behavioural half in any case
 if todo:
-    done = []
-    for i, a in enumerate(todo):
-        analysis = get_analysis(a)
-        try:
-            state.run_with_progress(analysis, analysis.default_config(), ws,
-                                    label=f"{i + 1}/{len(todo)} {analysis.title}")
-            done.append(a)
-        except ValueError as e:  # this workspace cannot feed the probe (e.g. no retain set): say so, run the rest
-            st.warning(f"{analysis.title} skipped: {e}", icon=":material/warning:")
-    if done:
-        st.success(f"Computed {', '.join(done)} and saved them to the results store.", icon=":material/check:")
+    try:
+        ran = state.run_many(todo, ws)
+    except RuntimeError as e:  # a worker's analysis failed: what finished before it is in the store
+        st.error(f"{e}. Analyses that finished before it are saved in the results store.", icon=":material/error:")
+    else:
+        for a, why in ran.skipped.items():  # this workspace cannot feed the probe (e.g. no retain set)
+            st.warning(f"{get_analysis(a).title} skipped: {why}", icon=":material/warning:")
+        if ran.done:
+            where = f" in {ran.processes} processes ({ran.why})" if ran.processes > 1 else ""
+            st.success(f"Computed {', '.join(ran.done)}{where}, {ran.seconds:.0f} s, and saved them to the results "
+                       "store.", icon=":material/check:")
     stored = evidence.stored_evidence(ws)
 
 sources = [{"analysis": get_analysis(a).title, "in store": a in stored,

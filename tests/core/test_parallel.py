@@ -238,3 +238,73 @@ def test_a_workers_error_stops_the_audits_own_work(tiny_lab, tmp_path):
     with pytest.raises(RuntimeError, match="patching failed in its worker process: TypeError"):
         prefill_store(spec, ["scorecard", "patching"], tmp_path / "r.sqlite", 2, configs={"patching": "not a config"},
                       local=local)
+
+
+def _visible_gpu(_i: int) -> tuple[int, str | None]:
+    import os
+    import time
+
+    time.sleep(0.3)  # every worker takes a task
+    return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def _main_module_file(_i: int) -> str | None:
+    import sys
+
+    return getattr(sys.modules.get("__mp_main__"), "__file__", None)
+
+
+def test_one_worker_per_gpu_each_pinned_to_its_own(tiny_lab, monkeypatch):
+    """On a machine with several GPUs (faked here: this test runs on CPU), each worker sees one GPU, not the first
+    (the audit's own process keeps it); the default is one process per GPU. A chosen cuda:k, a sharded model or a
+    CPU workspace pins nothing."""
+    from dataclasses import replace
+
+    import torch
+
+    import unlearn_core.checkpoints.memory as memory
+    import unlearn_core.run.parallel as parallel
+    from unlearn_core.run.workspace import lab_workspace
+
+    spec = replace(lab_workspace(tiny_lab), device="cuda")
+    monkeypatch.setattr(memory, "pick_device", lambda device="auto", max_memory=None: (
+        torch.device("cpu" if device == "cpu" else "cuda"), torch.bfloat16))
+    monkeypatch.setattr(parallel, "gpu_ids", lambda: ["2", "5", "7"])
+    monkeypatch.delenv("UNLEARN_AUDIT_JOBS", raising=False)
+    assert parallel.worker_devices(spec, 2) == ["5", "7"]
+    assert parallel.worker_devices(spec, 4) == ["5", "7", "2", "5"]  # in turn when there are more workers
+    assert parallel.default_jobs(spec, 9) == (3, "one per GPU")
+    assert parallel.default_jobs(spec, 2) == (2, "one per analysis to compute (2)")
+    assert parallel.worker_devices(replace(spec, device="cuda:1"), 2) is None
+    assert parallel.default_jobs(replace(spec, device="cuda:1"), 9) == (1, "one GPU")
+    assert parallel.worker_devices(replace(spec, device="cpu"), 2) is None
+    assert parallel.worker_devices(spec, 2, gpus=["0"]) is None
+    pool = parallel.start_pool(2, spec)  # the warm-up's loading fails on the fake GPU: it is only a warm-up
+    try:
+        seen = dict(pool.map(_visible_gpu, range(8)))
+    finally:
+        pool.shutdown()
+    assert sorted(seen.values()) == ["5", "7"], seen
+
+
+def test_workers_do_not_rerun_the_parents_main_script(tmp_path, monkeypatch):
+    """Under Streamlit __main__ is the page script; a spawned worker re-imports __main__ first, and would run the
+    dashboard. Workers start with a bare __main__, and the parent's is put back."""
+    import sys
+    import types
+
+    import unlearn_core.run.parallel as parallel
+
+    script = tmp_path / "page.py"
+    marker = tmp_path / "ran"
+    script.write_text(f"open({str(marker)!r}, 'w').write('the page script ran in a worker')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    pool = parallel.start_pool(1)
+    try:
+        assert pool.submit(_main_module_file, 0).result(timeout=120) is None
+    finally:
+        pool.shutdown()
+    assert sys.modules["__main__"] is page
+    assert not marker.exists()

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
+import types
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -28,10 +30,13 @@ from unlearn_core.types import Progress
 _LOADED: dict[tuple, tuple] = {}  # per worker process: (spec, accept_partial) -> (models, data)
 
 
-def init_worker() -> None:
+def init_worker(devices=None) -> None:
     """One thread for everything in a worker: torch's intra-op pool and the BLAS / OpenMP pools numpy, scipy and
     sklearn use (threadpoolctl). With torch alone limited, the decodability probe's sklearn fits ran on two BLAS
-    threads beside the other worker and took 73 s instead of 25 s."""
+    threads beside the other worker and took 73 s instead of 25 s. devices: a queue of GPU ids, one taken per
+    worker and made its only visible GPU (before CUDA starts), so "cuda" in the worker means its own GPU."""
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices.get(timeout=60)
     import torch
     import transformers
     from threadpoolctl import threadpool_limits
@@ -78,7 +83,10 @@ def stop_pool(pool) -> None:
         proc.join(timeout=10)
 
 
-def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store_path: str) -> tuple[str, float, bool]:
+def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store_path: str,
+             data=None) -> tuple[str, float, bool]:
+    """data: the caller's validated data when given (a page's workspace: what it holds is what its keys are planned
+    from), else read from the spec's files."""
     from unlearn_core.analyses.registry import get_spec
     from unlearn_core.run.audit import run_analysis
     from unlearn_core.store.results import ResultsStore
@@ -86,8 +94,9 @@ def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store
     key = (spec, accept_partial)
     if key not in _LOADED:
         _LOADED.clear()
-        _LOADED[key] = (spec.load_models(), spec.load_data(accept_partial=accept_partial))
-    models, data = _LOADED[key]
+        _LOADED[key] = (spec.load_models(), data if data is not None else spec.load_data(accept_partial=accept_partial))
+    models, loaded = _LOADED[key]
+    data = loaded if data is None else data
     t0 = time.perf_counter()
     _, cached = run_analysis(get_spec(name), models, data, ResultsStore(store_path), config=config)
     return name, time.perf_counter() - t0, cached
@@ -99,8 +108,9 @@ JOBS_ENV = "UNLEARN_AUDIT_JOBS"
 def default_jobs(spec: WorkspaceSpec, tasks: int) -> tuple[int, str]:
     """(processes, why) for an audit with `tasks` analyses to compute when --jobs is not given: UNLEARN_AUDIT_JOBS,
     else on CPU one per core, no more than the tasks, and no more copies of the checkpoints than fit in half the free
-    memory (each process loads its own); one on an accelerator (workers are not yet pinned one per GPU, and two
-    copies on one GPU compete for it). One process when the checkpoints are loaded one at a time."""
+    memory (each process loads its own); on CUDA one per GPU, each pinned to its own (worker_devices; two copies on
+    one GPU would compete for it). One process when the checkpoints are loaded one at a time or sharded over a
+    memory budget (a device group per worker is not built)."""
     env = os.environ.get(JOBS_ENV, "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:
@@ -111,14 +121,47 @@ def default_jobs(spec: WorkspaceSpec, tasks: int) -> tuple[int, str]:
     from unlearn_core.checkpoints.memory import available_bytes, pick_device, weight_bytes
 
     device, dtype = pick_device(spec.device, spec.max_memory)
-    if device.type != "cpu" or spec.max_memory is not None or spec.resident is not None:
-        return 1, f"one process on {device.type}" if device.type != "cpu" else "a memory budget was given"
+    if spec.max_memory is not None or spec.resident is not None:
+        return 1, "a memory budget was given"
+    if device.type == "cuda":
+        gpus = gpu_ids() if spec.device in ("auto", "cuda") else []  # cuda:k: the user chose one GPU
+        jobs = max(1, min(len(gpus), tasks))
+        return jobs, ("one per GPU" if jobs == len(gpus) else f"one per analysis to compute ({tasks})") \
+            if jobs > 1 else "one GPU"
+    if device.type != "cpu":
+        return 1, f"one process on {device.type}"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     copies = available_bytes(device) // max(1, 2 * sum(weight_bytes(spec.inspect(), dtype).values()))
     jobs = max(1, min(cores, tasks, copies))
     why = ("one per core" if jobs == cores else f"one per analysis to compute ({tasks})" if jobs == tasks
            else f"{copies} copies of the checkpoints fit in half the free memory")
     return jobs, why
+
+
+def gpu_ids() -> list[str]:
+    """The CUDA devices this process may use, named as CUDA_VISIBLE_DEVICES names them (0..n-1 when it is unset)."""
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [d.strip() for d in env.split(",") if d.strip()] if env is not None else [str(i) for i in range(n)]
+    return ids[:n]
+
+
+def worker_devices(spec: WorkspaceSpec | None, workers: int, gpus: list[str] | None = None) -> list[str] | None:
+    """The GPU each worker is pinned to on a machine with several (the audit's own process keeps the first: "cuda"
+    there is cuda:0), in turn when there are more workers than GPUs; None (no pinning) on CPU, one GPU, or a model
+    sharded over a memory budget."""
+    if spec is None or spec.max_memory is not None or spec.device not in ("auto", "cuda"):
+        return None  # a chosen cuda:k keeps every process on it
+    from unlearn_core.checkpoints.memory import pick_device
+
+    if pick_device(spec.device, None)[0].type != "cuda":
+        return None
+    gpus = gpu_ids() if gpus is None else gpus
+    if len(gpus) < 2:
+        return None
+    return [gpus[(i + 1) % len(gpus)] for i in range(workers)]
 
 
 def order(analyses: list[str], seconds: dict[str, float] | None = None) -> list[str]:
@@ -137,11 +180,38 @@ def start_pool(workers: int, spec: WorkspaceSpec | None = None, accept_partial: 
     lab's are). Why now: the audit's own process spends its first seconds on one core (imports, loading, the data
     check) while the other core idles; workers started then are ready when it is. Larger checkpoints load on a
     worker's first task, after the audit has loaded its own copy (so its memory check sees that copy)."""
-    pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn"),
-                               initializer=init_worker)
-    for _ in range(max(1, workers)):  # a spawn pool starts one process per submitted task while none is idle
-        pool.submit(_warm, spec, accept_partial)
+    ctx = mp.get_context("spawn")
+    devices = worker_devices(spec, max(1, workers))
+    queue = None
+    if devices is not None:
+        queue = ctx.Queue()
+        for d in devices:
+            queue.put(d)
+    pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, initializer=init_worker,
+                               initargs=(queue,))
+    with _bare_main():
+        for _ in range(max(1, workers)):  # a spawn pool starts one process per submitted task while none is idle
+            pool.submit(_warm, spec, accept_partial)
     return pool
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _bare_main():
+    """__main__ is an empty module while the workers are spawned. A spawned child first re-imports the parent's
+    __main__ (by module name, or by file path): under Streamlit that is the page script, so every worker would run
+    the dashboard; under the CLI it is the CLI's imports. The tasks name their functions by module
+    (unlearn_core.run.parallel), so the children need nothing from it."""
+    with _MAIN_LOCK:
+        saved = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")  # no __spec__, no __file__: nothing to re-import
+        try:
+            yield
+        finally:
+            if saved is not None:
+                sys.modules["__main__"] = saved
 
 
 def _warm(spec: WorkspaceSpec | None, accept_partial: bool) -> None:
@@ -190,14 +260,19 @@ class _Stopped(Exception):
 def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Path, jobs: int,
                   configs: dict[str, object] | None = None, accept_partial: bool = False,
                   progress: Progress | None = None, estimates: dict[str, float] | None = None,
-                  local: tuple | None = None, pool: ProcessPoolExecutor | None = None) -> dict[str, float]:
+                  local: tuple | None = None, pool: ProcessPoolExecutor | None = None, data=None,
+                  report_in_caller: bool = False) -> dict[str, float]:
     """Compute every analysis the store lacks in `jobs` processes; {analysis: seconds it took}.
 
     local: (models, data) this process has loaded: it then computes analyses itself beside jobs - 1 workers, taking
     from the same longest-first list, so one worker fewer is started (a worker's start is seconds of imports and
     loading every checkpoint). pool: workers started before (start_pool); stopped here when done. An analysis already
     in the store comes back at once. A worker's error is raised here with the analysis named, and stops the rest.
-    estimates: expected seconds per analysis, to start the longest first."""
+    estimates: expected seconds per analysis, to start the longest first. data: the validated data to compute on
+    (a page's), else the workers read the spec's files. report_in_caller: `progress` is called from this thread only
+    (a Streamlit progress bar belongs to the script's thread, and a Stop click is raised in it), at least every
+    half second while the run lasts, so a Stop is seen while workers compute; else a worker's result is reported
+    from the thread that waited for it, at once."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     configs = configs or {}
@@ -209,6 +284,8 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
         pool = start_pool(n_workers, spec, accept_partial)
     lock = threading.Lock()
     failed: list[tuple[str, BaseException]] = []
+    news: deque[tuple[float, str]] = deque()
+    shown = [(0.0, f"0/{total} done, {jobs} processes"), 0.0]  # (last report, when it was shown)
 
     def take() -> str | None:
         with lock:
@@ -217,15 +294,28 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
     def done(name: str, secs: float, cached: bool) -> None:
         with lock:
             seconds[name] = secs
-            if progress:
-                progress(len(seconds) / total, f"{name}: {'from the store' if cached else f'{secs:.1f} s'} "
-                                               f"({len(seconds)}/{total} done, {jobs} processes)")
+            msg = (len(seconds) / total, f"{name}: {'from the store' if cached else f'{secs:.1f} s'} "
+                                         f"({len(seconds)}/{total} done, {jobs} processes)")
+            if progress and not report_in_caller:
+                progress(*msg)
+            else:
+                news.append(msg)
+
+    def report() -> None:  # the caller's thread: what finished since, else the last report again every 0.5 s
+        if not (progress and report_in_caller):
+            return
+        while news:
+            shown[0], shown[1] = news.popleft(), time.monotonic()
+            progress(*shown[0])
+        if time.monotonic() - shown[1] >= 0.5:
+            shown[1] = time.monotonic()
+            progress(*shown[0])
 
     def feed() -> None:  # keeps one worker busy: one task at a time, so the longest-first list is shared fairly
         while (name := take()) is not None:
             try:
                 _, secs, cached = pool.submit(_compute, spec, accept_partial, name, configs.get(name),
-                                              str(store_path)).result()
+                                              str(store_path), data).result()
             except BaseException as exc:  # noqa: BLE001 - handed to the audit's thread, which raises it
                 with lock:
                     failed.append((name, exc))
@@ -235,6 +325,7 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
     def check(_frac: float = 0.0, _msg: str = "") -> None:
         if failed:
             raise _Stopped
+        report()
 
     from unlearn_core.analyses.registry import get_spec
     from unlearn_core.run.audit import run_analysis
@@ -245,17 +336,21 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
         name = take() if local is not None else None
         for t in feeders:
             t.start()
+        report()
         while name is not None:
-            models, data = local
+            models, own = local
             t0 = time.perf_counter()
             with _one_thread():
-                _, cached = run_analysis(get_spec(name), models, data, ResultsStore(store_path),
+                _, cached = run_analysis(get_spec(name), models, own, ResultsStore(store_path),
                                          config=configs.get(name), progress=check)
             done(name, time.perf_counter() - t0, cached)
+            report()
             name = take()
         for t in feeders:
             while t.is_alive():
                 t.join(timeout=0.2)
+                report()
+        report()
         if failed:
             raise _Stopped
     except BaseException as exc:  # an analysis failed, or Ctrl-C: the others' work is not waited for

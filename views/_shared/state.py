@@ -311,6 +311,71 @@ def run_with_progress(analysis, config, ws: Workspace | None = None, label: str 
     return result, seconds, from_store
 
 
+@dataclass
+class ManyRun:
+    """What run_many did: analyses now in the store, those skipped (name -> why), the processes used."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    processes: int = 1
+    why: str = ""
+    seconds: float = 0.0
+
+
+def run_many(names: list[str], ws: Workspace | None = None) -> ManyRun:
+    """Registry analyses at their default settings, each computed unless the store has it: in worker processes
+    beside this one when the machine has the cores and memory for them (run.parallel.default_jobs, the CLI's rule),
+    else one after the other here. Workers write under the keys the page plans (same code, same seeds, one thread
+    each), so what follows reads every result back from the store. One progress bar with a Stop button; a worker's
+    error stops the rest and is raised as a RuntimeError naming the analysis."""
+    from unlearn_core.analyses.registry import cannot_run, get_spec
+    from unlearn_core.run.jobs import stored
+    from unlearn_core.run.parallel import default_jobs, prefill_store
+
+    ws = ws or workspace()
+    out = ManyRun(skipped=cannot_run(names, ws.data))
+    todo = []
+    for name in names:
+        if name in out.skipped:
+            continue
+        if stored(plan(get_spec(name), None, ws), store(ws)):
+            out.done.append(name)
+        else:
+            todo.append(name)
+    out.processes, out.why = default_jobs(ws.spec, len(todo)) if todo else (1, "nothing to compute")
+    t0 = time.perf_counter()
+    if out.processes < 2:
+        for i, name in enumerate(todo):
+            spec = get_spec(name)
+            try:
+                run_with_progress(spec, spec.default_config(), ws, label=f"{i + 1}/{len(todo)} {spec.title}")
+                out.done.append(name)
+            except ValueError as e:  # this workspace cannot feed the probe: say so, run the rest
+                out.skipped[name] = str(e)
+        out.seconds = time.perf_counter() - t0
+        return out
+    loaded = models(ws)
+    slot = st.empty()
+    with slot.container(border=True):
+        cols = st.columns([5, 1])
+        bar = cols[0].progress(0.0, text=f"{len(todo)} analyses in {out.processes} processes ({out.why}): starting")
+        cols[1].button("Stop", key=f"stop_{todo[0]}_many", icon=":material/stop_circle:",
+                       help="Cancel the analyses still running; those already finished stay in the results store")
+    st.session_state["running"] = todo[0]
+
+    def show(frac: float, msg: str) -> None:
+        bar.progress(min(max(float(frac), 0.0), 1.0), text=f"{len(todo)} analyses in {out.processes} processes: "
+                                                             f"{msg}")
+
+    prefill_store(ws.spec, todo, ws.store_path, out.processes, accept_partial=ws.accept_partial, progress=show,
+                  local=(loaded, ws.data), data=ws.data, report_in_caller=True)
+    st.session_state.pop("running", None)
+    slot.empty()
+    out.done += todo
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
 def was_stopped(analysis_name: str) -> bool:
     """True on the rerun that follows a click on this analysis' Stop button."""
     prefix = f"stop_{analysis_name}"  # run_with_progress(part=...) suffixes the key (one per layer of a sweep)
