@@ -72,7 +72,8 @@ missing_fast = [a for a in evidence.FAST if a not in stored]
 offer = [a for a in evidence.MORE if a in ANALYSES and a not in stored]
 for a in (*evidence.FAST, *evidence.MORE):
     if state.was_stopped(a):
-        st.warning("Stopped. Nothing was written to the results store for the analysis that was running.")
+        st.warning("Stopped. Nothing was written to the results store for the analyses that were running; those that "
+                   "finished before are saved.")
         break
 
 with st.container(border=True):

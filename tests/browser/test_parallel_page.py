@@ -49,3 +49,34 @@ def test_headline_run_in_two_worker_processes_equals_one_process(page, tiny_lab,
     assert {"verdicts.csv", "evidence.csv", "scorecard_items.csv", "relearning_curve.csv"} <= set(tables), tables
     for name in tables:
         assert (served / name).read_bytes() == (fresh / name).read_bytes(), name
+
+
+def test_stop_ends_the_worker_processes(page, tiny_lab, tmp_path):
+    """Stop during a run in worker processes: the page says it stopped, and no worker of the server is left running
+    (they are terminated, not waited for)."""
+    import psutil
+
+    proc, url, log = start_server({"UNLEARN_AUDIT_LAB_DIR": str(tiny_lab), "UNLEARN_AUDIT_LAB_CONFIG": "tiny",
+                                   "UNLEARN_AUDIT_STORE": str(tmp_path / "results.sqlite"),
+                                   "UNLEARN_AUDIT_CACHE": str(tmp_path / "cache"), "UNLEARN_AUDIT_JOBS": "2"},
+                                  tmp_path / "streamlit.log")
+    try:
+        wait_healthy(url, proc)
+        page.goto(url)
+        page.get_by_role("heading", name="Workspace", level=1).wait_for(timeout=180_000)
+        wait_idle(page)
+        go(page, "Suppression vs deletion")
+        page.get_by_role("button", name=re.compile("Run scorecard")).click()
+        page.get_by_text(re.compile(r"analyses in 2 processes")).first.wait_for(timeout=SCORECARD_TIMEOUT_MS)
+        server = psutil.Process(proc.pid)
+        assert any("spawn_main" in " ".join(c.cmdline()) for c in server.children(recursive=True))
+        page.get_by_role("button", name="Stop").first.click()
+        page.get_by_text(re.compile("Stopped. Nothing was written to the results store for the analyses")).wait_for(
+            timeout=120_000)
+        wait_idle(page)
+        workers = [c for c in server.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
+        assert not page.get_by_test_id("stException").count()
+    finally:
+        stop_server(proc, log)
