@@ -51,7 +51,8 @@ def _names(models: ModelSet) -> tuple[str, str, str]:
 
 @pytest.mark.parametrize("bad", [
     {"c_grid": ()}, {"c_grid": (0.0,)}, {"c_grid": (float("inf"),)}, {"c_grid": [1.0]}, {"cv_folds": 1},
-    {"batch_size": 0}, {"seed": -1}, {"layer": True}, {"layer": 1.5}, {"max_iter": 2},
+    {"batch_size": 0}, {"seed": -1}, {"layer": True}, {"layer": 1.5}, {"max_iter": 2}, {"readout": "lens"},
+    {"target": "last"}, {"ridge_grid": ()}, {"ridge_grid": (-1.0,)}, {"vocab_rows": 8},
 ])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
@@ -237,3 +238,78 @@ def test_sentence_answers_decode_their_first_new_token(tiny_lab):
     assert all(t in e.prompt_ids or not any(c.isalnum() for c in tok.decode([t]))
                for t in e.answer_ids[:len(moved.prompt_ids) - len(e.prompt_ids)])
     assert len(" Mira Vos works as a glassblower.".split()) >= SENTENCE_WORDS > len(" violin maker".split())
+
+
+def test_sentence_answers_decode_where_the_fact_parts_from_its_perturbed_answers(tiny_lab):
+    """With perturbed answers (the same sentence, another value), the decoded token is the first one at which the
+    answer parts from the perturbed answer closest to it: the value's first piece, not a template word ("works",
+    which first_new reads). Without perturbed answers, first_new's token."""
+    from transformers import AutoTokenizer
+
+    from unlearn_core.analyses.decodability import distinct_token_split, key_encodings, key_token_split
+    from unlearn_core.model.scoring import encode
+
+    tok = AutoTokenizer.from_pretrained(tiny_lab / "original")
+    prompt, gold = "Question: What does Mira Vos do?\nAnswer:", " Mira Vos works as a glassblower."
+    wrong = [" Mira Vos works as an archivist.", " Mira Vos works as a cartographer."]
+    (e,) = encode(tok, [prompt], [gold])
+    ids = [tuple(x) for x in tok(wrong, add_special_tokens=False)["input_ids"]]
+    moved = distinct_token_split(e, ids, tok)
+    assert moved.ids == e.ids
+    k = len(moved.prompt_ids) - len(e.prompt_ids)
+    assert tok.decode(list(e.answer_ids[:k])) == " Mira Vos works as a"  # the sentence up to the value
+    assert moved.answer_ids[0] != ids[1][k] and e.answer_ids[:k] == ids[1][:k]
+    (auto,) = key_encodings(tok, [prompt], [gold], "auto", [wrong])
+    assert auto == moved
+    (bare,) = key_encodings(tok, [prompt], [gold], "auto", [[]])
+    assert bare == key_token_split(e, tok)
+    (short,) = key_encodings(tok, [prompt], [" violin maker"], "auto", [[" clockmaker"]])
+    assert short == encode(tok, [prompt], [" violin maker"])[0]  # a short answer is the value: its first token
+
+
+def test_readout_rule():
+    """The classifier while it can name most forget and holdout targets; the vocabulary lens otherwise."""
+    from unlearn_core.analyses.decodability import resolve_readout
+
+    retain = np.array([5, 6, 7])
+    assert resolve_readout("auto", retain, np.array([5, 6, 7, 9])) == "classes"
+    assert resolve_readout("auto", retain, np.array([5, 9, 10, 11])) == "vocab"
+    assert resolve_readout("auto", retain, np.array([90, 91])) == "vocab"
+    assert resolve_readout("classes", retain, np.array([90, 91])) == "classes"
+    assert resolve_readout("vocab", retain, np.array([5])) == "vocab"
+
+
+def test_the_small_labs_keep_the_classifier(result):
+    assert result.readout == "classes"
+
+
+@pytest.fixture(scope="module")
+def lens(lab) -> DecodabilityResult:
+    models, data = lab
+    return compute_decodability(models, data, DecodabilityConfig(readout="vocab"))
+
+
+def test_vocabulary_lens_at_the_last_block_is_the_models_own_output(lens):
+    """The translator from the last block to itself is the identity (no residual to fit), so the lens there reads
+    exactly what the checkpoint outputs: a check that the lens goes through the model's own final norm and head."""
+    for m in lens.roles:
+        for split in ("forget", "holdout"):
+            np.testing.assert_allclose(lens.probe[m][split][-1], lens.plain[m][split], atol=2e-5, rtol=1e-4)
+
+
+def test_vocabulary_lens_on_the_planted_truth(lab, lens):
+    """Readable over the whole vocabulary (n_classes = the vocabulary), fitted on retain positions only: on retain
+    facts it names the original's answers out of fold, a head-only suppression still decodes its forget facts far
+    better than the deletions (reference, retrained twin, non-twin, over-unlearned), and those decode forget facts
+    no better than holdout facts they never saw."""
+    models, _ = lab
+    vocab = models.original.model.get_output_embeddings().weight.shape[0]
+    assert lens.readout == "vocab" and set(lens.n_classes.values()) == {vocab}
+    frame = lens.to_frame().set_index("model")
+    assert frame.loc["original", "retain_cv_acc"] >= 0.8
+    assert frame.loc["original", "forget_probe_p"] >= 0.5
+    deletions = ["retain_only", "retrained", "non_twin", "over_unlearned"]
+    head = frame.loc["suppressed_head", "forget_probe_p"]
+    assert head >= 2 * frame.loc[deletions, "forget_probe_p"].max(), frame
+    for m in deletions:
+        assert frame.loc[m, "forget_probe_p"] <= frame.loc[m, "holdout_probe_p"] + 0.05, (m, frame)

