@@ -66,6 +66,15 @@ with st.expander("Verdict rule", icon=":material/rule:"):
     except ValueError as e:
         st.error(f"{e}; using the default rule.")
         rule = d
+    with_reference = True
+    if ws.spec.retain_only:
+        with_reference = st.radio(
+            "Control", (True, False), key="vd_control", horizontal=True,
+            format_func=lambda r: "retain-only reference" if r else "holdout split only (as without a reference)",
+            help="The same stored results read as if this workspace had no retain-only model, as for most public "
+                 "unlearned models: each probe is then calibrated against the holdout split, and probes that need "
+                 "a deletion reference do not count. Nothing is recomputed; the numbers equal an audit run with "
+                 "--no-reference.")
 
 stored = evidence.stored_evidence(ws)
 missing_fast = [a for a in evidence.FAST if a not in stored]
@@ -118,7 +127,7 @@ if "scorecard" not in stored:
             "(or the Behavioural scorecard page) to get a verdict.")
     st.stop()
 
-verdict, numbers = evidence.verdict(stored, ws, rule)
+verdict, numbers = evidence.verdict(stored, ws, rule, with_reference)
 # utility beside the verdict: a "suppressed" model that kept a quarter of its retain answers has collapsed
 frame = with_utility(verdict.to_frame(), {n: g.set_index("score")["value"].to_dict()
                                           for n, g in numbers.groupby("checkpoint")},
@@ -140,8 +149,10 @@ st.caption("**Two axes.** *Suppressed* means someone who holds only the checkpoi
            "lineage. Alone they give their own call, *hidden by a small edit* (undoing it needs the original), drawn "
            "in its own colour: never *suppressed*, and never *deleted*.")
 if verdict.reference is None:
-    st.info("No retain-only reference in this workspace: self-contained probes are calibrated against the holdout "
-            "split; probes that copy the original's states are shown as 'needs a deletion reference' and do not count.")
+    st.info(("No retain-only reference in this workspace" if with_reference else
+             "Read without the retain-only reference (Verdict rule, Control)")
+            + ": self-contained probes are calibrated against the holdout split; probes that copy the original's "
+            "states are shown as 'needs a deletion reference' and do not count.")
 
 export.chart(plot_verdict_headline(verdict), "verdict_headline", PAGE)
 st.subheader("Verdict per checkpoint")

@@ -148,6 +148,31 @@ def test_cli_and_dashboard_give_identical_verdicts(app, tiny_lab, tmp_path):
         assert (page[col] - cli.loc[page.index, col]).abs().max() < 1e-9, col
 
 
+def test_headline_page_reads_the_same_run_without_the_reference(app, app_env, tiny_lab, tmp_path):
+    """One run with the reference, two readings: the Control switch gives, from the stored results alone, the
+    verdicts of a separate --no-reference audit, number for number."""
+    import pandas as pd
+
+    from unlearn_core.cli import main
+
+    app.switch_page("views/verdict.py").run()
+    app.button(key="run_verdict_fast").click().run()
+    _no_exception(app)
+    assert "retain-only reference" in set(_frame(app, "model", "control")["control"])
+    app.radio(key="vd_control").set_value(False).run()
+    _no_exception(app)
+    assert "Read without the retain-only reference" in _texts(app)
+    page = _frame(app, "model", "verdict", "control", "retention_excess", "ci_low", "ci_high").set_index("model")
+    assert set(page["control"]) == {"holdout split"} and "retain_only" not in page.index
+    out = tmp_path / "noref"
+    assert main(["audit", "--lab", str(tiny_lab), "--no-reference", "--out", str(out), "--store", str(app_env)]) == 0
+    cli = pd.read_csv(out / "verdicts.csv").set_index("model")
+    assert sorted(page.index) == sorted(cli.index)
+    assert (page["verdict"] == cli.loc[page.index, "verdict"]).all(), (page, cli)
+    for col in ("retention_excess", "ci_low", "ci_high"):
+        assert (page[col] - cli.loc[page.index, col]).abs().max() < 1e-9, col
+
+
 def test_headline_page_without_reference(app, tiny_lab):
     """No retain-only model: self-contained probes are calibrated on the holdout split, patching needs a reference
     and does not count, and no planted control gets the wrong call."""

@@ -79,11 +79,16 @@ def roles(ws: state.Workspace) -> dict[str, str]:
             else "unlearned" for n in names}
 
 
-def verdict(stored: dict[str, Stored], ws: state.Workspace, rule):
-    """(VerdictResult, long table of every number read) through the CLI's own path (audit.verdict_from_results)."""
+def verdict(stored: dict[str, Stored], ws: state.Workspace, rule, with_reference: bool = True):
+    """(VerdictResult, long table of every number read) through the CLI's own path (audit.verdict_from_results).
+
+    with_reference=False reads the same stored results as if the workspace had no retain-only model: every probe
+    runs per checkpoint, so dropping the reference from the roles gives the holdout-split calibration that an audit
+    with --no-reference computes (most public unlearned models have no reference: this is their reading)."""
     from unlearn_core.run.audit import verdict_from_results
 
     results = [(name, s.result) for name, s in stored.items()]
-    result, scores = verdict_from_results(results, roles(ws), rule, ws.data)
+    kept = {n: r for n, r in roles(ws).items() if with_reference or r != "retain_only"}
+    result, scores = verdict_from_results(results, kept, rule, ws.data)
     rows = [{"checkpoint": n, "score": k, "value": v} for n, sc in scores.items() for k, v in sc.items()]
     return result, pd.DataFrame(rows, columns=["checkpoint", "score", "value"])
