@@ -13,10 +13,10 @@ from unlearn_core.viz.theme import apply_plotly, checkpoint_colors, checkpoint_o
 
 LAYER_METRICS = {
     "forget_acc": "forget facts: probe accuracy (share of items, 0-1)",
-    "forget_p": "forget facts: probe p of the first answer token (0-1)",
+    "forget_p": "forget facts: probe p of the answer's key token (0-1)",
     "forget_minus_holdout_acc": "forget minus holdout probe accuracy (share of items)",
     "holdout_acc": "holdout facts: probe accuracy (share of items, 0-1)",
-    "holdout_p": "holdout facts: probe p of the first answer token (0-1)",
+    "holdout_p": "holdout facts: probe p of the answer's key token (0-1)",
     "retain_cv_acc": "retain facts: cross-validated probe accuracy (0-1)",
     "retain_cv_p": "retain facts: cross-validated probe p (0-1)",
 }
@@ -51,7 +51,7 @@ def plot_decodability_layers(result, metric: str = "forget_acc") -> go.Figure:
 
 
 def plot_decodability_summary(result) -> go.Figure:
-    """Mean first-answer-token p: the model's own output vs the retain-trained probe at the headline block."""
+    """Mean key-token p: the model's own output vs the retain-trained probe at the headline block."""
     s = result.to_frame()
     long = s.melt(id_vars=["model"], value_vars=list(_SUMMARY_BARS), var_name="measure", value_name="p")
     long["measure"] = long.measure.map(_SUMMARY_BARS)
@@ -66,7 +66,7 @@ def plot_decodability_summary(result) -> go.Figure:
     fig.update_layout(barmode="group", legend_title_text="checkpoint")
     fig.update_xaxes(categoryorder="array", categoryarray=list(_SUMMARY_BARS.values()))
     return apply_plotly(fig, "Headline block: own output vs probe",
-                        "split and readout", "mean p of the first answer token (0-1)")
+                        "split and readout", "mean p of the answer's key token (0-1)")
 
 
 def layers_long(result) -> pd.DataFrame:
