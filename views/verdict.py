@@ -108,6 +108,8 @@ if todo:
         ran = state.run_many(todo, ws)
     except RuntimeError as e:  # a worker's analysis failed: what finished before it is in the store
         st.error(f"{e}. Analyses that finished before it are saved in the results store.", icon=":material/error:")
+    except ValueError as e:  # e.g. UNLEARN_AUDIT_JOBS set to something that is not a number of processes
+        st.error(f"Nothing was run: {e}.", icon=":material/error:")
     else:
         for a, why in ran.skipped.items():  # this workspace cannot feed the probe (e.g. no retain set)
             st.warning(f"{get_analysis(a).title} skipped: {why}", icon=":material/warning:")

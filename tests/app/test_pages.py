@@ -234,3 +234,11 @@ def test_sae_page_runs_and_sweeps_layers(app):
     assert sup[0] == 0.0 and sup[2] >= 0.3, sup.to_dict()  # restorable only where it was changed
     _served_from_store(app, "views/sae_restoration.py")
     assert any(t.startswith("SAE restoration per layer") for t in _chart_titles(app))  # every layer from the store
+
+
+def test_headline_page_says_why_a_bad_process_count_runs_nothing(app, monkeypatch):
+    monkeypatch.setenv("UNLEARN_AUDIT_JOBS", "two")
+    app.switch_page("views/verdict.py").run()
+    app.button(key="run_verdict_fast").click().run()
+    _no_exception(app)
+    assert any("UNLEARN_AUDIT_JOBS must be a whole number" in e.value for e in app.error), [e.value for e in app.error]

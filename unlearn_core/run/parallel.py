@@ -298,7 +298,7 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
                                          f"({len(seconds)}/{total} done, {jobs} processes)")
             if progress and not report_in_caller:
                 progress(*msg)
-            else:
+            elif progress:
                 news.append(msg)
 
     def report() -> None:  # the caller's thread: what finished since, else the last report again every 0.5 s
