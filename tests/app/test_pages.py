@@ -242,3 +242,13 @@ def test_headline_page_says_why_a_bad_process_count_runs_nothing(app, monkeypatc
     app.button(key="run_verdict_fast").click().run()
     _no_exception(app)
     assert any("UNLEARN_AUDIT_JOBS must be a whole number" in e.value for e in app.error), [e.value for e in app.error]
+
+
+def test_a_setting_with_a_closed_set_of_values_is_a_pick_list(app):
+    """Decodability's readout and target declare their values: the page offers them, nothing to mistype."""
+    app.switch_page("views/decodability.py").run()
+    _no_exception(app)
+    readout = app.selectbox(key="decodability_cfg_readout")
+    assert list(readout.options) == ["auto", "classes", "vocab"] and readout.value == "auto"
+    more = app.selectbox(key="decodability_cfg_target")
+    assert list(more.options) == ["auto", "first_distinct", "first_new", "first"]

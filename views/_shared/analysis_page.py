@@ -64,6 +64,9 @@ def _field_widget(page: str, f, default, container):
         return int(container.number_input(label, value=default, step=1, key=key))
     if isinstance(default, float):
         return float(container.number_input(label, value=default, format="%g", key=key))
+    if isinstance(default, str) and f.metadata.get("choices"):  # a closed set the config declares: pick, not type
+        choices = list(f.metadata["choices"])
+        return container.selectbox(label, choices, index=choices.index(default), key=key)
     if isinstance(default, str):
         return container.text_input(label, default, key=key)
     if isinstance(default, tuple) or (default is None and "tuple" in ann):

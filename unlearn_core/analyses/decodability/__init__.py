@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -93,7 +93,7 @@ class DecodabilityConfig:
     # against "works as a cartographer"; first_new also read "works", a word of the template); "auto" =
     # "first_distinct" for answers of SENTENCE_WORDS words or more that have perturbed answers, "first_new" for other
     # sentences, else "first" (a short answer is the value itself: its first token is the fact's first piece)
-    target: str = "auto"
+    target: str = field(default="auto", metadata={"choices": ("auto", "first_distinct", "first_new", "first")})
     # how the probe reads a token out of a block's states: "classes" = the logistic regression over the retain
     # answers' target tokens; "vocab" = a tuned-lens translator (an affine map from the block's states to the last
     # block's, fitted by ridge regression on every position of the retain facts, shrunk towards the identity) read
@@ -101,7 +101,7 @@ class DecodabilityConfig:
     # "auto" = "classes" when most forget and holdout target tokens are retain classes, else "vocab" (a classifier
     # gives 0 to a class it never saw: on invented sentence answers few forget targets are retain classes; "auto" keeps
     # the classifier when at least half of the forget and holdout targets are retain classes, resolve_readout)
-    readout: str = "auto"
+    readout: str = field(default="auto", metadata={"choices": ("auto", "classes", "vocab")})
     ridge_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)  # translator penalties, x the mean feature variance
     vocab_rows: int = 4096  # retain positions the translator is fitted on (an even subsample when there are more)
 
@@ -115,10 +115,10 @@ class DecodabilityConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-        if self.target not in ("auto", "first_distinct", "first_new", "first"):
-            raise ValueError(f"target must be 'auto', 'first_distinct', 'first_new' or 'first', got {self.target!r}")
-        if self.readout not in ("auto", "classes", "vocab"):
-            raise ValueError(f"readout must be 'auto', 'classes' or 'vocab', got {self.readout!r}")
+        for f in fields(self):  # the closed sets the fields declare (the pages offer them as a pick list)
+            if "choices" in f.metadata and getattr(self, f.name) not in f.metadata["choices"]:
+                raise ValueError(f"{f.name} must be one of {', '.join(map(repr, f.metadata['choices']))}, "
+                                 f"got {getattr(self, f.name)!r}")
         if not isinstance(self.ridge_grid, tuple) or not self.ridge_grid or any(
                 isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a <= 0
                 for a in self.ridge_grid):
