@@ -154,12 +154,17 @@ def test_second_world_never_tuned_on(tmp_path):
 def test_over_unlearned_climbs_back_to_the_reference_not_above_it(tiny_lab, tmp_path):
     """The tiny lab's retrained model pushed below the reference by gradient ascent (it never knew the facts) gets no
     credit for climbing back from its own floor (issue 34; the old per-model climb gave it +0.064 [-0.040, +0.164]):
-    its excess is at most +0.05 and its interval reaches up to -0.05 or above. Measured: -0.090 [-0.195, +0.010], the
-    ascent's damage outlasting 10 relearning steps; a point estimate inside +-0.05 was the issue's aim, not met."""
-    report = _audit(tiny_lab, tmp_path, "--analyses", "relearning")
+    its excess is at most +0.05 and its interval reaches up to -0.05 or above. Measured: -0.090 [-0.195, +0.010]; a
+    point estimate inside +-0.05 was the issue's aim, not met, and this is why: the ascent marked the forget set. The
+    checkpoint scores the forget answers below a model that never learned them, so a loss membership attack tells
+    them from the holdout facts (MIA AUC 0.27 against the reference's 0.47), and ten steps on other facts do not
+    undo a push-down specific to each held fact. The negative excess is that imprint, not a floor artefact."""
+    report = _audit(tiny_lab, tmp_path, "--analyses", "relearning,scorecard")
     ev = report["checkpoints"]["over_unlearned"]["evidence"]["relearning_recovery"]
     assert ev["excess"] <= 0.05 and ev["ci_high"] >= -0.05, ev
     assert ev["n_seeds"] >= 3, ev
+    auc = pd.read_csv(tmp_path / "scorecard_summary.csv").set_index("model")["mia_auc_loss"]
+    assert auc["over_unlearned"] < auc["retain_only"] - 0.1, auc
 
 
 def test_held_out_world_is_frozen():
