@@ -233,7 +233,7 @@ def test_a_workers_error_stops_the_audits_own_work(tiny_lab, tmp_path):
     from unlearn_core.run.parallel import prefill_store
     from unlearn_core.run.workspace import lab_workspace
 
-    spec = lab_workspace(tiny_lab, unlearned=["ga", "retrained"])
+    spec = lab_workspace(tiny_lab, unlearned=["ga"])  # one checkpoint: no analysis is split into parts
     local = (spec.load_models(), spec.load_data())
     with pytest.raises(RuntimeError, match="patching failed in its worker process: TypeError"):
         prefill_store(spec, ["scorecard", "patching"], tmp_path / "r.sqlite", 2, configs={"patching": "not a config"},
@@ -308,3 +308,27 @@ def test_workers_do_not_rerun_the_parents_main_script(tmp_path, monkeypatch):
         pool.shutdown()
     assert sys.modules["__main__"] is page
     assert not marker.exists()
+
+
+def test_an_analysis_split_over_processes_gives_the_serial_numbers(tiny_lab, tmp_path):
+    """Where the timing records say one analysis is the critical path, its checkpoints are split over the processes
+    (run.parallel.split_tasks); the audit then assembles the parts from the store and writes the serial audit's
+    CSVs to the byte."""
+    from unlearn_core.analyses.settings import build_configs
+    from unlearn_core.run.parallel import prefill_store
+    from unlearn_core.run.workspace import lab_workspace
+
+    spec = lab_workspace(tiny_lab)
+    store = tmp_path / "split.sqlite"
+    configs = build_configs(["relearning.seeds=1"], None, {})
+    secs = prefill_store(spec, ["patching", "relearning"], store, 2, configs, estimates={"relearning": 100.0,
+                         "patching": 1.0}, local=(spec.load_models(), spec.load_data()))
+    assert [k for k in secs if k.startswith("relearning (part")] and "relearning" not in secs, secs
+    for out, extra in (("split", ["--store", str(store)]), ("serial", ["--store", str(tmp_path / "serial.sqlite")])):
+        assert main(["audit", "--lab", str(tiny_lab), "--out", str(tmp_path / out), "--analyses",
+                     "patching,relearning", "--set", "relearning.seeds=1", "--jobs", "1", *extra]) == 0
+    report = json.loads((tmp_path / "split" / "report.json").read_text())
+    assert all(a["from_store"] for a in report["analyses"].values()), report["analyses"]
+    for table in ("verdicts", "evidence", "relearning_curve", "relearning_summary", "patching_uds"):
+        a, b = (tmp_path / side / f"{table}.csv" for side in ("split", "serial"))
+        assert a.read_bytes() == b.read_bytes(), table

@@ -101,3 +101,55 @@ def test_a_grown_set_computes_only_the_new_checkpoint(lab, name, tmp_path):
     assert spec.scores(grown, "suppressed_head") == pytest.approx(spec.scores(whole, "suppressed_head"), nan_ok=True)
     # the grown set is now stored whole: asked again, nothing is computed
     assert run_or_serve(job, full, data, store)[1] and len(calls) == 1
+
+
+@pytest.mark.parametrize("name", ["relearning", "scorecard"])
+def test_parts_computed_apart_are_served_whole(tiny_lab, name, tmp_path):
+    """An analysis split over processes (run.parallel.split_tasks) stores one result per part, each part with the
+    original and the reference; the whole set is then `stored`, served with nothing computed, kept whole, and its
+    tables equal computing the whole set at once."""
+    import pandas as pd
+
+    ws = lab_workspace(tiny_lab)
+    models, data = ws.load_models(), ws.load_data()
+    names = ("ga", "suppressed_head", "retrained")
+    full = ModelSet(models.original, {n: models.unlearned[n] for n in names}, models.retain_only)
+    store = ResultsStore(tmp_path / "r.sqlite")
+    for part in (names[:2], names[2:]):
+        ms = ModelSet(full.original, {n: full.unlearned[n] for n in part}, full.retain_only)
+        run_or_serve(plan_for(name, ms, data), ms, data, store)
+    job = plan_for(name, full, data)
+    assert store.get(job.key) is None and stored(job, store) and checkpoints_to_compute(job, store) == 2
+
+    def fail():
+        raise AssertionError("computed: the parts should have served it")
+
+    served, from_store = run_or_serve(job, fail, data, store)
+    assert from_store and store.get(job.key) is not None  # kept whole
+    spec = registry.get_spec(name)
+    whole, _ = run_or_serve(plan_for(name, full, data), full, data, None)
+    got, want = _sorted_tables(spec, served), _sorted_tables(spec, whole)
+    assert list(got) == list(want)
+    for t in want:
+        pd.testing.assert_frame_equal(got[t], want[t], check_exact=False, rtol=1e-6, obj=f"{name}.{t}")
+
+
+def test_split_tasks_splits_the_critical_path_only_where_it_pays():
+    from unlearn_core.run.parallel import split_tasks, task_label
+
+    names = [f"m{i}" for i in range(8)]  # 8 unlearned + the original and the reference
+    # the SmolLM2 CI lab's records (stop 41) with 3 relearning seeds: relearning ~5900 s, the rest 1725 s
+    est = {"relearning": 5900.0, "scorecard": 573.0, "patching": 637.0, "decodability": 314.0, "update_revert": 200.0}
+    order = list(est)
+    tasks = split_tasks(order, 2, names, est)
+    assert tasks[:2] == [("relearning", tuple(names[0::2])), ("relearning", tuple(names[1::2]))]
+    assert tasks[2:] == [(a, None) for a in order[1:]]
+    assert task_label(tasks[1], tasks) == "relearning (part 2 of 2: m1, m3, m5, m7)"
+    # one seed (1971 s against 1724 s of the rest): the fixed models' share eats the gain
+    assert split_tasks(order, 2, names, {**est, "relearning": 1971.0})[0] == ("relearning", None)
+    # no records, one process, one checkpoint, or an analysis whose checkpoints are not independent: no split
+    assert split_tasks(order, 2, names) == [(a, None) for a in order]
+    assert split_tasks(order, 1, names, est)[0] == ("relearning", None)
+    assert split_tasks(order, 2, ["m0"], est)[0] == ("relearning", None)
+    assert split_tasks(["attribution", "scorecard"], 2, names, {"attribution": 900.0, "scorecard": 1.0})[0] == (
+        "attribution", None)

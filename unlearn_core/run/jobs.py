@@ -81,7 +81,8 @@ def serve(job: Job, store: ResultsStore):
 
     Without its own entry, a stored result over a superset of its checkpoints serves it, restricted to them, where
     the analysis declares that one checkpoint's numbers do not depend on the others (AnalysisSpec.restrict): an
-    audit of fewer checkpoints, or the same set without the reference, computes nothing."""
+    audit of fewer checkpoints, or the same set without the reference, computes nothing; and stored parts that
+    together hold every checkpoint (an analysis split over processes, run.parallel) are merged and kept whole."""
     try:
         hit = store.get_obj(job.key)
     except Exception:  # noqa: BLE001 - an undecodable old payload is simply recomputed
@@ -93,59 +94,100 @@ def serve(job: Job, store: ResultsStore):
             return job.spec.restrict(store.get_obj(key), tuple(job.checkpoints))
         except Exception:  # noqa: BLE001 - an old payload that does not decode or restrict: the next, else compute
             continue
-    return None
+    keys, missing = _cover(job, store)
+    if missing or len(keys) < 2:
+        return None
+    merged = _merged(job, store, keys)
+    if merged is not None:  # kept whole: the next read decodes one payload
+        store.put_obj(job.key, merged, analysis=job.name, checkpoints=job.checkpoints, data_hash=job.data_hash,
+                      config_hash=job.config_hash)
+    return merged
 
 
-def _grow(job: Job, ms: ModelSet, data: AuditData, store: ResultsStore, progress: Progress | None):
-    """A set that grew from a stored one: only the checkpoints the stored result lacks are computed (with the
-    original and the reference, under their own key, so they serve later sets too) and the two results merged
-    (analyses.common.subset.merge_parts), where the analysis declares its checkpoints independent (restrict).
-    None when no stored subset helps or the parts do not merge: the caller computes the whole set."""
+FIXED = ("original", "retain_only")  # every part of a set holds the original and the reference (when there is one)
+
+
+def _cover(job: Job, store: ResultsStore) -> tuple[list[str], set[str]]:
+    """(keys of stored parts, names none of them holds): stored results over subsets of this job's checkpoints,
+    each holding the original and the reference, taken largest first while each adds a checkpoint; what a set
+    computed in parts (run.parallel splits one analysis over several processes) or grown from a stored one is
+    assembled from."""
+    fixed = set(FIXED) & set(job.checkpoints)
+    missing = set(job.checkpoints) - fixed
+    keys = []
+    for key, have in store.subsets(job.name, job.checkpoints, job.data_hash, job.config_hash, fixed):
+        if missing & set(have):
+            keys.append(key)
+            missing -= set(have)
+        if not missing:
+            break
+    return keys, missing
+
+
+def _merged(job: Job, store: ResultsStore, keys: list[str], rest=None):
+    """The parts (and `rest`, computed) merged into this job's result; None when one does not decode or they do
+    not merge (the caller computes the whole set)."""
     from unlearn_core.analyses.common.subset import CannotMerge, merge_parts
     from unlearn_core.store.codec import decode_result, encode_result
 
+    try:
+        parts = [store.get_obj(k) for k in keys]
+    except Exception:  # noqa: BLE001 - an old payload that does not decode
+        return None
+    if any(p is None for p in parts):
+        return None
+    if rest is not None:  # as the store gives it back, so the parts' shared fields compare alike
+        parts.append(decode_result(encode_result(rest)))
+    try:
+        return merge_parts(parts, list(job.checkpoints))
+    except CannotMerge:
+        return None
+
+
+def _grow(job: Job, ms: ModelSet, data: AuditData, store: ResultsStore, progress: Progress | None):
+    """A set that grew from stored ones: only the checkpoints no stored part holds are computed (with the original
+    and the reference, under their own key, so they serve later sets too) and the parts merged
+    (analyses.common.subset.merge_parts), where the analysis declares its checkpoints independent (restrict).
+    None when no stored part helps or the parts do not merge: the caller computes the whole set."""
     if job.spec.restrict is None:
         return None
-    fixed = {ms.original.name} | ({ms.retain_only.name} if ms.retain_only is not None else set())
-    for key, have in store.subsets(job.name, job.checkpoints, job.data_hash, job.config_hash, fixed):
-        try:
-            part = store.get_obj(key)
-        except Exception:  # noqa: BLE001 - an old payload that does not decode: the next, else compute
-            continue
-        if part is None:
-            continue
-        sub = ModelSet(ms.original, {n: m for n, m in ms.unlearned.items() if n not in have}, ms.retain_only)
-        hashes = {n: m.hash for n, m in sub.all().items()}
-        sub_key = make_key(job.name, hashes, job.data_hash, job.config_hash)
+    keys, missing = _cover(job, store)
+    if not keys:
+        return None
+    if not missing:
+        return _merged(job, store, keys)
+    sub = ModelSet(ms.original, {n: m for n, m in ms.unlearned.items() if n in missing}, ms.retain_only)
+    hashes = {n: m.hash for n, m in sub.all().items()}
+    sub_key = make_key(job.name, hashes, job.data_hash, job.config_hash)
 
-        def compute_rest(sub=sub):
-            with models_in_use(sub, progress), few_threads(model_params(sub)):
-                return job.spec.compute(sub, data, job.config, progress=progress)
+    def compute_rest():
+        with models_in_use(sub, progress), few_threads(model_params(sub)):
+            return job.spec.compute(sub, data, job.config, progress=progress)
 
-        rest, _ = store.get_or_compute(sub_key, compute_rest, analysis=job.name, checkpoints=hashes,
-                                       data_hash=job.data_hash, config_hash=job.config_hash)
-        try:  # both parts as the store gives them back, so their shared fields compare alike
-            return merge_parts([part, decode_result(encode_result(rest))], list(job.checkpoints))
-        except CannotMerge:
-            return None
-    return None
+    rest, _ = store.get_or_compute(sub_key, compute_rest, analysis=job.name, checkpoints=hashes,
+                                   data_hash=job.data_hash, config_hash=job.config_hash)
+    return _merged(job, store, keys, rest)
 
 
 def checkpoints_to_compute(job: Job, store: ResultsStore) -> int:
-    """How many checkpoints computing this job runs through: all of them, or, for a set that grew from a stored one
+    """How many checkpoints computing this job runs through: all of them, or, for a set that grew from stored parts
     (_grow), the new ones with the original and the reference: what a time estimate scales with."""
     if job.spec.restrict is None:
         return len(job.checkpoints)
-    fixed = {"original", "retain_only"} & set(job.checkpoints)
-    found = store.subsets(job.name, job.checkpoints, job.data_hash, job.config_hash, fixed)
-    return len(job.checkpoints) - len(found[0][1]) + len(fixed) if found else len(job.checkpoints)
+    keys, missing = _cover(job, store)
+    return len(missing) + len(set(FIXED) & set(job.checkpoints)) if keys else len(job.checkpoints)
 
 
 def stored(job: Job, store: ResultsStore) -> bool:
     """Whether `serve` has it, without decoding anything."""
-    return store.get(job.key) is not None or (
-        job.spec.restrict is not None
-        and bool(store.supersets(job.name, job.checkpoints, job.data_hash, job.config_hash)))
+    if store.get(job.key) is not None:
+        return True
+    if job.spec.restrict is None:
+        return False
+    if store.supersets(job.name, job.checkpoints, job.data_hash, job.config_hash):
+        return True
+    keys, missing = _cover(job, store)
+    return len(keys) >= 2 and not missing
 
 
 def run_or_serve(job: Job, models: ModelSet | Callable[[], ModelSet], data: AuditData, store: ResultsStore | None,

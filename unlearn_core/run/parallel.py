@@ -84,9 +84,10 @@ def stop_pool(pool) -> None:
 
 
 def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store_path: str,
-             data=None) -> tuple[str, float, bool]:
+             data=None, part: tuple[str, ...] | None = None) -> tuple[str, float, bool]:
     """data: the caller's validated data when given (a page's workspace: what it holds is what its keys are planned
-    from), else read from the spec's files."""
+    from), else read from the spec's files. part: these unlearned checkpoints only (with the original and the
+    reference), stored under their own key (split_tasks)."""
     from unlearn_core.analyses.registry import get_spec
     from unlearn_core.run.audit import run_analysis
     from unlearn_core.store.results import ResultsStore
@@ -98,8 +99,67 @@ def _compute(spec: WorkspaceSpec, accept_partial: bool, name: str, config, store
     models, loaded = _LOADED[key]
     data = loaded if data is None else data
     t0 = time.perf_counter()
-    _, cached = run_analysis(get_spec(name), models, data, ResultsStore(store_path), config=config)
+    _, cached = run_analysis(get_spec(name), part_of(models, part), data, ResultsStore(store_path), config=config)
     return name, time.perf_counter() - t0, cached
+
+
+def part_of(models, part: tuple[str, ...] | None):
+    """The model set of one part of a split analysis: the original, these unlearned checkpoints, the reference."""
+    from unlearn_core.types import ModelSet
+
+    if part is None:
+        return models
+    return ModelSet(models.original, {n: models.unlearned[n] for n in part}, models.retain_only)
+
+
+Task = tuple[str, tuple[str, ...] | None]  # (analysis, the unlearned checkpoints of its part; None: all of them)
+
+
+SPLIT_GAIN = 0.9  # split only when the estimated run is at most this share of the unsplit one
+
+
+def split_tasks(ordered: list[str], jobs: int, unlearned: list[str], seconds: dict[str, float] | None = None,
+                n_fixed: int = 2) -> list[Task]:
+    """The longest-first list of analyses as tasks for `jobs` processes, where one analysis is the critical path:
+    split by its unlearned checkpoints into one part per process, each part with the original and the reference
+    (n_fixed models, computed again in every part); the parts are merged when the audit reads the result
+    (run.jobs.serve).
+
+    Split where this machine's timing records (seconds, for every analysis) say it pays: an analysis whose
+    checkpoints are independent (SPEC.restrict), when the longest-first run's estimated span with it split, the
+    larger of its longest part and (all the work + the fixed models' extra share) / jobs, is at most SPLIT_GAIN of the
+    span without (the larger of it and the work / jobs). The 10 % margin is the estimates' own run-to-run spread on
+    the 2-core VM (MEASUREMENTS). Without records nothing is split: the split costs the fixed models' share."""
+    from unlearn_core.analyses.registry import ANALYSES, get_spec
+
+    k = min(jobs, len(unlearned))
+    known = bool(seconds) and all(a in seconds for a in ordered)
+    total = sum(seconds[a] for a in ordered) if known else 0.0
+    n = len(unlearned) + n_fixed
+
+    def pays(name: str) -> bool:
+        if not known or name not in ANALYSES or get_spec(name).restrict is None:
+            return False
+        t = seconds[name]
+        part = t * (-(-len(unlearned) // k) + n_fixed) / n
+        split = max(part, (total + (k - 1) * t * n_fixed / n) / jobs)
+        return split <= SPLIT_GAIN * max(t, total / jobs)
+
+    tasks: list[Task] = []
+    for name in ordered:
+        if k >= 2 and pays(name):
+            tasks += [(name, tuple(unlearned[j::k])) for j in range(k)]
+        else:
+            tasks.append((name, None))
+    return tasks
+
+
+def task_label(task: Task, tasks: list[Task]) -> str:
+    name, part = task
+    if part is None:
+        return name
+    parts = [t for t in tasks if t[0] == name]
+    return f"{name} (part {parts.index(task) + 1} of {len(parts)}: {', '.join(part)})"
 
 
 JOBS_ENV = "UNLEARN_AUDIT_JOBS"
@@ -262,7 +322,7 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
                   progress: Progress | None = None, estimates: dict[str, float] | None = None,
                   local: tuple | None = None, pool: ProcessPoolExecutor | None = None, data=None,
                   report_in_caller: bool = False) -> dict[str, float]:
-    """Compute every analysis the store lacks in `jobs` processes; {analysis: seconds it took}.
+    """Compute every analysis the store lacks in `jobs` processes; {task (analysis, or its part): seconds it took}.
 
     local: (models, data) this process has loaded: it then computes analyses itself beside jobs - 1 workers, taking
     from the same longest-first list, so one worker fewer is started (a worker's start is seconds of imports and
@@ -277,7 +337,9 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     configs = configs or {}
     seconds: dict[str, float] = {}
-    todo = deque(order(list(dict.fromkeys(analyses)), estimates))
+    tasks = split_tasks(order(list(dict.fromkeys(analyses)), estimates), jobs, [n for n, _ in spec.unlearned],
+                        estimates, n_fixed=1 + (spec.retain_only is not None))
+    todo = deque(tasks)
     total = len(todo)
     n_workers = min(jobs - (local is not None), total)
     if pool is None and n_workers > 0:
@@ -287,11 +349,12 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
     news: deque[tuple[float, str]] = deque()
     shown = [(0.0, f"0/{total} done, {jobs} processes"), 0.0]  # (last report, when it was shown)
 
-    def take() -> str | None:
+    def take() -> Task | None:
         with lock:
             return todo.popleft() if todo and not failed else None
 
-    def done(name: str, secs: float, cached: bool) -> None:
+    def done(task: Task, secs: float, cached: bool) -> None:
+        name = task_label(task, tasks)
         with lock:
             seconds[name] = secs
             msg = (len(seconds) / total, f"{name}: {'from the store' if cached else f'{secs:.1f} s'} "
@@ -312,15 +375,16 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
             progress(*shown[0])
 
     def feed() -> None:  # keeps one worker busy: one task at a time, so the longest-first list is shared fairly
-        while (name := take()) is not None:
+        while (task := take()) is not None:
+            name, part = task
             try:
                 _, secs, cached = pool.submit(_compute, spec, accept_partial, name, configs.get(name),
-                                              str(store_path), data).result()
+                                              str(store_path), data, part).result()
             except BaseException as exc:  # noqa: BLE001 - handed to the audit's thread, which raises it
                 with lock:
-                    failed.append((name, exc))
+                    failed.append((task_label(task, tasks), exc))
                 return
-            done(name, secs, cached)
+            done(task, secs, cached)
 
     def check(_frac: float = 0.0, _msg: str = "") -> None:
         if failed:
@@ -333,19 +397,20 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
 
     feeders = [threading.Thread(target=feed, name=f"feed-{i}", daemon=True) for i in range(max(0, n_workers))]
     try:
-        name = take() if local is not None else None
+        task = take() if local is not None else None
         for t in feeders:
             t.start()
         report()
-        while name is not None:
+        while task is not None:
             models, own = local
+            name, part = task
             t0 = time.perf_counter()
             with _one_thread():
-                _, cached = run_analysis(get_spec(name), models, own, ResultsStore(store_path),
+                _, cached = run_analysis(get_spec(name), part_of(models, part), own, ResultsStore(store_path),
                                          config=configs.get(name), progress=check)
-            done(name, time.perf_counter() - t0, cached)
+            done(task, time.perf_counter() - t0, cached)
             report()
-            name = take()
+            task = take()
         for t in feeders:
             while t.is_alive():
                 t.join(timeout=0.2)
