@@ -504,30 +504,35 @@ def _feedable(args, analyses: list[str], data) -> dict[str, str]:
 
 
 def _start_workers(args, spec, models, data, analyses, store, configs, pool: list) -> None:
-    """args.jobs resolved (parallel.default_jobs when not given) from what the store lacks, planned from the
-    checkpoints' folders (nothing loaded), and the workers started now, while this process loads and runs the data
-    check: a fully stored audit starts none."""
+    """args.jobs resolved (parallel.default_jobs_for when not given) from what the store lacks, as tasks (the longest
+    analysis split by checkpoints where this machine's records say it pays), planned from the checkpoints' folders
+    (nothing loaded), and the workers started now, while this process loads and runs the data check: a fully stored
+    audit starts none."""
+    from unlearn_core.run.audit import planned_seconds
     from unlearn_core.run.jobs import plan_for, stored
-    from unlearn_core.run.parallel import default_jobs, start_pool
+    from unlearn_core.run.parallel import default_jobs_for, start_pool, tasks_for
 
     todo = [a for a in analyses if not stored(plan_for(a, models, data, configs.get(a)), store)]
+    seconds = planned_seconds(spec, models, data, store, todo, configs) if todo else {}
     if args.jobs is None:
-        args.jobs, why = default_jobs(spec, len(todo))
+        args.jobs, why = default_jobs_for(spec, todo, seconds)
         if todo:
             print(f"processes: {args.jobs} ({why}; --jobs to choose)", file=sys.stderr)
-    if args.jobs > 1 and len(todo) > 1:
+    if args.jobs > 1 and len(tasks_for(spec, todo, args.jobs, seconds)) > 1:
         pool.append(start_pool(args.jobs - 1, spec, args.accept_partial))
 
 
 def _ray(args, spec, models, data, analyses, store, configs, progress) -> None:
     """--engine ray: the data check and every analysis the store lacks as Ray tasks, written into this store."""
     from unlearn_core.analyses.data_check import SPEC as DATA_CHECK
+    from unlearn_core.run.audit import planned_seconds
     from unlearn_core.run.ray_engine import prefill_store_ray
 
     if args.ray_address is not None and args.jobs is not None:
         print("--jobs is ignored with --ray-address: the cluster's resources place the tasks", file=sys.stderr)
-    prefill_store_ray(spec, models, data, [DATA_CHECK, *analyses], store, configs, address=args.ray_address,
-                      progress=progress, local_cpus=args.jobs)
+    todo = [DATA_CHECK, *analyses]
+    prefill_store_ray(spec, models, data, todo, store, configs, address=args.ray_address, progress=progress,
+                      estimates=planned_seconds(spec, models, data, store, todo, configs), local_cpus=args.jobs)
 
 
 def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, pool: list) -> int:
@@ -590,15 +595,16 @@ def _audit_loaded(args, spec, analyses, rule, truth, series_steps, explicit, poo
     check = _data_check(models, data, args.out, store)
     estimates = _print_estimates(analyses, models, data, store, configs, args.jobs)
     weights = progress_weights(analyses, estimates)
-    # worker processes only for what the store lacks, and only when two or more analyses can run side by side: a
-    # worker's start (imports, loading every checkpoint) is seconds, reading a stored result is milliseconds
-    pooled = args.jobs > 1 and len(estimates) > 1
-    if pooled:
-        from unlearn_core.run.parallel import prefill_store
+    # worker processes only for what the store lacks, and only when two or more tasks (analyses, or parts of the
+    # longest one) can run side by side: a worker's start (imports, loading every checkpoint) is seconds, reading a
+    # stored result is milliseconds
+    from unlearn_core.run.parallel import prefill_store, tasks_for
 
-        prefill_store(spec, list(estimates), store.path, args.jobs, configs, args.accept_partial, progress,
-                      {a: e.seconds for a, e in estimates.items() if e is not None}, local=(models, data),
-                      pool=pool.pop() if pool else None)
+    seconds = {a: e.seconds for a, e in estimates.items() if e is not None}
+    pooled = args.jobs > 1 and len(tasks_for(spec, list(estimates), args.jobs, seconds)) > 1
+    if pooled:
+        prefill_store(spec, list(estimates), store.path, args.jobs, configs, args.accept_partial, progress, seconds,
+                      local=(models, data), pool=pool.pop() if pool else None)
     report = run_audit(models, data, analyses, args.out, store, progress, rule=rule, truth=truth,
                        configs=configs, weights=None if pooled else weights, command=args.command_line)
     _add_data_check(args.out, check, args.skipped, args.data_warnings)

@@ -105,7 +105,7 @@ if run_more and not run_fast:
     todo = missing_fast + todo  # the verdict needs the behavioural half in any case
 if todo:
     try:
-        ran = state.run_many(todo, ws)
+        ran = state.run_many(todo, ws, {a: e.seconds for a, e in cost.estimates(todo, ws).items() if e is not None})
     except RuntimeError as e:  # a worker's analysis failed: what finished before it is in the store
         st.error(f"{e}. Analyses that finished before it are saved in the results store.", icon=":material/error:")
     except ValueError as e:  # e.g. UNLEARN_AUDIT_JOBS set to something that is not a number of processes

@@ -73,6 +73,14 @@ def test_the_default_is_one_process_per_core_for_what_the_store_lacks(tiny_lab, 
     assert parallel.default_jobs(spec, 12)[0] == cores and parallel.default_jobs(spec, 1) == (1, "one analysis to "
                                                                                                  "compute")
     assert parallel.default_jobs(spec, 2)[0] == min(2, cores)
+    with monkeypatch.context() as m:  # one analysis whose split pays (the records' seconds) takes a process per part
+        m.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+        assert parallel.default_jobs_for(spec, ["relearning"], None) == (1, "one analysis to compute")
+        jobs, why = parallel.default_jobs_for(spec, ["relearning"], {"relearning": 100.0})
+        assert jobs == 4 and why.startswith("one per core"), why
+        m.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+        jobs, why = parallel.default_jobs_for(spec, ["relearning", "scorecard"], {"relearning": 100.0, "scorecard": 1})
+        assert jobs == 10 and why.startswith("one per part to compute (10:"), why  # 9 parts + scorecard
     import unlearn_core.checkpoints.memory as memory
 
     with monkeypatch.context() as m:
@@ -332,3 +340,31 @@ def test_an_analysis_split_over_processes_gives_the_serial_numbers(tiny_lab, tmp
     for table in ("verdicts", "evidence", "relearning_curve", "relearning_summary", "patching_uds"):
         a, b = (tmp_path / side / f"{table}.csv" for side in ("split", "serial"))
         assert a.read_bytes() == b.read_bytes(), table
+
+
+def test_one_analysis_alone_is_split_over_the_processes_where_the_records_say_it_pays(tiny_lab, tmp_path, capfd,
+                                                                                      monkeypatch):
+    """`--analyses relearning` alone: with this machine's timing record (from a first run) its checkpoints are split
+    over the processes (one part each, the original and the reference in every part); the default process count
+    counts the parts, and the audit reads the parts back whole."""
+    import os
+
+    store = tmp_path / "s.sqlite"
+    base = ["audit", "--lab", str(tiny_lab), "--analyses", "relearning", "--store", str(store),
+            "--set", "relearning.seeds=1"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--set", "relearning.steps=2", "--jobs", "1"]) == 0
+    first = capfd.readouterr().err
+    assert "(part" not in first  # no record before it: one process, nothing split
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("UNLEARN_AUDIT_JOBS", raising=False)  # the CLI's own default
+    extra = [] if cores >= 2 else ["--jobs", "2"]
+    assert main([*base, "--out", str(tmp_path / "b"), "--set", "relearning.steps=3", *extra]) == 0
+    err = capfd.readouterr().err
+    if cores >= 2:
+        assert "processes: 2 (" in err, err  # 2 parts of one analysis: 2 processes, not 1
+    assert "relearning (part 1 of 2" in err and "relearning (part 2 of 2" in err, err
+    lab = json.loads((tiny_lab / "lab.json").read_text())["checkpoints"]
+    unlearned = {n for n, c in lab.items() if c["role"] == "unlearned"}
+    summary = pd.read_csv(tmp_path / "b" / "relearning_summary.csv")
+    assert set(summary["model"]) == {"original", "retain_only", *unlearned}
+    assert set(pd.read_csv(tmp_path / "b" / "verdicts.csv")["model"]) == unlearned

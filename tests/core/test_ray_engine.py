@@ -45,6 +45,27 @@ def test_ray_tasks_give_the_one_process_numbers(tiny_lab, tmp_path, capsys):
     assert "Ray)" not in capsys.readouterr().err
 
 
+def test_ray_splits_the_longest_analysis_by_checkpoints_where_the_records_say_it_pays(tiny_lab, tmp_path, capsys):
+    """With this machine's timing record for relearning (a first run at another setting) and nothing else to compute,
+    relearning's checkpoints go to the 2 CPUs as 2 Ray tasks (the pool's rule, run.parallel.split_tasks); the parts are
+    stored apart and read back whole: the one-process tables, byte for byte."""
+    pytest.importorskip("ray")
+    store = tmp_path / "s.sqlite"
+    base = ["audit", "--lab", str(tiny_lab), "--analyses", "relearning", "--set", "relearning.seeds=1",
+            "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--store", str(store), "--set", "relearning.steps=2",
+                 "--jobs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "ray"), "--store", str(store), "--set", "relearning.steps=3",
+                 "--engine", "ray", "--jobs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "relearning (part 1 of 2: " in err and "relearning (part 2 of 2: " in err and "done, Ray)" in err, err
+    assert main([*base, "--out", str(tmp_path / "serial"), "--set", "relearning.steps=3", "--jobs", "1"]) == 0
+    for table in ("verdicts", "evidence", "relearning_curve", "relearning_summary"):
+        got, want = ((tmp_path / run / f"{table}.csv").read_bytes() for run in ("ray", "serial"))
+        assert got == want, table
+
+
 def test_without_ray_installed_the_message_says_how(monkeypatch, tiny_lab, tmp_path, capsys):
     import builtins
 

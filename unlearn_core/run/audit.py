@@ -63,6 +63,29 @@ def cost_estimates(analyses: list[str], models: ModelSet, data: AuditData, store
         job, store)), device, job.config_hash) for job in todo}
 
 
+def planned_seconds(spec, models: ModelSet, data: AuditData, store: ResultsStore, analyses: list,
+                    configs: dict[str, object] | None = None) -> dict[str, float]:
+    """{analysis the store lacks: estimated seconds} without loading a checkpoint (parameter counts from the safetensors
+    headers; {} where they cannot be read): the CLI plans its processes, and the split of the longest analysis, from
+    them while this process loads the checkpoints. An analysis without a timing record is left out."""
+    from unlearn_core.checkpoints.memory import pick_device
+
+    work = timing.workload_from_spec(spec, data)
+    if work is None:
+        return {}
+    device = pick_device(spec.device, spec.max_memory)[0].type
+    out = {}
+    for name in analyses:
+        job = plan_for(name, models, data, (configs or {}).get(name))
+        if stored(job, store):
+            continue
+        est = timing.estimate_for(store, job.name, replace(work, n_checkpoints=checkpoints_to_compute(job, store)),
+                                  device, job.config_hash)
+        if est is not None:
+            out[job.name] = est.seconds
+    return out
+
+
 def behaviour_status(scores: dict[str, float], original: dict[str, float]) -> str:
     """Behavioural reading only: whether the forget-set answers are gone relative to the original."""
     f, f0 = scores.get("forget_acc"), original.get("forget_acc")

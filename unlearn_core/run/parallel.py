@@ -154,6 +154,14 @@ def split_tasks(ordered: list[str], jobs: int, unlearned: list[str], seconds: di
     return tasks
 
 
+def tasks_for(spec: WorkspaceSpec, analyses: list[str], jobs: int,
+              seconds: dict[str, float] | None = None) -> list[Task]:
+    """The workspace's analyses as the longest-first task list for `jobs` processes (split_tasks: the critical path
+    split by checkpoints where the records say it pays); the pool, the CLI's process count and Ray plan from it."""
+    return split_tasks(order(list(dict.fromkeys(analyses)), seconds), jobs, [n for n, _ in spec.unlearned], seconds,
+                       n_fixed=1 + (spec.retain_only is not None))
+
+
 def task_label(task: Task, tasks: list[Task]) -> str:
     name, part = task
     if part is None:
@@ -195,6 +203,18 @@ def default_jobs(spec: WorkspaceSpec, tasks: int) -> tuple[int, str]:
     jobs = max(1, min(cores, tasks, copies))
     why = ("one per core" if jobs == cores else f"one per analysis to compute ({tasks})" if jobs == tasks
            else f"{copies} copies of the checkpoints fit in half the free memory")
+    return jobs, why
+
+
+def default_jobs_for(spec: WorkspaceSpec, analyses: list[str], seconds: dict[str, float] | None = None
+                     ) -> tuple[int, str]:
+    """default_jobs for these analyses as tasks: one analysis alone gets several processes where its split by
+    checkpoints pays (e.g. `--analyses relearning` on a lab with timing records), else the analyses' count caps it."""
+    cap, _ = default_jobs(spec, max(len(analyses), len(analyses) * len(spec.unlearned)))
+    n = len(tasks_for(spec, analyses, cap, seconds))
+    jobs, why = default_jobs(spec, n)
+    if n > len(analyses) and why.startswith("one per analysis"):
+        why = f"one per part to compute ({n}: the longest analysis split by checkpoints, as the timing records say)"
     return jobs, why
 
 
@@ -337,8 +357,7 @@ def prefill_store(spec: WorkspaceSpec, analyses: list[str], store_path: str | Pa
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     configs = configs or {}
     seconds: dict[str, float] = {}
-    tasks = split_tasks(order(list(dict.fromkeys(analyses)), estimates), jobs, [n for n, _ in spec.unlearned],
-                        estimates, n_fixed=1 + (spec.retain_only is not None))
+    tasks = tasks_for(spec, analyses, jobs, estimates)
     todo = deque(tasks)
     total = len(todo)
     n_workers = min(jobs - (local is not None), total)

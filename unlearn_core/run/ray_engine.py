@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from unlearn_core.run.workspace import WorkspaceSpec
@@ -30,16 +30,18 @@ def _spec_key(spec: WorkspaceSpec) -> str:
     return json.dumps(asdict(spec), sort_keys=True, default=str)
 
 
-def run_task(spec: WorkspaceSpec, data: AuditData, name, config) -> dict:
-    """One analysis in a Ray worker: {key, payload, seconds, device, host}. `config` comes resolved by the driver, so
-    the key depends only on the checkpoints' and data's hashes. One thread for torch and every BLAS pool, as the
-    pool's workers (the numbers do not depend on where a task ran)."""
+def run_task(spec: WorkspaceSpec, data: AuditData, name, config, part: tuple[str, ...] | None = None) -> dict:
+    """One analysis (or one part of a split one: these unlearned checkpoints with the original and the reference) in a
+    Ray worker: {key, payload, seconds, device, host}. `config` comes resolved by the driver, so the key depends only
+    on the checkpoints' and data's hashes. One thread for torch and every BLAS pool, as the pool's workers (the
+    numbers do not depend on where a task ran)."""
     import platform
 
     import torch
     from threadpoolctl import threadpool_limits
 
     from unlearn_core.run.jobs import plan_for, run_or_serve
+    from unlearn_core.run.parallel import part_of
     from unlearn_core.run.timing import device_of
     from unlearn_core.store.codec import encode_result
 
@@ -49,7 +51,7 @@ def run_task(spec: WorkspaceSpec, data: AuditData, name, config) -> dict:
     if key not in _LOADED:
         _LOADED.clear()  # one workspace's checkpoints at a time in a worker
         _LOADED[key] = spec.load_models()
-    models = _LOADED[key]
+    models = part_of(_LOADED[key], part)
     job = plan_for(name, models, data, config)
     t0 = time.perf_counter()
     with threadpool_limits(limits=1):
@@ -81,8 +83,11 @@ def _needs(spec: WorkspaceSpec, ray) -> dict[str, float]:
 def prefill_store_ray(spec: WorkspaceSpec, models: ModelSet, data: AuditData, analyses: list[str], store,
                       configs: dict | None = None, address: str | None = None, progress: Progress | None = None,
                       estimates: dict[str, float] | None = None, local_cpus: int | None = None) -> dict[str, float]:
-    """Every analysis the store lacks computed as a Ray task and written into `store`; {analysis: seconds}.
-    models: the driver's set, planned from (WorkspaceSpec.deferred_models: nothing is loaded here).
+    """Every analysis the store lacks computed as a Ray task and written into `store`; {task label: seconds}.
+    models: the driver's set, planned from (WorkspaceSpec.deferred_models: nothing is loaded here). estimates: this
+    machine's seconds per analysis; where they cover every analysis the longest one is split by checkpoints over the
+    CPUs Ray has (run.parallel.split_tasks, the pool's rule), its parts stored apart and read back whole
+    (run.jobs.serve).
 
     address: a running cluster ("auto", "ray://host:10001", "host:6379"); None starts a local Ray for this audit
     (local_cpus CPUs, default all) and stops it after. A task's error is raised here with the analysis named, and
@@ -93,7 +98,7 @@ def prefill_store_ray(spec: WorkspaceSpec, models: ModelSet, data: AuditData, an
         raise ValueError("--engine ray needs Ray: pip install '.[ray]' (or pip install ray)") from exc
     from unlearn_core.analyses import registry
     from unlearn_core.run.jobs import plan_for, stored
-    from unlearn_core.run.parallel import order
+    from unlearn_core.run.parallel import order, part_of, split_tasks, task_label
     from unlearn_core.run.timing import workload_from_spec
     from unlearn_core.store.timings import HOST, TimingRecord
 
@@ -115,32 +120,37 @@ def prefill_store_ray(spec: WorkspaceSpec, models: ModelSet, data: AuditData, an
                  _system_config={"worker_niceness": 0} if local else None)
     seconds: dict[str, float] = {}
     try:
+        cpus = int(ray.available_resources().get("CPU", 1))
+        tasks = split_tasks(todo, cpus, list(models.unlearned), estimates,
+                            n_fixed=1 + (models.retain_only is not None))
         task = ray.remote(run_task).options(**_needs(spec, ray), max_retries=0)
         refs = {task.remote(spec, data, jobs[a].spec if jobs[a].spec.name not in registry.ANALYSES else a,
-                            jobs[a].config): a for a in todo}
+                            jobs[a].config, part): (a, part) for a, part in tasks}
         work = workload_from_spec(spec, data)
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
-            name = refs.pop(done[0])
+            t = refs.pop(done[0])
+            name, label = t[0], task_label(t, tasks)
             try:
                 out = ray.get(done[0])
             except Exception as exc:
                 for ref in refs:
                     ray.cancel(ref, force=True)
                 cause = getattr(exc, "cause", None) or exc
-                raise RuntimeError(f"{name} failed in its Ray task: {type(cause).__name__}: {cause}") from exc
-            job = jobs[name]
+                raise RuntimeError(f"{label} failed in its Ray task: {type(cause).__name__}: {cause}") from exc
+            job = jobs[name] if t[1] is None else plan_for(name, part_of(models, t[1]), data, jobs[name].config)
             if out["key"] != job.key:  # the worker loaded other checkpoints than the driver hashed
-                raise RuntimeError(f"{name}: the Ray task computed for other checkpoints or data than planned "
+                raise RuntimeError(f"{label}: the Ray task computed for other checkpoints or data than planned "
                                    "(are the checkpoint paths the same files on every node?)")
             store.put(job.key, out["payload"], analysis=name, checkpoints=job.checkpoints, data_hash=job.data_hash,
                       config_hash=job.config_hash)
             if work is not None and out["host"] == HOST:  # an estimate is for this machine's own runs
-                store.record_timing(job.key, TimingRecord(name, job.config_hash, out["seconds"], work, out["device"]))
-            seconds[name] = out["seconds"]
+                size = replace(work, n_checkpoints=len(job.checkpoints))  # a part's record is of its checkpoints
+                store.record_timing(job.key, TimingRecord(name, job.config_hash, out["seconds"], size, out["device"]))
+            seconds[label] = out["seconds"]
             if progress:
-                progress(len(seconds) / len(todo), f"{name}: {out['seconds']:.1f} s on {out['host']} "
-                                                   f"({len(seconds)}/{len(todo)} done, Ray)")
+                progress(len(seconds) / len(tasks), f"{label}: {out['seconds']:.1f} s on {out['host']} "
+                                                    f"({len(seconds)}/{len(tasks)} done, Ray)")
     finally:
         if started:
             ray.shutdown()

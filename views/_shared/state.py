@@ -322,15 +322,16 @@ class ManyRun:
     seconds: float = 0.0
 
 
-def run_many(names: list[str], ws: Workspace | None = None) -> ManyRun:
+def run_many(names: list[str], ws: Workspace | None = None, seconds: dict[str, float] | None = None) -> ManyRun:
     """Registry analyses at their default settings, each computed unless the store has it: in worker processes
-    beside this one when the machine has the cores and memory for them (run.parallel.default_jobs, the CLI's rule),
-    else one after the other here. Workers write under the keys the page plans (same code, same seeds, one thread
+    beside this one when the machine has the cores and memory for them (run.parallel.default_jobs_for, the CLI's
+    rule; with this machine's estimated seconds the longest analysis is split by checkpoints where it pays), else one
+    after the other here. Workers write under the keys the page plans (same code, same seeds, one thread
     each), so what follows reads every result back from the store. One progress bar with a Stop button; a worker's
     error stops the rest and is raised as a RuntimeError naming the analysis."""
     from unlearn_core.analyses.registry import cannot_run, get_spec
     from unlearn_core.run.jobs import stored
-    from unlearn_core.run.parallel import default_jobs, prefill_store
+    from unlearn_core.run.parallel import default_jobs_for, prefill_store
 
     ws = ws or workspace()
     out = ManyRun(skipped=cannot_run(names, ws.data))
@@ -342,7 +343,7 @@ def run_many(names: list[str], ws: Workspace | None = None) -> ManyRun:
             out.done.append(name)
         else:
             todo.append(name)
-    out.processes, out.why = default_jobs(ws.spec, len(todo)) if todo else (1, "nothing to compute")
+    out.processes, out.why = default_jobs_for(ws.spec, todo, seconds) if todo else (1, "nothing to compute")
     t0 = time.perf_counter()
     if out.processes < 2:
         for i, name in enumerate(todo):
@@ -368,7 +369,7 @@ def run_many(names: list[str], ws: Workspace | None = None) -> ManyRun:
                                                              f"{msg}")
 
     prefill_store(ws.spec, todo, ws.store_path, out.processes, accept_partial=ws.accept_partial, progress=show,
-                  local=(loaded, ws.data), data=ws.data, report_in_caller=True)
+                  estimates=seconds, local=(loaded, ws.data), data=ws.data, report_in_caller=True)
     st.session_state.pop("running", None)
     slot.empty()
     out.done += todo
