@@ -120,7 +120,7 @@ def prefill_store_ray(spec: WorkspaceSpec, models: ModelSet, data: AuditData, an
                  _system_config={"worker_niceness": 0} if local else None)
     seconds: dict[str, float] = {}
     try:
-        cpus = int(ray.available_resources().get("CPU", 1))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
         tasks = split_tasks(todo, cpus, list(models.unlearned), estimates,
                             n_fixed=1 + (models.retain_only is not None))
         task = ray.remote(run_task).options(**_needs(spec, ray), max_retries=0)
