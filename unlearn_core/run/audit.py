@@ -51,39 +51,34 @@ def run_analysis(analysis: AnalysisSpec, models: ModelSet, data: AuditData, stor
     return run_or_serve(plan_for(analysis, models, data, config), models, data, store, progress)
 
 
-def cost_estimates(analyses: list[str], models: ModelSet, data: AuditData, store: ResultsStore,
-                   configs: dict[str, object] | None = None) -> dict[str, timing.Estimate | None]:
-    """Per analysis the store does not hold yet: its estimated wall time here, None without a timing record."""
+def cost_estimates(analyses: list, models: ModelSet, data: AuditData, store: ResultsStore,
+                   configs: dict[str, object] | None = None, work: timing.Workload | None = None,
+                   device: str | None = None) -> dict[str, timing.Estimate | None]:
+    """Per analysis the store does not hold yet: its estimated wall time here, None without a timing record. work and
+    device: the workload's size and device when the models are not loaded (planned_seconds), else read from them."""
     jobs = [plan_for(name, models, data, (configs or {}).get(name)) for name in analyses]
     todo = [job for job in jobs if not stored(job, store)]
     if not todo:  # everything stored: nothing to estimate, and no model read (one not loaded stays so)
         return {}
-    work, device = timing.workload(models, data), timing.device_of(models)
+    work = work or timing.workload(models, data)
+    device = device or timing.device_of(models)
     return {job.name: timing.estimate_for(store, job.name, replace(work, n_checkpoints=checkpoints_to_compute(
         job, store)), device, job.config_hash) for job in todo}
 
 
 def planned_seconds(spec, models: ModelSet, data: AuditData, store: ResultsStore, analyses: list,
                     configs: dict[str, object] | None = None) -> dict[str, float]:
-    """{analysis the store lacks: estimated seconds} without loading a checkpoint (parameter counts from the safetensors
-    headers; {} where they cannot be read): the CLI plans its processes, and the split of the longest analysis, from
-    them while this process loads the checkpoints. An analysis without a timing record is left out."""
+    """cost_estimates' seconds without loading a checkpoint (parameter counts from the safetensors headers; {} where
+    they cannot be read): the CLI plans its processes, and the split of the longest analysis, from them while this
+    process loads the checkpoints. An analysis without a timing record is left out."""
     from unlearn_core.checkpoints.memory import pick_device
 
     work = timing.workload_from_spec(spec, data)
     if work is None:
         return {}
     device = pick_device(spec.device, spec.max_memory)[0].type
-    out = {}
-    for name in analyses:
-        job = plan_for(name, models, data, (configs or {}).get(name))
-        if stored(job, store):
-            continue
-        est = timing.estimate_for(store, job.name, replace(work, n_checkpoints=checkpoints_to_compute(job, store)),
-                                  device, job.config_hash)
-        if est is not None:
-            out[job.name] = est.seconds
-    return out
+    return {name: e.seconds for name, e in cost_estimates(analyses, models, data, store, configs, work, device).items()
+            if e is not None}
 
 
 def behaviour_status(scores: dict[str, float], original: dict[str, float]) -> str:
